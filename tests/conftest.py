@@ -1,0 +1,41 @@
+"""Shared test fixtures. Every test runs offline: nothing may reach the Hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Factory writing a real encoded video of moving noise; returns its path.
+
+    ``make_video(name="clip.mp4", num_frames=24, height=48, width=64, fps=25, **encode_kwargs)``.
+    """
+    from hf_vssl.data.video_io import encode_video
+
+    def _make(name: str = "clip.mp4", num_frames: int = 24, height: int = 48, width: int = 64,
+              fps: float = 25, seed: int = 0, **kwargs):
+        generator = torch.Generator().manual_seed(seed)
+        base = torch.randint(0, 256, (3, height, width + num_frames), generator=generator, dtype=torch.uint8)
+        frames = torch.stack([base[:, :, t : t + width] for t in range(num_frames)])  # a panning texture
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        encode_video(frames, path, fps=fps, **kwargs)
+        return path
+
+    return _make
