@@ -43,7 +43,7 @@ def test_clip_too_small_for_backbone_is_refused():
     with pytest.raises(ValueError, match="too small for backbone 'c3d'"):
         VSSLConfig(backbone="c3d", num_frames=4, image_size=112)
     with pytest.raises(ValueError, match="too small"):
-        VSSLConfig(backbone="r21d", num_frames=16, image_size=8)
+        VSSLConfig(backbone="shufflenet", num_frames=16, image_size=16)
 
 
 def test_list_backbones_has_the_study_networks():

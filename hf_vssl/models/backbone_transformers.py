@@ -1,17 +1,234 @@
-"""PLACEHOLDER"""
+"""Thin adapters that expose video transformers as :class:`VideoBackbone`.
+
+Each adapter wraps an unmodified model class (torchvision's ``SwinTransformer3d`` and ``MViT``,
+transformers' ``TimesformerModel`` and ``VivitModel``), built from scratch with random weights
+(nothing is downloaded), without its classifier. It takes ``(B, C, T, H, W)``, converts it to
+what the wrapped model expects, and returns:
+
+* swin-t: the four stage outputs as ``(B, C, T, H, W)``; pooled = final LayerNorm + mean.
+* mvit: the token sequence ``(B, 1 + T*H*W, C)`` at the end of each of the four stages;
+  pooled = final LayerNorm of the class token.
+* timesformer / vivit: every layer's hidden state ``(B, tokens, hidden_size)``; pooled = final
+  LayerNorm of the CLS token (what their ``ForVideoClassification`` heads read).
+
+``config.backbone_kwargs`` (a dict or None) overrides architecture fields, e.g.
+``{"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}`` for a tiny swin or
+``{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}``
+for a tiny TimeSformer / ViViT. ``width_multiplier`` does not apply to these models.
+
+This file is part of the remote code that checkpoints carry (see ``backbone_base``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torchvision.models.video.mvit import MSBlockConfig, MViT
+from torchvision.models.video.swin_transformer import PatchEmbed3d, SwinTransformer3d
+from transformers import PreTrainedConfig, TimesformerConfig, TimesformerModel, VivitConfig, VivitModel
+
+from .backbone_base import VideoBackbone
 
 
-def build_swin_t(config):
-    raise NotImplementedError
+def _overrides(config, defaults: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``defaults`` updated with ``config.backbone_kwargs``; unknown keys raise ``ValueError``."""
+    overrides = dict(getattr(config, "backbone_kwargs", None) or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"backbone_kwargs {unknown} are not architecture fields of {name}; valid keys: {', '.join(defaults)}"
+        )
+    return {**defaults, **overrides}
 
 
-def build_mvit(config):
-    raise NotImplementedError
+# ----------------------------------------------------------------------------------------------
+# Video Swin-T (torchvision swin3d_t)
+
+SWIN_T_DEFAULTS: dict[str, Any] = {
+    # torchvision.models.video.swin3d_t
+    "patch_size": [2, 4, 4],
+    "embed_dim": 96,
+    "depths": [2, 2, 6, 2],
+    "num_heads": [3, 6, 12, 24],
+    "window_size": [8, 7, 7],
+    "mlp_ratio": 4.0,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "stochastic_depth_prob": 0.1,
+}
 
 
-def build_timesformer(config):
-    raise NotImplementedError
+class SwinBackbone(VideoBackbone):
+    """torchvision ``SwinTransformer3d`` without its head; one output per stage, ``(B, C, T, H, W)``."""
+
+    def __init__(self, in_channels: int = 3, **swin_kwargs: Any) -> None:
+        super().__init__()
+        self.model = SwinTransformer3d(
+            **swin_kwargs, num_classes=1, patch_embed=partial(PatchEmbed3d, in_channels=in_channels)
+        )
+        self.model.head = nn.Identity()
+        self.num_features = self.model.num_features
+        self.stage_names = tuple(f"stage{i + 1}" for i in range(len(swin_kwargs["depths"])))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.model.pos_drop(self.model.patch_embed(x))  # (B, T, H, W, C)
+        stages = []
+        for module in self.model.features:  # [stage, merge, stage, merge, ..., stage]
+            x = module(x)
+            if isinstance(module, nn.Sequential):
+                stages.append(x.permute(0, 4, 1, 2, 3))
+        return stages
+
+    def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
+        return self.model.norm(last_stage.permute(0, 2, 3, 4, 1)).flatten(1, 3).mean(dim=1)
 
 
-def build_vivit(config):
-    raise NotImplementedError
+def build_swin_t(config) -> SwinBackbone:
+    """Video Swin-T (torchvision ``swin3d_t`` architecture, random init): 28M parameters, 768-d."""
+    return SwinBackbone(in_channels=config.num_channels, **_overrides(config, SWIN_T_DEFAULTS, "swin-t"))
+
+
+# ----------------------------------------------------------------------------------------------
+# MViT v2-S (torchvision mvit_v2_s)
+
+MVIT_V2_S_DEFAULTS: dict[str, Any] = {
+    # torchvision.models.video.mvit_v2_s, written as the MViTv2 paper's Table 1 (per stage).
+    "embed_dim": 96,
+    "depths": [1, 2, 11, 2],
+    "num_heads": [1, 2, 4, 8],
+    "kv_stride": 8,
+    "attention_dropout": 0.0,
+    "stochastic_depth_prob": 0.2,
+}
+
+
+def mvit_v2_block_setting(embed_dim: int, depths: list[int], num_heads: list[int], kv_stride: int) -> list[MSBlockConfig]:
+    """The per-block ``MSBlockConfig`` list of an MViTv2 with the given per-stage settings.
+
+    With the defaults this is exactly torchvision's ``mvit_v2_s`` table: the first block of each
+    stage after the first pools queries by (1, 2, 2) and doubles the channels (inside the
+    attention, the v2 layout); keys/values are pooled by ``kv_stride`` in the first stage and by
+    half as much in each later stage (at least 1); all pooling kernels are 3x3x3.
+    """
+    if len(depths) != len(num_heads) or min(depths) < 1:
+        raise ValueError(f"depths and num_heads need one positive entry per stage, got {depths}, {num_heads}")
+    setting = []
+    channels = embed_dim
+    for stage, (depth, heads) in enumerate(zip(depths, num_heads)):
+        kv = max(1, kv_stride // 2**stage)
+        for block in range(depth):
+            first = block == 0 and stage > 0
+            out_channels = channels * 2 if first else channels
+            setting.append(MSBlockConfig(
+                num_heads=heads, input_channels=channels, output_channels=out_channels,
+                kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
+                stride_q=[1, 2, 2] if first else [1, 1, 1], stride_kv=[1, kv, kv],
+            ))
+            channels = out_channels
+    return setting
+
+
+class MViTBackbone(VideoBackbone):
+    """torchvision ``MViT`` (v2 layout) without its head; the token sequence at each stage end.
+
+    The relative position tables are sized for one input shape, so the clip must be exactly
+    ``num_frames x image_size x image_size`` (frames even, size a multiple of 32).
+    """
+
+    def __init__(self, num_frames: int, image_size: int, embed_dim: int, depths: list[int],
+                 num_heads: list[int], kv_stride: int, **mvit_kwargs: Any) -> None:
+        super().__init__()
+        # Patch embedding strides time by 2 and space by 4, then each later stage halves space;
+        # the token grid is computed by floor division, so odd sizes would desynchronise it.
+        spatial_stride = 4 * 2 ** (len(depths) - 1)
+        if num_frames % 2 or image_size % spatial_stride:
+            raise ValueError(
+                f"mvit needs an even number of frames and an image size divisible by {spatial_stride}, "
+                f"got num_frames={num_frames}, image_size={image_size}"
+            )
+        setting = mvit_v2_block_setting(embed_dim, depths, num_heads, kv_stride)
+        self.model = MViT(
+            spatial_size=(image_size, image_size), temporal_size=num_frames, block_setting=setting,
+            residual_pool=True, residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True,
+            num_classes=1, **mvit_kwargs,
+        )
+        self.model.head = nn.Identity()
+        self.input_shape = (num_frames, image_size, image_size)
+        ends = torch.cumsum(torch.tensor(depths), 0) - 1
+        self._stage_ends = frozenset(int(i) for i in ends)
+        self.num_features = setting[-1].output_channels
+        self.stage_names = tuple(f"stage{i + 1}" for i in range(len(depths)))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if tuple(x.shape[2:]) != self.input_shape or x.shape[1] != 3:
+            raise ValueError(f"mvit was built for clips (B, 3, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        m = self.model
+        x = m.conv_proj(x).flatten(2).transpose(1, 2)
+        x = m.pos_encoding(x)
+        thw = (m.pos_encoding.temporal_size,) + m.pos_encoding.spatial_size
+        stages = []
+        for index, block in enumerate(m.blocks):
+            x, thw = block(x, thw)
+            if index in self._stage_ends:
+                stages.append(x)
+        return stages
+
+    def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
+        return self.model.norm(last_stage[:, 0])
+
+
+def build_mvit(config) -> MViTBackbone:
+    """MViT v2-S (torchvision ``mvit_v2_s`` architecture, random init) for ``config``'s clip shape."""
+    if config.num_channels != 3:
+        raise ValueError(f"mvit takes 3-channel clips, got num_channels={config.num_channels}")
+    kwargs = _overrides(config, MVIT_V2_S_DEFAULTS, "mvit")
+    return MViTBackbone(config.num_frames, config.image_size, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# TimeSformer and ViViT (transformers)
+
+
+class HFViTBackbone(VideoBackbone):
+    """A transformers video ViT (``TimesformerModel`` / ``VivitModel``); every layer's hidden state."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.num_features = model.config.hidden_size
+        self.stage_names = tuple(f"layer{i + 1}" for i in range(model.config.num_hidden_layers))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # transformers video models take (B, T, C, H, W).
+        out = self.model(pixel_values=x.transpose(1, 2), output_hidden_states=True, return_dict=True)
+        return list(out.hidden_states[1:])  # [0] is the embedding output
+
+    def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
+        # hidden_states hold the pre-LayerNorm layer outputs; LayerNorm is per token, so norming
+        # the CLS token alone equals last_hidden_state[:, 0].
+        return self.model.layernorm(last_stage[:, 0])
+
+
+def _hf_config(config_class, config, name: str, **fixed: Any):
+    """``config_class`` built with the model's own fields overridable by ``backbone_kwargs``."""
+    generic = set(PreTrainedConfig().to_dict())  # output_hidden_states, id2label, ... are not architecture
+    architecture = {k: v for k, v in config_class().to_dict().items() if k not in generic and k not in fixed}
+    return config_class(**_overrides(config, architecture, name), **fixed)
+
+
+def build_timesformer(config) -> HFViTBackbone:
+    """TimeSformer (divided space-time attention), transformers ``TimesformerModel``, random init."""
+    hf_config = _hf_config(TimesformerConfig, config, "timesformer", image_size=config.image_size,
+                           num_frames=config.num_frames, num_channels=config.num_channels)
+    return HFViTBackbone(TimesformerModel(hf_config))
+
+
+def build_vivit(config) -> HFViTBackbone:
+    """ViViT (joint space-time attention over tubelets), transformers ``VivitModel`` without pooler, random init."""
+    hf_config = _hf_config(VivitConfig, config, "vivit", image_size=config.image_size,
+                           num_frames=config.num_frames, num_channels=config.num_channels)
+    return HFViTBackbone(VivitModel(hf_config, add_pooling_layer=False))

@@ -34,9 +34,10 @@ class BackboneSpec:
     """``"small"``, ``"medium"`` or ``"large"`` capacity, as grouped by the study."""
     description: str
     min_frames: int = 1
-    """Fewest input frames the temporal strides accept."""
+    """Fewest input frames the network accepts (pooling kernels, patch sizes)."""
     min_size: int = 1
-    """Smallest input height/width the spatial strides accept."""
+    """Smallest input height/width: the total spatial stride, below which the last stage sees
+    nothing but padding (or, for C3D's pools, the network fails outright)."""
     honours_width_multiplier: bool = True
     """CNNs scale their channels; transformer adapters ignore the multiplier."""
     fixed_input_shape: bool = False
@@ -49,13 +50,13 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("c3d", build_c3d, "medium", "C3D, 8 conv layers with BatchNorm (the SSL variant)",
                      min_frames=8, min_size=16),
         BackboneSpec("r3d", build_r3d, "medium", "3D ResNet-10 (one basic block per stage)",
-                     min_frames=1, min_size=1),
+                     min_frames=1, min_size=16),
         BackboneSpec("r21d", build_r21d, "medium", "R(2+1)D-10 (one block per stage)",
-                     min_frames=1, min_size=1),
+                     min_frames=1, min_size=16),
         BackboneSpec("r3d-18", build_r3d_18, "medium", "3D ResNet-18 (two basic blocks per stage)",
-                     min_frames=1, min_size=1),
+                     min_frames=1, min_size=16),
         BackboneSpec("r21d-18", build_r21d_18, "medium", "R(2+1)D-18 (two blocks per stage)",
-                     min_frames=1, min_size=1),
+                     min_frames=1, min_size=16),
         BackboneSpec("shufflenet", build_shufflenet, "small", "3D ShuffleNet V1, groups 3, width 2.0x",
                      min_frames=1, min_size=32),
         BackboneSpec("squeezenet", build_squeezenet, "small", "3D SqueezeNet 1.1 with bypass",
@@ -63,7 +64,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("mobilenet", build_mobilenet, "small", "3D MobileNetV2 1.0x",
                      min_frames=1, min_size=32),
         BackboneSpec("swin-t", build_swin_t, "large", "Video Swin-T (torchvision swin3d_t)",
-                     min_frames=1, min_size=1, honours_width_multiplier=False),
+                     min_frames=2, min_size=32, honours_width_multiplier=False),
         BackboneSpec("mvit", build_mvit, "large", "MViT v2-S (torchvision mvit_v2_s)",
                      min_frames=2, min_size=32, honours_width_multiplier=False, fixed_input_shape=True),
         BackboneSpec("timesformer", build_timesformer, "large", "TimeSformer (transformers, from config)",
