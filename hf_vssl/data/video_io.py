@@ -77,8 +77,13 @@ def encode_video(
     buffer = io.BytesIO() if target is None else None
     sink = buffer if buffer is not None else (os.fspath(target) if isinstance(target, (str, os.PathLike)) else target)
     format_name = {"mkv": "matroska"}.get(container, container)
-    with av.open(sink, mode="w", format=format_name) as output:
+    # bitexact: Matroska/WebM otherwise write random segment ids, and the same frames must give
+    # the same file (the synthetic corpus is byte-reproducible).
+    with av.open(sink, mode="w", format=format_name, options={"fflags": "+bitexact"}) as output:
         stream = output.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        # One encoder thread: files here are small, and libvpx's automatic threading costs up to
+        # 50x more than it saves on tiny clips (and oversubscribes DataLoader workers).
+        stream.codec_context.thread_count = 1
         stream.width = int(array.shape[2])
         stream.height = int(array.shape[1])
         stream.pix_fmt = pix_fmt

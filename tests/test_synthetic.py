@@ -1,0 +1,171 @@
+"""The synthetic corpus: content that makes the study meaningful, determinism, cost, caching."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from torchcodec.decoders import VideoDecoder
+
+from hf_vssl.data import synthetic as S
+
+TINY = {"num_classes": 3, "videos_per_class": 4, "clips_per_group": 2, "num_frames": 12, "size": (32, 32)}
+
+
+def _decode_all(root):
+    meta = S.read_metadata(root)
+    out = []
+    for video in meta["videos"]:
+        decoder = VideoDecoder(str(root / video["path"]))
+        out.append(decoder.get_frames_at(list(range(decoder.metadata.num_frames))).data.numpy())
+    return out
+
+
+def test_same_seed_same_frames_and_files_different_seed_different(tmp_path):
+    a = S.make_synthetic_dataset(tmp_path / "a", "ucf101", seed=5, **TINY)
+    b = S.make_synthetic_dataset(tmp_path / "b", "ucf101", seed=5, **TINY)
+    c = S.make_synthetic_dataset(tmp_path / "c", "ucf101", seed=6, **TINY)
+    frames_a, frames_b, frames_c = _decode_all(a), _decode_all(b), _decode_all(c)
+    assert len(frames_a) == 12 and frames_a[0].shape == (12, 3, 32, 32)
+    assert all(np.array_equal(x, y) for x, y in zip(frames_a, frames_b))
+    assert not any(np.array_equal(x, y) for x, y in zip(frames_a, frames_c))
+    for video in S.read_metadata(a)["videos"]:
+        assert (a / video["path"]).read_bytes() == (b / video["path"]).read_bytes()
+    assert (a / "ucfTrainTestlist/trainlist01.txt").read_bytes() == (b / "ucfTrainTestlist/trainlist01.txt").read_bytes()
+
+
+def _polar_features(frame: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Rotation-invariant descriptors of the neighbourhood of ``centre`` plus the position itself.
+
+    Angular |FFT| of brightness and saturation on rings around the object: enough to tell the
+    shape and texture whatever the object's orientation, and the position would betray a
+    motion class whose start position depended on it.
+    """
+    f = frame.astype(np.float32) / 255
+    channels = (f.mean(-1), f.max(-1) - f.min(-1))
+    radius = np.arange(12)[:, None]
+    theta = np.linspace(0, 2 * np.pi, 32, endpoint=False)[None]
+    h, w = f.shape[:2]
+    xs = np.clip(np.round(centre[0] + radius * np.cos(theta)), 0, w - 1).astype(int)
+    ys = np.clip(np.round(centre[1] + radius * np.sin(theta)), 0, h - 1).astype(int)
+    rings = [np.log1p(np.abs(np.fft.rfft(ch[ys, xs], axis=1))).ravel() for ch in channels]
+    return np.concatenate([*rings, centre[:2] / w])
+
+
+def _ridge_accuracy(features: np.ndarray, labels: np.ndarray, num_train: int, num_classes: int) -> float:
+    x = np.c_[(features - features.mean(0)) / (features.std(0) + 1e-6), np.ones(len(features))]
+    y = np.eye(num_classes)[labels]
+    weights = np.linalg.solve(x[:num_train].T @ x[:num_train] + 100 * np.eye(x.shape[1]), x[:num_train].T @ y[:num_train])
+    return float(((x[num_train:] @ weights).argmax(1) == labels[num_train:]).mean())
+
+
+def test_single_frame_solves_appearance_but_not_motion():
+    """One classifier on first frames: near chance for motion labels, far above it for appearance."""
+    rng = np.random.default_rng(0)
+    features, motion, appearance = [], [], []
+    for i in range(240):
+        m, a = i % 10, int(rng.integers(10))
+        spec = S.sample_video_spec(9, i, S.MOTION_CLASSES[m], S.APPEARANCE_CLASSES[a],
+                                   S._scene(np.random.default_rng([9, i])), (64, 64), 16)
+        first = S.render_video(spec, 16, (64, 64))[0]
+        features.append(_polar_features(first, S.object_track(spec, 16)[0]))
+        motion.append(m)
+        appearance.append(a)
+    features = np.stack(features)
+    motion_acc = _ridge_accuracy(features, np.array(motion), 160, 10)
+    appearance_acc = _ridge_accuracy(features, np.array(appearance), 160, 10)
+    assert appearance_acc > 0.6, appearance_acc  # chance is 0.1
+    assert motion_acc < 0.25, motion_acc
+
+
+def test_motion_classes_move_as_named():
+    size, frames = (64, 64), 32
+    scene = S._scene(np.random.default_rng(0))
+
+    def track(motion, index):
+        spec = S.sample_video_spec(0, index, motion, "solid_disc", scene, size, frames)
+        return spec, S.object_track(spec, frames, size)
+
+    for index in range(6):
+        for motion, axis, sign in (("move_left", 0, -1), ("move_right", 0, 1), ("move_up", 1, -1), ("move_down", 1, 1)):
+            _, tr = track(motion, index)
+            step = np.diff(tr[:, axis])
+            step = step[np.abs(step) < 10]  # drop the wrap-around jump
+            assert np.sign(np.median(step)) == sign, motion
+        for motion, sense in (("orbit_cw", 1), ("orbit_ccw", -1)):
+            spec, tr = track(motion, index)
+            centre = np.asarray(spec["primary"]["start"])
+            d = tr[:, :2] - centre
+            cross = d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]  # > 0: clockwise on a y-down screen
+            assert np.sign(np.median(cross)) == sense, motion
+        _, fast = track("move_fast", index)
+        _, slow = track("move_left", index)
+        assert np.median(np.abs(np.diff(fast[:, :2], axis=0)).sum(1)) > 2 * np.median(np.abs(np.diff(slow[:, :2], axis=0)).sum(1))
+
+
+def test_rendered_object_follows_its_track_and_flashes_in_order():
+    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S._scene(np.random.default_rng(1)), (64, 64), 48)
+    video = S.render_video(spec, 48, (64, 64)).astype(np.float32)
+    tr = S.object_track(spec, 48)
+    colour = np.asarray(spec["primary"]["colour"]) * 255
+    primary_is_left = spec["primary"]["start"][0] < spec["secondary"]["start"][0]
+    at = video[np.arange(48), np.round(tr[:, 1]).astype(int), np.round(tr[:, 0]).astype(int)]
+    flashing = np.abs(at - colour).max(1) > 60  # flashes whiten the object
+    lit = np.flatnonzero(flashing)
+    assert 4 <= len(lit) <= 8 and not flashing[0]  # one flash of the primary, not in frame 0
+    first, second = spec["trajectory"]["flash_times"]
+    # right flashes first: the primary flashes first exactly when it is the right one
+    assert lit[0] == (second if primary_is_left else first)
+
+
+def test_small_corpus_time_size_and_metadata(tmp_path):
+    start = time.perf_counter()
+    root = S.make_synthetic_dataset(tmp_path / "c", "ucf101", seed=0, num_classes=4, videos_per_class=9,
+                                    num_frames=32, size=(64, 64), num_workers=1)
+    elapsed = time.perf_counter() - start
+    size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+    assert elapsed < 30, elapsed  # ~1.5 s on an idle core
+    assert size_mb < 3, size_mb
+    meta = S.read_metadata(root)
+    assert S.is_complete(root) and meta["folds"] == [1, 2, 3]
+    assert meta["classes"]["motion"] == list(S.MOTION_CLASSES[:4])
+    assert meta["classes"]["appearance"] == list(S.APPEARANCE_CLASSES)
+    videos = meta["videos"]
+    assert len(videos) == 36 and {v["motion"] for v in videos} == set(S.MOTION_CLASSES[:4])
+    # the other label set is spread over every class: no motion class is tied to an appearance
+    for cls in S.MOTION_CLASSES[:4]:
+        assert len({v["appearance"] for v in videos if v["motion"] == cls}) == 9
+    for fold in ("1", "2", "3"):  # a group (shared scene) never straddles train and test
+        train = {(v["motion"], v["group"]) for v in videos if v["splits"][fold] == "train"}
+        test = {(v["motion"], v["group"]) for v in videos if v["splits"][fold] == "test"}
+        assert train and test and not train & test
+    assert len({v["splits"]["1"] + v["splits"]["2"] + v["splits"]["3"] for v in videos}) > 1
+
+
+def test_refuses_to_overwrite_unknown_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty"):
+        S.make_synthetic_dataset(tmp_path, "ucf101", overwrite=True, **TINY)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="layout"):
+        S.make_synthetic_dataset(tmp_path / "x", "ucf102", **TINY)
+    with pytest.raises(ValueError, match="label_set"):
+        S.make_synthetic_dataset(tmp_path / "x", "ucf101", label_set="colour", **TINY)
+
+
+def test_default_corpus_cached_and_redone_when_incomplete(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_VSSL_CACHE", str(tmp_path / "cache"))
+    first = S.get_default_corpus(layout="hmdb51", **TINY)
+    assert first.parent == tmp_path / "cache" / "synthetic" and S.is_complete(first)
+    assert json.loads((first / S.COMPLETE_MARKER).read_text())["layout"] == "hmdb51"
+
+    calls = []
+    real = S.make_synthetic_dataset
+    monkeypatch.setattr(S, "make_synthetic_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert S.get_default_corpus(layout="hmdb51", **TINY) == first and not calls  # reused
+    (first / S.COMPLETE_MARKER).unlink()  # as if interrupted before the marker
+    assert S.get_default_corpus(layout="hmdb51", **TINY) == first and calls == [1]
+    assert S.is_complete(first)
+    assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
