@@ -13,6 +13,7 @@ from .models import (
     VSSLVideoProcessor,
     list_backbones,
 )
+from .pretext import VSSLForPretraining, list_pretext_tasks
 
 __version__ = "0.1.0"
 
@@ -20,10 +21,12 @@ register_auto_classes()
 
 __all__ = [
     "VSSLConfig",
+    "VSSLForPretraining",
     "VSSLForVideoClassification",
     "VSSLModel",
     "VSSLPreTrainedModel",
     "VSSLVideoProcessor",
     "__version__",
     "list_backbones",
+    "list_pretext_tasks",
 ]

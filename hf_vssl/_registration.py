@@ -12,11 +12,13 @@ from __future__ import annotations
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForPreTraining,
     AutoModelForVideoClassification,
     AutoVideoProcessor,
 )
 
 from .models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
+from .pretext.modeling import VSSLForPretraining
 
 
 def register_auto_classes() -> None:
@@ -24,6 +26,8 @@ def register_auto_classes() -> None:
     AutoModel.register(VSSLConfig, VSSLModel, exist_ok=True)
     AutoModelForVideoClassification.register(VSSLConfig, VSSLForVideoClassification, exist_ok=True)
     AutoVideoProcessor.register(VSSLConfig, video_processor_class=VSSLVideoProcessor, exist_ok=True)
+    # Pretraining checkpoints need hf_vssl installed (their heads live outside the flat folder).
+    AutoModelForPreTraining.register(VSSLConfig, VSSLForPretraining, exist_ok=True)
 
     VSSLConfig.register_for_auto_class()
     VSSLModel.register_for_auto_class("AutoModel")

@@ -43,9 +43,9 @@ def make_video(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    """A small synthetic corpus (UCF101 layout, 4 motion classes x 8 videos of 48 frames at 48x48)."""
+    """A small synthetic corpus (UCF101 layout, 4 motion classes x 8 videos of 64 frames at 48x48)."""
     from hf_vssl.data.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_corpus")
     return make_synthetic_dataset(root / "ucf101", layout="ucf101", seed=0, num_classes=4,
-                                  videos_per_class=8, clips_per_group=2, num_frames=48, size=(48, 48))
+                                  videos_per_class=8, clips_per_group=2, num_frames=64, size=(48, 48))

@@ -20,7 +20,7 @@ DEFAULT_CODECS: dict[str, tuple[str, str]] = {
     "mp4": ("libx264", "yuv420p"),
     "avi": ("mpeg4", "yuv420p"),
     "webm": ("libvpx", "yuv420p"),
-    "mkv": ("ffv1", "yuv444p"),
+    "mkv": ("ffv1", "bgr0"),  # RGB-exact: yuv444p would round the colour conversion
 }
 
 
@@ -72,7 +72,7 @@ def encode_video(
             container = "mp4"
     default_codec, default_pix_fmt = DEFAULT_CODECS.get(container, ("libx264", "yuv420p"))
     codec = codec or default_codec
-    pix_fmt = pix_fmt or (default_pix_fmt if codec == default_codec else ("yuv444p" if codec == "ffv1" else "yuv420p"))
+    pix_fmt = pix_fmt or (default_pix_fmt if codec == default_codec else ("bgr0" if codec == "ffv1" else "yuv420p"))
 
     buffer = io.BytesIO() if target is None else None
     sink = buffer if buffer is not None else (os.fspath(target) if isinstance(target, (str, os.PathLike)) else target)

@@ -1,0 +1,251 @@
+"""Data pipeline throughput: the full clip pipeline against raw torchcodec decoding of the same frames.
+
+Generates short-GOP H.264 videos (128x170, like re-encoded shards), then measures, in one run:
+
+- raw: ``VideoDecoder(path, seek_mode="approximate").get_frames_at(sorted unique indices)`` for
+  exactly the frames the pipeline's clip plans read, nothing else (the floor for the pipeline);
+- pipeline: ``VideoClipDataset`` (open + validate, plan, union decode, augment with
+  ``build_transform("vcop", 112)``) through a ``DataLoader`` with ``collate_clips``;
+
+each with one worker (in process) and with all cores (2 worker processes; the raw baseline
+uses a 2-process pool). Then the cost per video of a two-clip plan against a one-clip plan
+(decode only, so the number isolates union decoding).
+
+Last, random clip access on 256x340 GOP-250 originals against their ``build_shards`` re-encode
+(short side 128, GOP 16).
+
+Prints ``RESULT data_pipeline: <min over worker settings>x of raw decode rate`` (target >= 0.8),
+``RESULT two_clip_cost: <x>x one-clip cost per video`` (target < 1.3) and
+``RESULT reencode_clip_access: <x>x faster random clip access after re-encode``.
+
+    .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hf_vssl.data.clips import UniformClipSampler
+from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.records import VideoRecord
+from hf_vssl.data.video_io import encode_video
+
+HEIGHT, WIDTH, GOP = 128, 170, 16  # 171 in the study's resize; H.264 4:2:0 needs even sizes
+SEED = 0
+
+
+def make_videos(root: str, count: int, num_frames: int) -> list[VideoRecord]:
+    """Smooth panning textures (natural-video-like compressibility), short GOP."""
+    generator = torch.Generator().manual_seed(SEED)
+    records = []
+    for i in range(count):
+        coarse = torch.rand(1, 3, HEIGHT // 8, (WIDTH + 2 * num_frames) // 8 + 1, generator=generator)
+        texture = F.interpolate(coarse, scale_factor=8, mode="bicubic", align_corners=False)[0]
+        texture = (texture.clamp(0, 1) * 255).to(torch.uint8)
+        frames = torch.stack([texture[:, :HEIGHT, 2 * t : 2 * t + WIDTH] for t in range(num_frames)])
+        path = os.path.join(root, f"v{i:03d}.mp4")
+        encode_video(frames, path, gop_size=GOP)
+        records.append(VideoRecord(path=path, label=i % 10, label_name=f"c{i % 10}", video_id=f"v{i:03d}"))
+    return records
+
+
+def planned_indices(records, sampler, num_frames) -> list[np.ndarray]:
+    """The frames VideoClipDataset will read for each index at epoch 0 (same generators)."""
+    out = []
+    for i in range(len(records)):
+        plan = sampler.plan(num_frames, np.random.default_rng([SEED, 0, i]))
+        out.append(np.unique(np.concatenate(plan.indices)))
+    return out
+
+
+def _raw_one(task) -> int:
+    from torchcodec.decoders import VideoDecoder
+
+    path, indices = task
+    decoder = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1)
+    return decoder.get_frames_at(indices.tolist()).data.shape[0]
+
+
+def _pool_init() -> None:
+    torch.set_num_threads(1)
+
+
+def time_raw(records, indices, workers: int) -> float:
+    tasks = [(r.path, ix) for r, ix in zip(records, indices)]
+    start = time.perf_counter()
+    if workers == 1:
+        for task in tasks:
+            _raw_one(task)
+    else:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+            pool.map(_raw_one, tasks, chunksize=4)
+    return time.perf_counter() - start
+
+
+def time_pipeline(records, sampler, transform, workers: int, batch_size: int = 8) -> float:
+    dataset = VideoClipDataset(records, sampler, transform=transform, seed=SEED)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=0 if workers == 1 else workers,
+        collate_fn=collate_clips,
+    )
+    start = time.perf_counter()
+    clips = sum(batch["pixel_values"].shape[0] for batch in loader)
+    assert clips == len(records)
+    return time.perf_counter() - start
+
+
+def get_transform():
+    try:
+        from hf_vssl.data.transforms import build_transform
+
+        return build_transform("vcop", 112), "build_transform('vcop', 112)"
+    except ImportError:  # transforms not available: resize + random crop, like the preset's geometry
+
+        def resize_crop(clip):
+            clip = F.interpolate(clip.float(), size=(128, 170), mode="bilinear", antialias=True)
+            top, left = torch.randint(0, 17, ()).item(), torch.randint(0, 59, ()).item()
+            return clip[:, :, top : top + 112, left : left + 112] / 255
+
+        return resize_crop, "resize+crop fallback"
+
+
+class SameStartTwoSpeeds:
+    """RSPNet-style plan: 16 frames at 1x and 16 frames at 2x from one random start (overlapping)."""
+
+    def plan(self, num_video_frames, rng):
+        from hf_vssl.data.clips import ClipPlan
+
+        start = int(rng.integers(0, num_video_frames - 31))
+        return ClipPlan([start + np.arange(16), start + 2 * np.arange(16)], info={"speed": 2})
+
+
+def time_separate_clips(records, sampler) -> float:
+    """Naive baseline: open and decode each clip of the plan on its own."""
+    from hf_vssl.data.clips import ClipPlan, decode_plan
+
+    start = time.perf_counter()
+    for i, record in enumerate(records):
+        plan = sampler.plan(96, np.random.default_rng([SEED, 0, i]))
+        for clip in plan.indices:
+            decode_plan(record.path, ClipPlan([clip]))
+    return time.perf_counter() - start
+
+
+def reencode_speedup(root: str, count: int, repeats: int) -> tuple[float, float, float]:
+    """Random clip cost on camera-like originals (256x340, GOP 250) vs ``build_shards`` re-encodes.
+
+    Returns ``(original ms, re-encoded ms, build seconds)`` per clip / for the build.
+    """
+    from hf_vssl.data.decoding import open_video
+    from hf_vssl.data.shards import ReencodeOptions, build_shards, iter_shard_samples
+
+    generator = torch.Generator().manual_seed(SEED + 1)
+    records, num_frames = [], 150
+    for i in range(count):
+        coarse = torch.rand(1, 3, 256 // 8, (340 + 2 * num_frames) // 8 + 1, generator=generator)
+        texture = (F.interpolate(coarse, scale_factor=8, mode="bicubic").clamp(0, 1)[0] * 255).to(torch.uint8)
+        frames = torch.stack([texture[:, :256, 2 * t : 2 * t + 340] for t in range(num_frames)])
+        path = os.path.join(root, f"orig{i:03d}.mp4")
+        encode_video(frames, path, gop_size=250)
+        records.append(VideoRecord(path=path, label=0, label_name="c", video_id=f"orig{i:03d}"))
+    started = time.perf_counter()
+    build_shards(records, os.path.join(root, "shards"), reencode=ReencodeOptions(), num_workers=1)
+    build_seconds = time.perf_counter() - started
+    reencoded = [data for data, _ in iter_shard_samples(os.path.join(root, "shards"))]
+    sampler = UniformClipSampler(16, stride=2)
+    plans = [sampler.plan(num_frames, np.random.default_rng([SEED, 1, i])).indices[0] for i in range(count)]
+    best = {"original": float("inf"), "reencoded": float("inf")}
+    for _ in range(repeats):
+        for name, sources in (("original", [r.path for r in records]), ("reencoded", reencoded)):
+            start = time.perf_counter()
+            for source, indices in zip(sources, plans):
+                open_video(source).get_frames_at(indices.tolist())
+            best[name] = min(best[name], time.perf_counter() - start)
+    return 1000 * best["original"] / count, 1000 * best["reencoded"] / count, build_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=5, help="best of N interleaved timings per setting")
+    parser.add_argument("--reencode-videos", type=int, default=12)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # one core per worker, as in DataLoader workers
+
+    transform, transform_name = get_transform()
+    one_clip = UniformClipSampler(16, stride=2)
+    two_clips = UniformClipSampler(16, stride=2, num_clips=2)
+    with tempfile.TemporaryDirectory(prefix="hf_vssl_bench_") as root:
+        started = time.perf_counter()
+        records = make_videos(root, args.videos, args.frames)
+        print(
+            f"generated {args.videos} videos of {args.frames} frames {HEIGHT}x{WIDTH}, GOP {GOP} "
+            f"in {time.perf_counter() - started:.1f}s; transform: {transform_name}"
+        )
+        indices = planned_indices(records, one_clip, args.frames)
+        settings = {
+            "raw_1": lambda: time_raw(records, indices, 1),
+            "full_1": lambda: time_pipeline(records, one_clip, transform, 1),
+            "raw_2": lambda: time_raw(records, indices, 2),
+            "full_2": lambda: time_pipeline(records, one_clip, transform, 2),
+            "noaug_1": lambda: time_pipeline(records, one_clip, None, 1),
+            "two_1": lambda: time_pipeline(records, two_clips, None, 1),
+            "two_separate": lambda: time_separate_clips(records, two_clips),
+            "speeds_1": lambda: time_pipeline(records, SameStartTwoSpeeds(), None, 1),
+        }
+        # Interleave repeats so that load from other processes hits every setting alike.
+        best = {name: float("inf") for name in settings}
+        for _ in range(args.repeats):
+            for name, run in settings.items():
+                best[name] = min(best[name], run())
+        original_ms, reencoded_ms, build_s = reencode_speedup(root, args.reencode_videos, args.repeats)
+
+    n = args.videos
+    ratios = {w: best[f"raw_{w}"] / best[f"full_{w}"] for w in (1, 2)}
+    for w in (1, 2):
+        print(
+            f"workers={w}: raw decode {n / best[f'raw_{w}']:7.1f} clips/s | full pipeline "
+            f"{n / best[f'full_{w}']:7.1f} clips/s | ratio {ratios[w]:.2f}"
+        )
+    print(
+        f"workers=1 without augmentation: {n / best['noaug_1']:7.1f} clips/s | ratio "
+        f"{best['raw_1'] / best['noaug_1']:.2f} (augmentation costs "
+        f"{1000 * (best['full_1'] - best['noaug_1']) / n:.2f} ms/clip)"
+    )
+    ms = {name: 1000 * best[name] / n for name in ("noaug_1", "two_1", "two_separate", "speeds_1")}
+    print(
+        f"per video (decode only): one clip {ms['noaug_1']:.2f} ms | two independent random clips, union decode "
+        f"{ms['two_1']:.2f} ms, each clip opened and decoded alone {ms['two_separate']:.2f} ms | "
+        f"RSPNet-style overlapping 1x+2x clips {ms['speeds_1']:.2f} ms ({ms['speeds_1'] / ms['noaug_1']:.2f}x)"
+    )
+    print(
+        f"random 16x2 clip, {args.reencode_videos} videos 256x340 GOP 250: {original_ms:.2f} ms; after build_shards "
+        f"re-encode (short side 128, GOP 16; {build_s:.1f}s to build): {reencoded_ms:.2f} ms"
+    )
+    print(
+        f"RESULT data_pipeline: {min(ratios.values()):.2f}x of raw decode rate "
+        f"(1 worker {ratios[1]:.2f}, 2 workers {ratios[2]:.2f})"
+    )
+    print(
+        f"RESULT two_clip_cost: {ms['two_1'] / ms['noaug_1']:.2f}x one-clip cost per video "
+        f"(two independent random clips; {ms['two_separate'] / ms['noaug_1']:.2f}x when decoded separately)"
+    )
+    print(
+        f"RESULT reencode_clip_access: {original_ms / reencoded_ms:.2f}x faster random clip access after re-encode"
+    )
+
+
+if __name__ == "__main__":
+    main()

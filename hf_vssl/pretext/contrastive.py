@@ -1,0 +1,303 @@
+"""Pieces shared by the contrastive tasks (CVRL, TDL, RSPNet), written once.
+
+- :class:`MomentumEncoder`: an exponential-moving-average copy of online modules (MoCo's key
+  encoder, momentum 0.999), updated with fused ``torch._foreach`` ops, no gradients.
+- :class:`FeatureQueue`: MoCo's memory of past keys. Under DDP the keys of every rank are
+  gathered with ``torch.distributed.all_gather`` before they enter the queue, so all ranks hold
+  the same queue. The queue and its pointer are persistent buffers, so they are checkpointed,
+  and the pointer arithmetic stays on the device (no host sync per step).
+- :func:`info_nce` (query vs. one positive key and a set of negatives) and
+  :func:`symmetric_info_nce` (SimCLR / CVRL, in-batch negatives), computed in float32.
+- :func:`concat_all_gather` (no gradient) and :func:`gather_with_grad`; both are the identity in
+  a single process.
+
+BatchNorm leak under DDP: **shuffle-BN**, not SyncBN.
+    With per-device BatchNorm, a query and its positive key are normalised with statistics of
+    the same few samples, which the network can exploit to find its positive without learning
+    anything about the video (MoCo, section 3.3). We shuffle the key batch across ranks before
+    the key encoder and unshuffle its outputs (:func:`batch_shuffle` / :func:`batch_unshuffle`),
+    as MoCo and RSPNet do. Why not SyncBN: ``torch.nn.SyncBatchNorm`` refuses CPU tensors, so it
+    cannot run under the gloo backend the project tests with; it also adds an all-reduce per
+    BatchNorm layer in forward *and* backward of the query encoder and would change the module
+    classes of the exported backbone. Shuffle-BN costs one all-gather of the key clips per step
+    and touches nothing the backbone checkpoint sees. CVRL has no key encoder: its second view
+    is shuffled the same way, and its features are gathered with gradients so the negatives of
+    every rank enter the loss. In a single process all of this is the identity (there is no
+    other rank to shuffle with). Every rank must use the same per-device batch size (the
+    recipe's DataLoader drops the last incomplete batch).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _world() -> tuple[int, int]:
+    """``(world_size, rank)``; ``(1, 0)`` when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+@torch.no_grad()
+def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0, in rank order (no gradient).
+
+    Identity in a single process. Every rank must pass the same shape.
+    """
+    world_size, _ = _world()
+    if world_size == 1:
+        return tensor
+    gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered, dim=0)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the gradients of every rank and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        world_size, rank = _world()
+        ctx.rank, ctx.batch = rank, tensor.shape[0]
+        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(gathered, tensor.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's loss depends on this rank's rows
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Like :func:`concat_all_gather` but differentiable: gradients flow back to each rank's slice."""
+    world_size, _ = _world()
+    if world_size == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def local_slice(gathered: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of a tensor gathered in rank order."""
+    world_size, rank = _world()
+    if world_size == 1:
+        return gathered
+    return gathered.chunk(world_size, dim=0)[rank]
+
+
+@torch.no_grad()
+def batch_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Shuffle-BN, step 1: gather ``x`` from all ranks and hand each rank a random slice.
+
+    Returns ``(x_for_this_rank, unshuffle_index)``; ``unshuffle_index`` is ``None`` in a single
+    process, where ``x`` is returned unchanged.
+    """
+    world_size, rank = _world()
+    if world_size == 1:
+        return x, None
+    x_all = concat_all_gather(x)
+    permutation = torch.randperm(x_all.shape[0], device=x.device)
+    dist.broadcast(permutation, src=0)  # every rank must agree on one permutation
+    unshuffle = torch.argsort(permutation)
+    return x_all[permutation.view(world_size, -1)[rank]], unshuffle
+
+
+def batch_unshuffle(
+    y: torch.Tensor, unshuffle: torch.Tensor | None, differentiable: bool = False
+) -> torch.Tensor:
+    """Shuffle-BN, step 2: the outputs of *all* ranks' samples, back in rank order.
+
+    Returns ``(world_size * B, ...)``; take :func:`local_slice` for this rank's own samples.
+    ``differentiable=True`` keeps gradients (CVRL's second view runs through the online encoder).
+    """
+    if unshuffle is None:
+        return y
+    y_all = gather_with_grad(y) if differentiable else concat_all_gather(y)
+    return y_all[unshuffle]
+
+
+class MomentumEncoder(nn.Module):
+    """An EMA copy of one or more online modules: ``key = m * key + (1 - m) * online``.
+
+    Built from the online modules *after* their initialisation (a copy, not a fresh init). Its
+    parameters never receive gradients; buffers (BatchNorm running statistics) are updated by
+    the copy's own forward passes, as in MoCo.
+    """
+
+    def __init__(self, *online: nn.Module, momentum: float = 0.999):
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
+        self.momentum = momentum
+        self.encoders = nn.ModuleList(copy.deepcopy(module) for module in online)
+        for parameter in self.encoders.parameters():
+            parameter.requires_grad_(False)
+
+    def _pairs(self, online: tuple[nn.Module, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if len(online) != len(self.encoders):
+            raise ValueError(f"expected {len(self.encoders)} online modules, got {len(online)}.")
+        keys = [p for encoder in self.encoders for p in encoder.parameters()]
+        queries = [p.detach() for module in online for p in module.parameters()]
+        if len(keys) != len(queries):
+            raise ValueError("online modules do not match the momentum copy (different parameter count).")
+        return keys, queries
+
+    @torch.no_grad()
+    def update(self, *online: nn.Module) -> None:
+        """One EMA step towards the current online weights."""
+        keys, queries = self._pairs(online)
+        torch._foreach_lerp_(keys, queries, 1.0 - self.momentum)
+
+    @torch.no_grad()
+    def copy_from(self, *online: nn.Module) -> None:
+        """Reset the copy to the online weights (and buffers)."""
+        for encoder, module in zip(self.encoders, online):
+            encoder.load_state_dict(module.state_dict())
+
+    def forward(self, index: int, *args, **kwargs):
+        """Run the ``index``-th copied module."""
+        return self.encoders[index](*args, **kwargs)
+
+
+class FeatureQueue(nn.Module):
+    """MoCo-style FIFO of ``size`` L2-normalised ``dim``-d keys.
+
+    ``queue`` ``(size, dim)`` and ``pointer`` are persistent buffers (saved with the model).
+    :meth:`enqueue` gathers keys from every rank first (identity in one process), then writes
+    them at the pointer with wrap-around; any batch size works, a batch larger than the queue
+    keeps its newest ``size`` keys.
+    """
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"queue size must be >= 1, got {size}.")
+        self.size = size
+        self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor, gathered: bool = False) -> None:
+        """Replace the oldest entries with ``keys`` (``(B, dim)``; pass ``gathered=True`` if already global)."""
+        keys = keys.detach()
+        if not gathered:
+            keys = concat_all_gather(keys)
+        keys = keys[-self.size :].to(self.queue.dtype)
+        count = keys.shape[0]
+        slots = (self.pointer + torch.arange(count, device=keys.device)) % self.size
+        self.queue.index_copy_(0, slots, keys)
+        self.pointer.copy_((self.pointer + count) % self.size)
+
+    def forward(self) -> torch.Tensor:
+        """A detached copy of the current keys ``(size, dim)``.
+
+        A copy, because :meth:`enqueue` overwrites the buffer in place after the loss was built
+        and autograd still needs these values for the backward pass.
+        """
+        return self.queue.detach().clone()
+
+
+def _cross_entropy_and_accuracy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits.float()
+    loss = F.cross_entropy(logits, target)
+    accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
+    return loss, accuracy
+
+
+def info_nce(
+    query: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    temperature: float = 0.07,
+    extra_negatives: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MoCo's InfoNCE: each query against its positive key (index 0) and shared negatives.
+
+    Args:
+        query: ``(B, D)`` L2-normalised queries.
+        positive: ``(B, D)`` their positive keys.
+        negatives: ``(K, D)`` negatives shared by every query (a :class:`FeatureQueue`).
+        extra_negatives: ``(B, D)`` one more negative per query (TDL's other interval of the same video).
+    Returns:
+        ``(loss, top1_accuracy)``; the accuracy is detached.
+    """
+    query, positive = query.float(), positive.float()
+    columns = [(query * positive).sum(dim=1, keepdim=True)]
+    if extra_negatives is not None:
+        columns.append((query * extra_negatives.float()).sum(dim=1, keepdim=True))
+    if negatives is not None:
+        columns.append(query @ negatives.float().t())
+    logits = torch.cat(columns, dim=1) / temperature
+    target = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
+    return _cross_entropy_and_accuracy(logits, target)
+
+
+def symmetric_info_nce(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float = 0.1,
+    z1_all: torch.Tensor | None = None,
+    z2_all: torch.Tensor | None = None,
+    offset: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimCLR's NT-Xent (CVRL): two views per video, every other clip in the batch a negative.
+
+    ``z1``/``z2`` are this rank's ``(B, D)`` L2-normalised views; ``z1_all``/``z2_all`` the views
+    of all ranks ``(N, D)`` (default: the local ones) and ``offset`` this rank's first row in
+    them. Each of the ``2B`` local queries scores ``2N - 1`` candidates (itself excluded) and must
+    pick the other view of its own video.
+    """
+    z1_all = z1 if z1_all is None else z1_all
+    z2_all = z2 if z2_all is None else z2_all
+    batch, total = z1.shape[0], z1_all.shape[0]
+    queries = torch.cat([z1, z2]).float()
+    keys = torch.cat([z1_all, z2_all]).float()
+    logits = queries @ keys.t() / temperature
+    rows = torch.arange(batch, device=z1.device) + offset
+    self_index = torch.cat([rows, rows + total])
+    positive_index = torch.cat([rows + total, rows])
+    logits = logits.scatter(1, self_index[:, None], torch.finfo(logits.dtype).min)
+    return _cross_entropy_and_accuracy(logits, positive_index)
+
+
+class MoCoTask:
+    """Mixin of the MoCo-style tasks (TDL, RSPNet): a query backbone + heads, their EMA copy, a queue.
+
+    The host class sets ``self.heads`` (an ``nn.ModuleList`` of projection heads on the pooled
+    feature) and ``self.settings.momentum``; :meth:`attach_backbone` then builds
+    ``self.key_encoder`` as a copy of ``(backbone, *heads)``. Keys are computed under
+    ``torch.no_grad`` with shuffle-BN across ranks.
+    """
+
+    def attach_backbone(self, backbone: nn.Module) -> None:
+        self.key_encoder = MomentumEncoder(backbone, *self.heads, momentum=self.settings.momentum)
+
+    def _check_attached(self) -> MomentumEncoder:
+        key_encoder = getattr(self, "key_encoder", None)  # registered submodule once attached
+        if key_encoder is None:
+            raise RuntimeError(
+                f"Pretext task {self.name!r} has no momentum encoder: call attach_backbone(backbone) once the "
+                "backbone is initialised (VSSLForPretraining does this)."
+            )
+        return key_encoder
+
+    @torch.no_grad()
+    def momentum_step(self, backbone: nn.Module) -> None:
+        """EMA update of the key encoder towards ``(backbone, *heads)`` (training only)."""
+        self._check_attached().update(backbone, *self.heads)
+
+    @torch.no_grad()
+    def encode_keys(self, clips: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, T, C, H, W)`` -> one ``(B, dim)`` key per head, from the momentum encoder with shuffle-BN."""
+        key_encoder = self._check_attached()
+        shuffled, unshuffle = batch_shuffle(clips)
+        features = key_encoder(0, shuffled, return_dict=True).pooler_output
+        keys = [key_encoder(i + 1, features) for i in range(len(self.heads))]
+        return [local_slice(batch_unshuffle(k, unshuffle)) for k in keys]

@@ -1,0 +1,1 @@
+"""The shared pieces of hf_vssl's Accelerate training loops (arguments, data, optimiser, checkpoints)."""

@@ -1,0 +1,46 @@
+"""Optimiser and learning-rate schedule for the recipes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import get_scheduler
+
+#: Used when a task declares no ``optimizer_defaults``.
+GENERIC_OPTIMIZER = {"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def resolve_optimizer_settings(task_defaults: dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
+    """The task's defaults (REFERENCE.md section 2) with the user's non-``None`` overrides on top."""
+    settings = dict(GENERIC_OPTIMIZER)
+    settings.update(task_defaults or {})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD (with momentum) or AdamW; no weight decay on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": float(settings["weight_decay"])},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    name = settings["optimizer"].lower()
+    lr = float(settings["learning_rate"])
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=float(settings.get("momentum", 0.9)), nesterov=False)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {settings['optimizer']!r}; expected 'sgd' or 'adamw'")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_ratio: float):
+    """A transformers schedule (``cosine`` by default) with linear warm-up over ``warmup_ratio`` of the steps."""
+    warmup = int(round(total_steps * warmup_ratio))
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)

@@ -1,0 +1,128 @@
+"""Decoding: every kind of bad input becomes a VideoDecodeError naming the file and the problem."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from hf_vssl.data.decoding import VideoDecodeError, decode_frames, num_frames, open_video, probe_video
+from hf_vssl.data.video_io import encode_video
+
+
+def counter_frames(num_frames: int, height: int = 32, width: int = 48) -> torch.Tensor:
+    """Frame ``t`` is uniformly grey with value ``8 * t`` (t < 32): decodable back to ``t`` through codec loss."""
+    assert num_frames <= 32
+    values = (torch.arange(num_frames) * 8).to(torch.uint8)
+    return values.view(-1, 1, 1, 1).expand(num_frames, 3, height, width).contiguous()
+
+
+def frame_ids(frames: torch.Tensor) -> list[int]:
+    return [round(v) for v in (frames.float().mean(dim=(1, 2, 3)) / 8).tolist()]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "avi", "webm", "mkv"])
+def test_frame_count_and_random_access(tmp_path, ext):
+    # 31 frames at 29.97 fps: approximate mode would report 30 for Matroska; "auto" must not.
+    path = tmp_path / f"counter.{ext}"
+    encode_video(counter_frames(31), path, fps=30000 / 1001, gop_size=8, bit_rate=2_000_000)
+    decoder = open_video(path)
+    assert num_frames(decoder) == 31
+    indices = [30, 3, 3, 0, 17, 30]
+    frames = decode_frames(decoder, indices)
+    assert frames.dtype == torch.uint8 and frames.shape == (6, 3, 32, 48)
+    assert frame_ids(frames) == indices
+
+
+def test_open_from_bytes_names_the_source(tmp_path):
+    data = encode_video(counter_frames(8), None, container="mp4")
+    decoder = open_video(data, name="sample-7.mp4")
+    assert frame_ids(decode_frames(decoder, [7, 0])) == [7, 0]
+    with pytest.raises(VideoDecodeError, match="sample-7.mp4.*not a readable video"):
+        open_video(data[: len(data) // 3], name="sample-7.mp4")
+
+
+def test_decode_frames_rejects_out_of_range(make_video):
+    decoder = open_video(make_video(num_frames=10))
+    with pytest.raises(IndexError, match=r"\[0, 10\)"):
+        decode_frames(decoder, [0, 10])
+
+
+def _audio_only(path):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for _ in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _no_frames(path):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("missing", "file not found"),
+        ("directory", "is a directory"),
+        ("zero_bytes", r"empty \(0 bytes\)"),
+        ("truncated", "not a readable video"),
+        ("text", "not a readable video"),
+        ("audio_only", "no video stream.*audio"),
+        ("no_frames", "no frames"),
+    ],
+)
+def test_bad_inputs_raise_video_decode_error(tmp_path, make_video, kind, reason):
+    path = tmp_path / f"bad_{kind}.avi" if kind == "no_frames" else tmp_path / f"bad_{kind}.mp4"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "zero_bytes":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        good = make_video("good.mp4").read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "text":
+        path.write_text("definitely not a video\n" * 20)
+    elif kind == "audio_only":
+        _audio_only(path)
+    elif kind == "no_frames":
+        _no_frames(path)
+    with pytest.raises(VideoDecodeError, match=reason) as info:
+        open_video(path)
+    assert info.value.source == str(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(VideoDecodeError, match=reason):
+        probe_video(path)
+
+
+def test_truncated_avi_fails_at_decode_and_in_probe(tmp_path, make_video):
+    # AVI declares its length in the header, so approximate open succeeds; decoding past the cut
+    # and the shard-time probe must both report it.
+    good = make_video("good.avi", num_frames=24).read_bytes()
+    path = tmp_path / "cut.avi"
+    path.write_bytes(good[: len(good) // 2])
+    decoder = open_video(path)
+    with pytest.raises(VideoDecodeError, match="cut.avi.*truncated or corrupt"):
+        decode_frames(decoder, [0, 23])
+    with pytest.raises(VideoDecodeError, match="cut.avi.*header declares 24 frames"):
+        probe_video(path)
+
+
+def test_probe_reports_metadata(make_video):
+    info = probe_video(make_video("ok.webm", num_frames=12, height=32, width=40))
+    assert info["num_frames"] == 12 and (info["height"], info["width"]) == (32, 40) and info["codec"] == "vp8"
+
+
+def test_error_pickles():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(VideoDecodeError("a.mp4", "file not found")))
+    assert (error.source, error.reason) == ("a.mp4", "file not found")
