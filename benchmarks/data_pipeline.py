@@ -8,14 +8,19 @@ Generates short-GOP H.264 videos (128x170, like re-encoded shards), then measure
   ``build_transform("vcop", 112)``) through a ``DataLoader`` with ``collate_clips``;
 
 each with one worker (in process) and with all cores (2 worker processes; the raw baseline
-uses a 2-process pool). Then the cost per video of a two-clip plan against a one-clip plan
-(decode only, so the number isolates union decoding).
+uses a 2-process pool). Then the per-video cost of the real multi-clip plans of RSPNet (query
+clip + same-speed key + other-speed key from one start: 3 clips) and CVRL (two clips at a
+random, linearly-decreasing distance) against the one-clip ``UniformClipSampler(16)`` plan, all
+at stride 1 as the tasks sample by default (decode only, so the number isolates union decoding;
+the same with each task's augmentation preset is printed for information), and the per-clip
+cost of every ``build_transform`` preset on a 16x3x128x171 clip.
 
 Last, random clip access on 256x340 GOP-250 originals against their ``build_shards`` re-encode
 (short side 128, GOP 16).
 
 Prints ``RESULT data_pipeline: <min over worker settings>x of raw decode rate`` (target >= 0.8),
-``RESULT two_clip_cost: <x>x one-clip cost per video`` (target < 1.3) and
+``RESULT two_clip_cost_rspnet: <x>x one-clip cost per video`` and
+``RESULT two_clip_cost_cvrl: <x>x one-clip cost per video`` (target < 1.3) and
 ``RESULT reencode_clip_access: <x>x faster random clip access after re-encode``.
 
     .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2]
@@ -120,23 +125,48 @@ def get_transform():
         return resize_crop, "resize+crop fallback"
 
 
-class SameStartTwoSpeeds:
-    """RSPNet-style plan: 16 frames at 1x and 16 frames at 2x from one random start (overlapping)."""
+def task_samplers(num_frames: int = 16) -> dict:
+    """The real clip samplers of the multi-clip tasks (stride 1, the tasks' default)."""
+    from hf_vssl.pretext.registry import build_pretext_task
 
-    def plan(self, num_video_frames, rng):
-        from hf_vssl.data.clips import ClipPlan
-
-        start = int(rng.integers(0, num_video_frames - 31))
-        return ClipPlan([start + np.arange(16), start + 2 * np.arange(16)], info={"speed": 2})
+    tasks = {name: build_pretext_task(name, num_features=64) for name in ("rspnet", "cvrl")}
+    return {name: task.sampler(num_frames=num_frames) for name, task in tasks.items()}
 
 
-def time_separate_clips(records, sampler) -> float:
+def describe_plans(sampler, num_video_frames: int, count: int) -> str:
+    """Clips per plan and frames read per video (all clips, and their union), on average."""
+    plans = [sampler.plan(num_video_frames, np.random.default_rng([SEED, 0, i])) for i in range(count)]
+    clips = np.mean([p.num_clips for p in plans])
+    total = np.mean([sum(len(ix) for ix in p.indices) for p in plans])
+    union = np.mean([len(np.unique(np.concatenate(p.indices))) for p in plans])
+    span = np.mean([np.ptp(np.concatenate(p.indices)) + 1 for p in plans])
+    return f"{clips:.0f} clips, {total:.0f} frames, {union:.1f} unique, spanning {span:.1f} frames"
+
+
+def time_transforms(repeats: int) -> dict[str, float]:
+    """ms per clip of every preset on a 16x3x128x171 uint8 clip (median, interleaved)."""
+    from hf_vssl.data.transforms import TRANSFORM_PRESETS, build_transform
+
+    generator = torch.Generator().manual_seed(SEED)
+    clip = torch.randint(0, 256, (16, 3, 128, 171), dtype=torch.uint8, generator=generator)
+    transforms = {name: build_transform(name, 112) for name in TRANSFORM_PRESETS}
+    times: dict[str, list[float]] = {name: [] for name in transforms}
+    torch.manual_seed(SEED)
+    for _ in range(repeats):
+        for name, transform in transforms.items():
+            start = time.perf_counter()
+            transform(clip)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
+
+
+def time_separate_clips(records, sampler, num_video_frames: int) -> float:
     """Naive baseline: open and decode each clip of the plan on its own."""
     from hf_vssl.data.clips import ClipPlan, decode_plan
 
     start = time.perf_counter()
     for i, record in enumerate(records):
-        plan = sampler.plan(96, np.random.default_rng([SEED, 0, i]))
+        plan = sampler.plan(num_video_frames, np.random.default_rng([SEED, 0, i]))
         for clip in plan.indices:
             decode_plan(record.path, ClipPlan([clip]))
     return time.perf_counter() - start
@@ -186,7 +216,8 @@ def main() -> None:
 
     transform, transform_name = get_transform()
     one_clip = UniformClipSampler(16, stride=2)
-    two_clips = UniformClipSampler(16, stride=2, num_clips=2)
+    one_clip_s1 = UniformClipSampler(16)
+    multi = task_samplers(16)
     with tempfile.TemporaryDirectory(prefix="hf_vssl_bench_") as root:
         started = time.perf_counter()
         records = make_videos(root, args.videos, args.frames)
@@ -194,22 +225,43 @@ def main() -> None:
             f"generated {args.videos} videos of {args.frames} frames {HEIGHT}x{WIDTH}, GOP {GOP} "
             f"in {time.perf_counter() - started:.1f}s; transform: {transform_name}"
         )
+        for name, sampler in {"one clip (UniformClipSampler(16))": one_clip_s1, **multi}.items():
+            print(f"plan {name}: {describe_plans(sampler, args.frames, args.videos)}")
         indices = planned_indices(records, one_clip, args.frames)
+        try:
+            from hf_vssl.data.transforms import build_transform
+
+            task_transforms = {name: build_transform(name, 112) for name in multi}
+        except ImportError:
+            task_transforms = {name: None for name in multi}
         settings = {
             "raw_1": lambda: time_raw(records, indices, 1),
             "full_1": lambda: time_pipeline(records, one_clip, transform, 1),
             "raw_2": lambda: time_raw(records, indices, 2),
             "full_2": lambda: time_pipeline(records, one_clip, transform, 2),
             "noaug_1": lambda: time_pipeline(records, one_clip, None, 1),
-            "two_1": lambda: time_pipeline(records, two_clips, None, 1),
-            "two_separate": lambda: time_separate_clips(records, two_clips),
-            "speeds_1": lambda: time_pipeline(records, SameStartTwoSpeeds(), None, 1),
+            "one_s1": lambda: time_pipeline(records, one_clip_s1, None, 1),
         }
+        for name, sampler in multi.items():
+            settings[name] = lambda sampler=sampler: time_pipeline(records, sampler, None, 1)
+            settings[f"{name}_separate"] = lambda sampler=sampler: time_separate_clips(
+                records, sampler, args.frames
+            )
+            settings[f"{name}_aug"] = lambda name=name, sampler=sampler: time_pipeline(
+                records, sampler, task_transforms[name], 1
+            )
+            settings[f"one_s1_{name}_aug"] = lambda name=name: time_pipeline(
+                records, one_clip_s1, task_transforms[name], 1
+            )
         # Interleave repeats so that load from other processes hits every setting alike.
         best = {name: float("inf") for name in settings}
         for _ in range(args.repeats):
             for name, run in settings.items():
                 best[name] = min(best[name], run())
+        try:
+            transform_ms = time_transforms(max(10, 4 * args.repeats))
+        except ImportError:
+            transform_ms = {}
         original_ms, reencoded_ms, build_s = reencode_speedup(root, args.reencode_videos, args.repeats)
 
     n = args.videos
@@ -224,12 +276,24 @@ def main() -> None:
         f"{best['raw_1'] / best['noaug_1']:.2f} (augmentation costs "
         f"{1000 * (best['full_1'] - best['noaug_1']) / n:.2f} ms/clip)"
     )
-    ms = {name: 1000 * best[name] / n for name in ("noaug_1", "two_1", "two_separate", "speeds_1")}
-    print(
-        f"per video (decode only): one clip {ms['noaug_1']:.2f} ms | two independent random clips, union decode "
-        f"{ms['two_1']:.2f} ms, each clip opened and decoded alone {ms['two_separate']:.2f} ms | "
-        f"RSPNet-style overlapping 1x+2x clips {ms['speeds_1']:.2f} ms ({ms['speeds_1'] / ms['noaug_1']:.2f}x)"
-    )
+    ms = {name: 1000 * best[name] / n for name in best}
+    print(f"per video, decode only: one clip (UniformClipSampler(16)) {ms['one_s1']:.2f} ms")
+    for name in multi:
+        print(
+            f"per video, decode only: {name} {ms[name]:.2f} ms ({ms[name] / ms['one_s1']:.2f}x one clip); "
+            f"each clip opened and decoded alone {ms[f'{name}_separate']:.2f} ms "
+            f"({ms[f'{name}_separate'] / ms['one_s1']:.2f}x)"
+        )
+    for name in multi:
+        print(
+            f"per video with the '{name}' preset: {name} {ms[f'{name}_aug']:.2f} ms, one clip "
+            f"{ms[f'one_s1_{name}_aug']:.2f} ms ({ms[f'{name}_aug'] / ms[f'one_s1_{name}_aug']:.2f}x)"
+        )
+    if transform_ms:
+        print(
+            "transform per 16x3x128x171 clip (median ms): "
+            + ", ".join(f"{name} {value:.2f}" for name, value in transform_ms.items())
+        )
     print(
         f"random 16x2 clip, {args.reencode_videos} videos 256x340 GOP 250: {original_ms:.2f} ms; after build_shards "
         f"re-encode (short side 128, GOP 16; {build_s:.1f}s to build): {reencoded_ms:.2f} ms"
@@ -238,10 +302,13 @@ def main() -> None:
         f"RESULT data_pipeline: {min(ratios.values()):.2f}x of raw decode rate "
         f"(1 worker {ratios[1]:.2f}, 2 workers {ratios[2]:.2f})"
     )
-    print(
-        f"RESULT two_clip_cost: {ms['two_1'] / ms['noaug_1']:.2f}x one-clip cost per video "
-        f"(two independent random clips; {ms['two_separate'] / ms['noaug_1']:.2f}x when decoded separately)"
-    )
+    for name in multi:
+        clips = describe_plans(multi[name], args.frames, args.videos).split(",")[0]
+        print(
+            f"RESULT two_clip_cost_{name}: {ms[name] / ms['one_s1']:.2f}x one-clip cost per video "
+            f"({clips} per plan, union decode; "
+            f"{ms[f'{name}_separate'] / ms['one_s1']:.2f}x when decoded separately)"
+        )
     print(
         f"RESULT reencode_clip_access: {original_ms / reencoded_ms:.2f}x faster random clip access after re-encode"
     )

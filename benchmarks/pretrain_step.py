@@ -1,23 +1,25 @@
 """Training-step throughput of every pretext task against a plain backbone step, same run.
 
-What is counted: **query-backbone clips per second**, i.e. the clips that pass through the
-backbone being trained (with gradients) per optimiser step: RotNet, TDL, PRP, RSPNet 1 per
-sample, CVRL 2 (two views), VCOP N (3 by default). Work a task adds on top (heads, losses, the
-on-device rotation, PRP's decoder, the momentum encoder's no-grad forward of TDL's 2 and
-RSPNet's 2 key clips per sample, queue updates) is overhead and lowers the ratio.
+What the ratio isolates: the cost a pretext task adds on top of the backbone work it needs
+(heads, losses, the on-device rotation, PRP's decoder, the EMA update, shuffle-BN, queue
+updates). The baseline does the same *backbone* work without any of that:
 
-The baseline is a plain step of the same backbone on the same number of clips per backbone call
-(VCOP: one call of N*B clips; CVRL: two calls of B), with a linear head, cross-entropy and SGD:
+- the clips the query backbone trains on (forward + backward): RotNet, TDL, PRP, RSPNet 1 per
+  sample, CVRL 2 (two views, two calls), VCOP N (one call of N*B clips);
+- plus, for the momentum-encoder tasks (TDL, RSPNet), one no-grad forward of the 2*B key clips
+  through a second copy of the backbone, as the task's key encoder does.
 
-    ratio = task clips/s / plain clips/s        (1.0 = the pretext task costs nothing extra)
+Throughput is counted in **backbone clips per second** (query clips + key clips), and
+
+    ratio = task clips/s / plain clips/s        (1.0 = the pretext machinery costs nothing)
 
 The two steps are timed in alternation (plain, task, plain, task, ...) and compared by their
-medians, so load changes on a shared machine hit both alike. Momentum-encoder tasks cannot reach
-1.0 by construction: two extra no-grad forwards cost about 2/3 of a forward+backward step.
+medians, so load changes on a shared machine hit both alike.
 
 CPU default (minutes): r21d at width 0.25, 8 x 56 x 56 clips, batch 8, fp32 and bf16 autocast.
 ``--full`` on a GPU: width 1.0, 16 x 112 x 112, batch 32, fp32, bf16 autocast, and bf16 +
-channels_last_3d; ``torch.cuda.synchronize`` brackets every timed step.
+channels_last_3d; ``torch.cuda.synchronize`` brackets every timed step. The absolute task
+clips/s are printed too.
 
 Prints one line per task/mode and ``RESULT pretext_overhead_<task>_<mode>: <ratio>x of plain
 backbone step``.
@@ -84,6 +86,11 @@ def make_batch(model: VSSLForPretraining, batch: int, size: int, device, memory_
     return out
 
 
+def key_calls(task: str, batch: int) -> list[int]:
+    """Clips per no-grad key-encoder call in one step (TDL: positive + negative, RSPNet: two keys)."""
+    return [2 * batch] if task in ("tdl", "rspnet") else []
+
+
 def query_calls(task: str, model: VSSLForPretraining, batch: int) -> list[int]:
     """Clips per query-backbone call in one step of ``task``."""
     if task == "vcop":
@@ -96,21 +103,29 @@ def query_calls(task: str, model: VSSLForPretraining, batch: int) -> list[int]:
 class PlainStep:
     """Backbone forward + linear head + cross-entropy + backward + SGD on the given call sizes."""
 
-    def __init__(self, config: VSSLConfig, calls: list[int], device, memory_format):
+    def __init__(self, config: VSSLConfig, calls: list[int], device, memory_format, key_calls: list[int] = ()):
         self.model = VSSLModel(config).to(device)
+        self.key_model = VSSLModel(config).to(device) if key_calls else None
         self.head = torch.nn.Linear(self.model.num_features, 10).to(device)
         if memory_format is not None:
             self.model.to(memory_format=memory_format)
+            if self.key_model is not None:
+                self.key_model.to(memory_format=memory_format)
         params = list(self.model.parameters()) + list(self.head.parameters())
         self.optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
         self.inputs = [torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
                        for n in calls]
         self.labels = [torch.randint(10, (n,), device=device) for n in calls]
-        self.clips = sum(calls)
+        self.key_inputs = [torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
+                           for n in key_calls]
+        self.clips = sum(calls) + sum(key_calls)
 
     def __call__(self, autocast) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast():
+            with torch.no_grad():
+                for x in self.key_inputs:
+                    self.key_model(x)
             loss = sum(F.cross_entropy(self.head(self.model(x).pooler_output).float(), y)
                        for x, y in zip(self.inputs, self.labels))
         loss.backward()
@@ -184,9 +199,10 @@ def main() -> None:
             model = VSSLForPretraining(config).to(device).train()
             if memory_format is not None:
                 model.to(memory_format=memory_format)
-            calls = query_calls(task, model, args.batch)
-            task_step = TaskStep(model, make_batch(model, args.batch, args.size, device, memory_format), sum(calls))
-            plain_step = PlainStep(plain_config, calls, device, memory_format)
+            calls, keys = query_calls(task, model, args.batch), key_calls(task, args.batch)
+            task_step = TaskStep(model, make_batch(model, args.batch, args.size, device, memory_format),
+                                 sum(calls) + sum(keys))
+            plain_step = PlainStep(plain_config, calls, device, memory_format, keys)
 
             autocast = make_autocast(device, bf16)
             plain_s, task_s = time_alternating([plain_step, task_step], autocast, device, args.warmup, args.steps)

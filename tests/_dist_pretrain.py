@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+
 from accelerate import PartialState
 from safetensors.torch import load_file
 

@@ -101,7 +101,7 @@ def _launch(args: list[str], env: dict) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_corpus):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    common = [*TINY_FLAGS, "--dataset_root", str(tiny_corpus), "--pretext_task", "rspnet", "--max_steps", "8",
+    common = [*TINY_FLAGS, "--dataset_root", str(tiny_corpus), "--pretext_task", "rspnet", "--max_steps", "12",
               "--save_steps", "2", "--save_total_limit", "5", "--dataloader_num_workers", "1"]
 
     reference = _launch([*common, "--output_dir", str(tmp_path / "straight")], env)

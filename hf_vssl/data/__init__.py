@@ -11,14 +11,31 @@ Public entry points (names fixed by DESIGN.md):
   :mod:`hf_vssl.data.synthetic` (the built-in corpus of real encoded videos).
 """
 
-from hf_vssl.data.clips import ClipPlan, ClipSampler, ClipTooLongError, UniformClipSampler, decode_plan
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.decoding import VideoDecodeError, open_video
-from hf_vssl.data.records import VideoRecord
-from hf_vssl.data.shards import ReencodeOptions, ShardReport, build_noisy_shards, build_shards
-from hf_vssl.data.sources import SOURCES, list_sources, load_source
-from hf_vssl.data.streaming import StreamingClipDataset, load_video_dataset
-from hf_vssl.data.subsets import balanced_subset, load_subset, save_subset, select_by_ids
+import importlib
+from typing import Any
+
+# Public name -> submodule. Resolved on first access (PEP 562), so `import hf_vssl` stays light:
+# torchcodec, PyAV and datasets load only when the data layer is actually used.
+_EXPORTS = {
+    "ClipPlan": "clips", "ClipSampler": "clips", "ClipTooLongError": "clips", "UniformClipSampler": "clips",
+    "decode_plan": "clips",
+    "VideoClipDataset": "datasets", "collate_clips": "datasets",
+    "VideoDecodeError": "decoding", "open_video": "decoding",
+    "VideoRecord": "records",
+    "ReencodeOptions": "shards", "ShardReport": "shards", "build_noisy_shards": "shards", "build_shards": "shards",
+    "SOURCES": "sources", "list_sources": "sources", "load_source": "sources",
+    "StreamingClipDataset": "streaming", "load_video_dataset": "streaming",
+    "balanced_subset": "subsets", "load_subset": "subsets", "save_subset": "subsets", "select_by_ids": "subsets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"hf_vssl.data.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_vssl.data' has no attribute {name!r}")
+
 
 __all__ = [
     "SOURCES",

@@ -84,6 +84,9 @@ class PretextTask(nn.Module):
     name: ClassVar[str]
     settings_class: ClassVar[type[PretextSettings]]
     transform_preset: ClassVar[str]
+    optimizer_defaults: ClassVar[dict[str, Any]] = {}
+    """The original work's optimiser (REFERENCE.md section 2): ``optimizer``, ``learning_rate`` at
+    ``reference_batch_size`` (scaled linearly to the run's total batch), ``momentum``, ``weight_decay``."""
 
     def __init__(self, settings: PretextSettings, num_features: int):
         super().__init__()

@@ -204,7 +204,9 @@ class FeatureQueue(nn.Module):
         return self.queue.detach().clone()
 
 
-def _cross_entropy_and_accuracy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _cross_entropy_and_accuracy(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits = logits.float()
     loss = F.cross_entropy(logits, target)
     accuracy = (logits.detach().argmax(dim=1) == target).float().mean()

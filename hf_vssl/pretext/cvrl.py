@@ -68,8 +68,10 @@ class TwoClipSampler:
         max_distance = num_video_frames - span
         distance = decreasing_distance(max_distance, rng)
         first = int(rng.integers(0, max_distance - distance + 1))
-        clips = [strided_indices(first, self.num_frames, self.stride),
-                 strided_indices(first + distance, self.num_frames, self.stride)]
+        clips = [
+            strided_indices(first, self.num_frames, self.stride),
+            strided_indices(first + distance, self.num_frames, self.stride),
+        ]
         if rng.random() < 0.5:
             clips.reverse()
         return ClipPlan(clips, {})
@@ -79,11 +81,20 @@ class CVRLTask(PretextTask):
     name = "cvrl"
     settings_class = CVRLSettings
     transform_preset = "cvrl"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 0.32,
+        "momentum": 0.9,
+        "weight_decay": 1e-6,
+        "reference_batch_size": 1024,
+    }
 
     def __init__(self, settings: CVRLSettings, num_features: int):
         super().__init__(settings, num_features)
         hidden = scaled_hidden(settings.projection_hidden_size, 2048, num_features, minimum=128)
-        self.projector = ProjectionHead(num_features, hidden, settings.projection_dim, settings.projection_layers)
+        self.projector = ProjectionHead(
+            num_features, hidden, settings.projection_dim, settings.projection_layers
+        )
 
     @property
     def num_clips(self) -> int:
@@ -97,7 +108,9 @@ class CVRLTask(PretextTask):
         z1 = self.projector(self._features(backbone, clips[:, 0]))
         # Shuffle-BN for the second view (identity in one process).
         view2, unshuffle = batch_shuffle(clips[:, 1])
-        z2_all = batch_unshuffle(self.projector(self._features(backbone, view2)), unshuffle, differentiable=True)
+        z2_all = batch_unshuffle(
+            self.projector(self._features(backbone, view2)), unshuffle, differentiable=True
+        )
         z1_all = gather_with_grad(z1)
         z2 = local_slice(z2_all)
         _, rank = _world()

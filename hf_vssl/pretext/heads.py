@@ -16,7 +16,9 @@ class ProjectionHead(nn.Module):
     ``batch_norm``) and ReLU. ``num_layers=1`` is a plain linear projection.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
@@ -42,7 +44,9 @@ class PairwiseOrderHead(nn.Module):
     to the ``N!`` permutation classes (Xu et al., CVPR 2019).
     """
 
-    def __init__(self, num_features: int, num_clips: int, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5):
+    def __init__(
+        self, num_features: int, num_clips: int, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5
+    ):
         super().__init__()
         pairs = list(itertools.combinations(range(num_clips), 2))
         self.register_buffer("first", torch.tensor([i for i, _ in pairs]), persistent=False)

@@ -79,7 +79,9 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         """Raise ``ValueError`` (with what would work) if videos of ``video_num_frames`` cannot feed the task."""
         self.pretext.validate(num_frames or self.config.num_frames, video_num_frames, stride)
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **info) -> VSSLPretrainingOutput | tuple:
+    def forward(
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, **info
+    ) -> VSSLPretrainingOutput | tuple:
         """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         info = {k: v for k, v in info.items() if k not in ("labels", "output_hidden_states")}

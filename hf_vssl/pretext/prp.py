@@ -89,6 +89,13 @@ class PRPTask(PretextTask):
     name = "prp"
     settings_class = PRPSettings
     transform_preset = "prp"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "reference_batch_size": 8,
+    }
 
     def __init__(self, settings: PRPSettings, num_features: int):
         super().__init__(settings, num_features)
@@ -116,7 +123,9 @@ class PRPTask(PretextTask):
         return "; ".join(hints + ["or drop videos this short"])
 
     @staticmethod
-    def split_clip(pixel_values: torch.Tensor, interpolate: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def split_clip(
+        pixel_values: torch.Tensor, interpolate: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 2T, C, H, W)`` sampler clip -> model input ``(B, T, ...)`` and target ``(B, 2T, ...)``."""
         inputs = pixel_values[:, 0::2]
         target = pixel_values
@@ -128,8 +137,14 @@ class PRPTask(PretextTask):
             target = torch.where(mask, midpoints, pixel_values)
         return inputs, target
 
-    def forward(self, backbone, pixel_values, rate: torch.Tensor | None = None,
-                interpolate: torch.Tensor | None = None, **info):
+    def forward(
+        self,
+        backbone,
+        pixel_values,
+        rate: torch.Tensor | None = None,
+        interpolate: torch.Tensor | None = None,
+        **info,
+    ):
         if rate is None:
             raise ValueError("PRP needs the 'rate' label its sampler put in the batch.")
         if pixel_values.ndim != 5 or pixel_values.shape[1] % 2:
@@ -147,7 +162,9 @@ class PRPTask(PretextTask):
         reconstruction = self.decoder(feature_map, tuple(target.shape[i] for i in (1, 3, 4)))
         with torch.no_grad():
             kernel = max(1, target.shape[-1] // 16) | 1
-            weights = motion_weights(target.float(), self.settings.motion_min, self.settings.motion_max, kernel)
+            weights = motion_weights(
+                target.float(), self.settings.motion_min, self.settings.motion_max, kernel
+            )
         recon_loss = (weights * (reconstruction.float() - target.float()).pow(2)).mean()
         class_loss = F.cross_entropy(logits.float(), rate)
         loss = recon_loss + self.settings.classification_weight * class_loss

@@ -37,7 +37,9 @@ def default_pretext_config(name: str) -> dict[str, Any]:
     return get_pretext_task_class(name).settings_class().to_dict()
 
 
-def build_pretext_task(name: str, num_features: int, pretext_config: dict[str, Any] | None = None) -> PretextTask:
+def build_pretext_task(
+    name: str, num_features: int, pretext_config: dict[str, Any] | None = None
+) -> PretextTask:
     """Instantiate task ``name`` for a backbone with ``num_features``-d pooled features.
 
     ``pretext_config`` overrides the task's defaults; unknown keys raise ``ValueError`` listing

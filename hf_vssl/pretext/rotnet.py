@@ -29,7 +29,9 @@ class RotNetSettings(PretextSettings):
 
     def check(self) -> None:
         if self.num_rotations not in ROTATION_SETS:
-            raise ValueError(f"num_rotations must be one of {sorted(ROTATION_SETS)}, got {self.num_rotations}.")
+            raise ValueError(
+                f"num_rotations must be one of {sorted(ROTATION_SETS)}, got {self.num_rotations}."
+            )
 
 
 @dataclass
@@ -68,6 +70,13 @@ class RotNetTask(PretextTask):
     name = "rotnet"
     settings_class = RotNetSettings
     transform_preset = "rotnet"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "reference_batch_size": 8,
+    }
 
     def __init__(self, settings: RotNetSettings, num_features: int):
         super().__init__(settings, num_features)
@@ -90,7 +99,9 @@ class RotNetTask(PretextTask):
                 f"RotNet with {self.settings.num_rotations} rotations turns clips by 90 degrees, which needs square "
                 f"frames; got {tuple(pixel_values.shape[-2:])}. Crop to a square or use num_rotations=2."
             )
-        return rotate_clips(pixel_values, self.quarter_turns[rotation], ROTATION_SETS[self.settings.num_rotations])
+        return rotate_clips(
+            pixel_values, self.quarter_turns[rotation], ROTATION_SETS[self.settings.num_rotations]
+        )
 
     def forward(self, backbone, pixel_values, rotation: torch.Tensor | None = None, **info):
         """``rotation`` (class per sample) may be given for reproducibility; by default it is drawn here."""

@@ -88,7 +88,9 @@ class RelativeSpeedSampler:
         a, b = self.speeds[same] * self.stride, self.speeds[other] * self.stride
         query_start = int(rng.integers(0, num_video_frames - self._span(self.speeds[same]) + 1))
         # The key window must fit both speeds: it is read at a and at b from the same start.
-        key_start = int(rng.integers(0, num_video_frames - self._span(max(self.speeds[same], self.speeds[other])) + 1))
+        key_start = int(
+            rng.integers(0, num_video_frames - self._span(max(self.speeds[same], self.speeds[other])) + 1)
+        )
         clips = [
             strided_indices(query_start, self.num_frames, a),
             strided_indices(key_start, self.num_frames, a),
@@ -101,12 +103,22 @@ class RSPNetTask(MoCoTask, PretextTask):
     name = "rspnet"
     settings_class = RSPNetSettings
     transform_preset = "rspnet"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "reference_batch_size": 32,
+    }
 
     def __init__(self, settings: RSPNetSettings, num_features: int):
         super().__init__(settings, num_features)
         # heads[0]: appearance (A), heads[1]: speed (M); MLP as the reference's fc_type "mlp".
         self.heads = nn.ModuleList(
-            [ProjectionHead(num_features, num_features, settings.projection_dim, 2, batch_norm=False) for _ in range(2)]
+            [
+                ProjectionHead(num_features, num_features, settings.projection_dim, 2, batch_norm=False)
+                for _ in range(2)
+            ]
         )
         self.queue = FeatureQueue(settings.queue_size, settings.projection_dim)
         self.ranking = nn.MarginRankingLoss(margin=settings.margin)

@@ -36,12 +36,15 @@ class VideoTooShortError(ClipTooLongError):
     that does not fit (``sample_clips`` names the file; datasets may skip the video).
     """
 
-    def __init__(self, needed: int, available: int, source: str | None = None, what: str = "this pretext task"):
+    def __init__(
+        self, needed: int, available: int, source: str | None = None, what: str = "this pretext task"
+    ):
         super().__init__(needed, available, source)
         self.what = what
         where = f"{source}: " if source else ""
         ValueError.__init__(
-            self, f"{where}{what} needs videos of at least {self.needed} frames, this one has {self.available}."
+            self,
+            f"{where}{what} needs videos of at least {self.needed} frames, this one has {self.available}.",
         )
 
     def __reduce__(self):

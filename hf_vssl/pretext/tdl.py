@@ -67,6 +67,13 @@ class TDLTask(MoCoTask, PretextTask):
     name = "tdl"
     settings_class = TDLSettings
     transform_preset = "tdl"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 3e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "reference_batch_size": 8,
+    }
 
     def __init__(self, settings: TDLSettings, num_features: int):
         super().__init__(settings, num_features)
@@ -93,7 +100,9 @@ class TDLTask(MoCoTask, PretextTask):
         (keys,) = self.encode_keys(torch.cat([clips[:, 1], clips[:, 2]]))
         positive, negative = keys[:batch], keys[batch:]
         query = self.heads[0](self._features(backbone, clips[:, 0]))
-        loss, top1 = info_nce(query, positive, self.queue(), self.settings.temperature, extra_negatives=negative)
+        loss, top1 = info_nce(
+            query, positive, self.queue(), self.settings.temperature, extra_negatives=negative
+        )
         if self.training:
             self.queue.enqueue(positive)
         return loss, {"accuracy": top1, "contrastive_loss": loss.detach()}

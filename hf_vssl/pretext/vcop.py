@@ -36,7 +36,9 @@ class VCOPSettings(PretextSettings):
 
     def check(self) -> None:
         if not 2 <= self.num_clips <= 6:
-            raise ValueError(f"num_clips must be between 2 and 6 (the study uses 3, 4, 5), got {self.num_clips}.")
+            raise ValueError(
+                f"num_clips must be between 2 and 6 (the study uses 3, 4, 5), got {self.num_clips}."
+            )
         if self.interval < 0:
             raise ValueError(f"interval must be >= 0, got {self.interval}.")
 
@@ -62,7 +64,9 @@ class ClipOrderSampler:
         check_length(num_video_frames, needed, f"VCOP with {self.num_clips} clips")
         start = int(rng.integers(0, num_video_frames - needed + 1))
         step = clip_span(self.num_frames, self.stride) + self.interval
-        ordered = [strided_indices(start + i * step, self.num_frames, self.stride) for i in range(self.num_clips)]
+        ordered = [
+            strided_indices(start + i * step, self.num_frames, self.stride) for i in range(self.num_clips)
+        ]
         label = int(rng.integers(len(self.permutations)))
         order = self.permutations[label]
         return ClipPlan([ordered[position] for position in order], {"permutation": label})
@@ -72,11 +76,20 @@ class VCOPTask(PretextTask):
     name = "vcop"
     settings_class = VCOPSettings
     transform_preset = "vcop"
+    optimizer_defaults = {
+        "optimizer": "sgd",
+        "learning_rate": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "reference_batch_size": 8,
+    }
 
     def __init__(self, settings: VCOPSettings, num_features: int):
         super().__init__(settings, num_features)
         hidden = scaled_hidden(settings.hidden_size, 512, num_features)
-        self.head = PairwiseOrderHead(num_features, settings.num_clips, self.num_classes, hidden, settings.dropout)
+        self.head = PairwiseOrderHead(
+            num_features, settings.num_clips, self.num_classes, hidden, settings.dropout
+        )
 
     @property
     def num_clips(self) -> int:

@@ -37,7 +37,9 @@ def resolve_resume_path(output_dir: str | Path, resume_from_checkpoint: str | No
         return checkpoints[-1] if checkpoints else None
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_FILE})")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_FILE})"
+        )
     return path
 
 

@@ -12,10 +12,19 @@ from transformers import get_scheduler
 GENERIC_OPTIMIZER = {"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 
 
-def resolve_optimizer_settings(task_defaults: dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
-    """The task's defaults (REFERENCE.md section 2) with the user's non-``None`` overrides on top."""
+def resolve_optimizer_settings(
+    task_defaults: dict[str, Any] | None, total_batch_size: int | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The task's defaults (REFERENCE.md section 2) with the user's non-``None`` overrides on top.
+
+    A default learning rate quoted at ``reference_batch_size`` is scaled linearly to
+    ``total_batch_size`` (the linear scaling rule); a learning rate the user gives is used as is.
+    """
     settings = dict(GENERIC_OPTIMIZER)
     settings.update(task_defaults or {})
+    reference = settings.pop("reference_batch_size", None)
+    if reference and total_batch_size and overrides.get("learning_rate") is None:
+        settings["learning_rate"] = settings["learning_rate"] * total_batch_size / reference
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 

@@ -42,22 +42,36 @@ logger = logging.getLogger(__name__)
 class PretrainingArguments:
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    output_dir: str | None = field(default=None, metadata={"help": "default: outputs/{task}-{backbone}-{dataset}"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "default: outputs/{task}-{backbone}-{dataset}"}
+    )
     pretext_task: str = field(default="rspnet", metadata={"help": "rotnet, cvrl, vcop, tdl, prp or rspnet"})
-    pretext_config: str | None = field(default=None, metadata={"help": "JSON object overriding task settings"})
+    pretext_config: str | None = field(
+        default=None, metadata={"help": "JSON object overriding task settings"}
+    )
     backbone: str = field(default="r21d", metadata={"help": "a name from hf_vssl.list_backbones()"})
-    width_multiplier: float = field(default=0.25, metadata={"help": "channel scale of CNN backbones (1.0 = study)"})
+    width_multiplier: float = field(
+        default=0.25, metadata={"help": "channel scale of CNN backbones (1.0 = study)"}
+    )
     num_frames: int = field(default=8, metadata={"help": "frames per clip (the study: 16)"})
     image_size: int = field(default=56, metadata={"help": "crop size (the study: 112)"})
     frame_stride: int = field(default=1, metadata={"help": "base temporal stride of clips"})
-    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
-                                                                "videofolder or synthetic"})
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+    )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     dataset_split: str = "train"
     fold: int = 1
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    subset_size: int | None = field(default=None, metadata={"help": "class-balanced nested subset of this size"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    subset_size: int | None = field(
+        default=None, metadata={"help": "class-balanced nested subset of this size"}
+    )
     subset_seed: int = 0
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -67,7 +81,7 @@ class PretrainingArguments:
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     max_grad_norm: float | None = 10.0
-    num_train_epochs: float = 2.0
+    num_train_epochs: float = 10.0
     max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
     seed: int = 42
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
@@ -76,7 +90,9 @@ class PretrainingArguments:
     logging_steps: int = 10
     save_steps: int = 50
     save_total_limit: int = 2
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder"}
+    )
     report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
     max_bad_fraction: float = 0.01
     push_to_hub: bool = False
@@ -88,20 +104,30 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _loop_state(global_step: int, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> dict:
-    return {"global_step": global_step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-            "steps_per_epoch": steps_per_epoch}
+    return {
+        "global_step": global_step,
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "steps_per_epoch": steps_per_epoch,
+    }
 
 
 def run_pretraining(args: PretrainingArguments) -> Path:
     """Run the pretraining described by ``args``; return the output folder."""
-    name = output_name(args.pretext_task, args.backbone, args.dataset,
-                       args.subset_size if args.dataset != "synthetic" else None)
+    name = output_name(
+        args.pretext_task,
+        args.backbone,
+        args.dataset,
+        args.subset_size if args.dataset != "synthetic" else None,
+    )
     output_dir = resolve_output_dir(args.output_dir, name)
     accelerator = Accelerator(
         mixed_precision="bf16" if args.bf16 else "no",
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         step_scheduler_with_optimizer=False,
     )
@@ -109,39 +135,63 @@ def run_pretraining(args: PretrainingArguments) -> Path:
 
     # -- model -------------------------------------------------------------------------------
     config = VSSLConfig(
-        backbone=args.backbone, num_frames=args.num_frames, image_size=args.image_size,
-        width_multiplier=args.width_multiplier, pretext_task=args.pretext_task,
+        backbone=args.backbone,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        width_multiplier=args.width_multiplier,
+        pretext_task=args.pretext_task,
         pretext_config=parse_json_option(args.pretext_config, "pretext_config"),
     )
     model = VSSLForPretraining(config)
     config.pretext_config = model.pretext.settings.to_dict()  # record the resolved settings
 
     # -- data (refuse impossible settings before anything runs) --------------------------------
-    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
-                           subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=args.label_set)
+    records = load_records(
+        args.dataset,
+        args.dataset_root,
+        args.dataset_split,
+        args.fold,
+        subset_size=args.subset_size,
+        subset_seed=args.subset_seed,
+        label_set=args.label_set,
+    )
     video_frames, video_path = shortest_video(records)
     try:
         model.validate(video_frames, num_frames=args.num_frames, stride=args.frame_stride)
     except ValueError as error:
         raise ValueError(f"{error} (shortest video probed: {video_path})") from None
     dataset = VideoClipDataset(
-        records, model.sampler(args.num_frames, args.frame_stride),
+        records,
+        model.sampler(args.num_frames, args.frame_stride),
         transform=build_transform(model.transform_preset, args.image_size, train=True),
-        seed=args.seed, max_bad_fraction=args.max_bad_fraction,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
     )
     if len(dataset) < args.per_device_train_batch_size * accelerator.num_processes:
-        raise ValueError(f"{len(dataset)} videos cannot fill one batch of "
-                         f"{args.per_device_train_batch_size} x {accelerator.num_processes} processes")
+        raise ValueError(
+            f"{len(dataset)} videos cannot fill one batch of "
+            f"{args.per_device_train_batch_size} x {accelerator.num_processes} processes"
+        )
     dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
-        collate_fn=collate_clips, num_workers=args.dataloader_num_workers,
-        persistent_workers=args.dataloader_num_workers > 0, pin_memory=torch.cuda.is_available(),
+        dataset,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate_clips,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
     )
 
     # -- optimiser and schedule ----------------------------------------------------------------
     optimizer_settings = resolve_optimizer_settings(
-        getattr(model.pretext, "optimizer_defaults", None),
-        optimizer=args.optimizer, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        model.pretext.optimizer_defaults,
+        total_batch_size=args.per_device_train_batch_size
+        * accelerator.num_processes
+        * args.gradient_accumulation_steps,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
     )
     optimizer = build_optimizer(model, optimizer_settings)
     if args.channels_last:
@@ -170,17 +220,23 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     elif args.resume_from_checkpoint:
         accelerator.print(f"no checkpoint in {output_dir} yet: starting from scratch")
     if accelerator.is_main_process and args.report_to != "none":
-        accelerator.init_trackers(name, config={k: v for k, v in vars(args).items()
-                                                if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            name, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
 
     # -- loop ----------------------------------------------------------------------------------
     unwrapped = accelerator.unwrap_model(model)
     num_clips = unwrapped.num_clips
-    progress = tqdm(total=total_steps, initial=global_step, desc=f"pretrain {name}",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    progress = tqdm(
+        total=total_steps,
+        initial=global_step,
+        desc=f"pretrain {name}",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
     nonfinite = torch.zeros((), device=accelerator.device)
     sums: dict[str, torch.Tensor] = {}
-    window_start, window_clips = time.perf_counter(), 0
+    window_start, window_clips, window_batches = time.perf_counter(), 0, 0
     epoch = start_epoch
     model.train()
     while global_step < total_steps:
@@ -192,7 +248,11 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         for batch in batches:
             with accelerator.accumulate(model):
                 pixel_values = batch.pop("pixel_values")
-                info = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in ("labels", "index")}
+                info = {
+                    k: v
+                    for k, v in batch.items()
+                    if isinstance(v, torch.Tensor) and k not in ("labels", "index")
+                }
                 output = model(pixel_values=pixel_values, **info)
                 loss = output.loss
                 accelerator.backward(loss)
@@ -206,6 +266,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
             for key, value in {"loss": detached, **output.metrics}.items():
                 sums[key] = sums.get(key, 0) + value.detach().float()
             window_clips += pixel_values.shape[0] * num_clips * accelerator.num_processes
+            window_batches += 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -217,16 +278,21 @@ def run_pretraining(args: PretrainingArguments) -> Path:
             if at_log or at_save:
                 _raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
             if at_log:
-                count = args.logging_steps * args.gradient_accumulation_steps
-                logs = {k: (accelerator.reduce(v, "mean") / count).item() for k, v in sums.items()}
+                logs = {k: (accelerator.reduce(v, "mean") / window_batches).item() for k, v in sums.items()}
                 elapsed = time.perf_counter() - window_start
-                logs.update(lr=scheduler.get_last_lr()[0], clips_per_second=window_clips / max(elapsed, 1e-9),
-                            epoch=epoch + step_in_epoch / steps_per_epoch)
+                logs.update(
+                    lr=scheduler.get_last_lr()[0],
+                    clips_per_second=window_clips / max(elapsed, 1e-9),
+                    epoch=epoch + step_in_epoch / steps_per_epoch,
+                )
                 accelerator.log(logs, step=global_step)
-                progress.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs.get('accuracy', float('nan')):.3f}",
-                                     clips_s=f"{logs['clips_per_second']:.1f}")
+                progress.set_postfix(
+                    loss=f"{logs['loss']:.3f}",
+                    acc=f"{logs.get('accuracy', float('nan')):.3f}",
+                    clips_s=f"{logs['clips_per_second']:.1f}",
+                )
                 _append_log(accelerator, output_dir, global_step, logs)
-                sums, window_start, window_clips = {}, time.perf_counter(), 0
+                sums, window_start, window_clips, window_batches = {}, time.perf_counter(), 0, 0
             if at_save:
                 path = checkpoint_dir(output_dir, global_step)
                 accelerator.save_state(str(path))
@@ -247,7 +313,9 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(output_dir)
-        VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(output_dir)
+        VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
+            output_dir
+        )
         accelerator.print(f"saved pretrained model to {output_dir}")
     for tracker in accelerator.trackers:  # not end_training(): the caller owns the process group
         tracker.finish()
@@ -258,7 +326,9 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     return output_dir
 
 
-def _raise_if_nonfinite(accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path) -> None:
+def _raise_if_nonfinite(
+    accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path
+) -> None:
     if accelerator.reduce(nonfinite, "sum").item() > 0:
         raise NonFiniteLossError(
             f"the loss became NaN or inf before step {step}; stopping. The last good checkpoint is kept in "

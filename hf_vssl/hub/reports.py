@@ -1,0 +1,240 @@
+"""The reports a checkpoint folder carries, and assembling them into it.
+
+Recipes write their results into a model folder (the folder contract):
+
+- ``metrics.json`` (finetune / linear probe, optional retrieval) or ``retrieval.json``
+  (retrieval only), plus ``metrics-*.json`` when a folder collects several downstream results
+  (e.g. UCF101 and HMDB51 for one pretrained model);
+- ``robustness.json`` / ``robustness.md`` / ``robustness.png``; ``cka.json`` / ``cka.png``;
+- ``training_args.yaml``, ``subset_ids.json``, ``config.json``.
+
+:func:`read_reports` gathers whatever is present; :func:`assemble_reports` copies reports made
+elsewhere into the folder and writes the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+RESULT_KEYS = ("clip_top1", "clip_top5", "video_top1", "video_top5")
+RETRIEVAL_KEYS = ("top1", "top5", "top10", "top20")
+
+
+@dataclass
+class FolderReports:
+    """Everything a card is built from; each field is ``None`` / empty when its file is absent."""
+
+    folder: Path
+    config: dict[str, Any]
+    training_args: dict[str, Any] | None = None
+    subset: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    robustness: dict[str, Any] | None = None
+    cka: dict[str, Any] | None = None
+
+    def has(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    @property
+    def is_classifier(self) -> bool:
+        """A fine-tuned classifier (vs. a pretraining / feature-extraction checkpoint)."""
+        architectures = self.config.get("architectures") or []
+        return any(a.endswith("ForVideoClassification") for a in architectures)
+
+    @property
+    def pretraining_args(self) -> dict[str, Any] | None:
+        """``training_args.yaml`` when it comes from a pretraining run (it names a pretext task)."""
+        return self.training_args if self.training_args and "pretext_task" in self.training_args else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def _maybe_json(path: Path) -> Any:
+    return _read_json(path) if path.is_file() else None
+
+
+def metrics_files(folder: PathLike) -> list[Path]:
+    """``metrics.json``, ``retrieval.json`` (the finetune recipe's retrieval-only mode), then
+    ``metrics-*.json`` in name order."""
+    folder = Path(folder)
+    main = [folder / name for name in ("metrics.json", "retrieval.json") if (folder / name).is_file()]
+    return main + sorted(folder.glob("metrics-*.json"))
+
+
+def read_reports(folder: PathLike) -> FolderReports:
+    """Read the reports present in a checkpoint folder (``config.json`` is required)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a checkpoint folder (save_pretrained writes one)")
+    args_path = folder / "training_args.yaml"
+    training_args = yaml.safe_load(args_path.read_text(encoding="utf-8")) if args_path.is_file() else None
+    metrics = []
+    for path in metrics_files(folder):
+        payload = _read_json(path)
+        metrics.extend(payload if isinstance(payload, list) else [payload])
+    for record in metrics:
+        validate_metrics(record)
+    return FolderReports(
+        folder=folder,
+        config=_read_json(folder / "config.json"),
+        training_args=training_args if isinstance(training_args, dict) else None,
+        subset=_maybe_json(folder / "subset_ids.json"),
+        metrics=metrics,
+        robustness=_maybe_json(folder / "robustness.json"),
+        cka=_maybe_json(folder / "cka.json"),
+    )
+
+
+def validate_metrics(record: Mapping[str, Any]) -> None:
+    """Check a ``metrics.json`` record against the folder contract; ``ValueError`` says what is wrong."""
+    if not isinstance(record, Mapping) or not record.get("dataset"):
+        raise ValueError(f"a metrics record needs a 'dataset' (got {record!r:.200})")
+    results = record.get("results") or {}
+    retrieval = record.get("retrieval") or {}
+    if not results and not retrieval:
+        raise ValueError(f"metrics for {record['dataset']!r} hold neither 'results' nor 'retrieval'")
+    for group, values in (("results", results), ("retrieval", retrieval)):
+        for key, value in values.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is not a number: {value!r}")
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is {value}: accuracies are "
+                                 "fractions in [0, 1] (percentages divided by 100)")
+
+
+# -- assembling ------------------------------------------------------------------------------------
+
+
+def _place_bytes(data: bytes, dest: Path) -> bool:
+    """Write ``data`` to ``dest`` unless a file is there already; True when written."""
+    if dest.exists():
+        if dest.read_bytes() != data:
+            logger.warning("kept the existing %s (a different version was offered); delete it to replace it", dest)
+        return False
+    dest.write_bytes(data)
+    return True
+
+
+def _place_file(src: Path, dest: Path) -> bool:
+    if not src.is_file():
+        raise FileNotFoundError(f"report file {src} does not exist")
+    if src.resolve() == dest.resolve():
+        return False
+    if dest.exists():
+        return _place_bytes(src.read_bytes(), dest)
+    shutil.copyfile(src, dest)
+    return True
+
+
+def _slug(text: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()
+
+
+def metrics_filename(record: Mapping[str, Any]) -> str:
+    """``metrics-{dataset}-{mode}-fold{k}[-{label_set}].json``: where a further record is kept."""
+    parts = [record["dataset"], record.get("mode") or "finetune", f"fold{record.get('fold', 1)}",
+             record.get("label_set")]
+    return "metrics-" + "-".join(_slug(p) for p in parts if p) + ".json"
+
+
+def _add_metrics(folder: Path, record: Mapping[str, Any]) -> None:
+    validate_metrics(record)
+    data = (json.dumps(record, indent=2) + "\n").encode()
+    main = folder / ("metrics.json" if record.get("results") else "retrieval.json")
+    if not main.exists():
+        main.write_bytes(data)
+    elif _read_json(main) != record:  # a second downstream result goes beside the first
+        _place_bytes(data, folder / metrics_filename(record))
+
+
+def _as_records(metrics) -> list[dict[str, Any]]:
+    items = metrics if isinstance(metrics, Sequence) and not isinstance(metrics, (str, bytes)) else [metrics]
+    records = []
+    for item in items:
+        payload = _read_json(Path(item)) if isinstance(item, (str, os.PathLike)) else item
+        records.extend(payload if isinstance(payload, list) else [payload])
+    return records
+
+
+def _report_dir(path: PathLike, main_file: str) -> Path:
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if not (folder / main_file).is_file():
+        raise FileNotFoundError(f"{folder} holds no {main_file}")
+    return folder
+
+
+def assemble_reports(
+    folder: PathLike,
+    *,
+    metrics=None,
+    robustness_dir: PathLike | None = None,
+    cka_dir: PathLike | None = None,
+    training_args: PathLike | Mapping[str, Any] | None = None,
+    subset_ids: PathLike | None = None,
+    repo_id: str | None = None,
+):
+    """Copy reports into the checkpoint ``folder``, then write its model card; returns the card.
+
+    Args:
+        metrics: a ``metrics.json`` path or dict, or a list of them. The first lands in
+            ``metrics.json``; further (different) ones in ``metrics-{dataset}-{mode}-fold{k}.json``.
+        robustness_dir: a folder (or its ``robustness.json``) with ``robustness.json/.md/.png``.
+        cka_dir: a folder (or its ``cka.json``) with ``cka.json`` and ``cka.png``.
+        training_args: a ``training_args.yaml`` path or a dict of the run's arguments.
+        subset_ids: a ``subset_ids.json`` path (see :func:`hf_vssl.data.subsets.save_subset`).
+        repo_id: the Hub id the card's loading examples use (default: the folder name).
+
+    A file already in the folder is kept as is (a differing offer is logged), so assembling
+    twice is a no-op. Inputs are checked before anything is written.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a checkpoint folder")
+    records = _as_records(metrics) if metrics is not None else []
+    for record in records:
+        validate_metrics(record)
+    robustness = _report_dir(robustness_dir, "robustness.json") if robustness_dir is not None else None
+    cka = _report_dir(cka_dir, "cka.json") if cka_dir is not None else None
+
+    for record in records:
+        _add_metrics(folder, record)
+    if robustness is not None:
+        for name in ("robustness.json", "robustness.md", "robustness.png"):
+            if (robustness / name).is_file():
+                _place_file(robustness / name, folder / name)
+    if cka is not None:
+        for name in ("cka.json", "cka.png"):
+            if (cka / name).is_file():
+                _place_file(cka / name, folder / name)
+    if training_args is not None:
+        if isinstance(training_args, Mapping):
+            text = yaml.safe_dump(dict(training_args), sort_keys=False)
+            _place_bytes(text.encode(), folder / "training_args.yaml")
+        else:
+            _place_file(Path(training_args), folder / "training_args.yaml")
+    if subset_ids is not None:
+        _place_file(Path(subset_ids), folder / "subset_ids.json")
+
+    from hf_vssl.hub.cards import write_model_card
+
+    return write_model_card(folder, repo_id=repo_id)
