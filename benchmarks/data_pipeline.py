@@ -18,12 +18,21 @@ cost of every ``build_transform`` preset on a 16x3x128x171 clip.
 Last, random clip access on 256x340 GOP-250 originals against their ``build_shards`` re-encode
 (short side 128, GOP 16).
 
-Prints ``RESULT data_pipeline: <min over worker settings>x of raw decode rate`` (target >= 0.8),
-``RESULT two_clip_cost_rspnet: <x>x one-clip cost per video`` and
-``RESULT two_clip_cost_cvrl: <x>x one-clip cost per video`` (target < 1.3) and
+Also: the loader part of the device-augmentation path (``build_loader_transform("vcop", 112)``:
+uint8 crop with rotation context + uint8 resize, then collate; BatchAugment runs on the training
+device) through the same DataLoader; ``BatchAugment`` itself per clip on a (32, 16, 3, L, L)
+uint8 batch, on the CPU and on CUDA when available; and the multi-clip costs again on videos
+with a long GOP (250, as Kinetics files are distributed).
+
+Prints ``RESULT data_pipeline: <min over worker settings>x of raw decode rate`` with device
+augmentation (the loader decodes, crops/resizes in uint8 and collates; target >= 0.8),
+``RESULT data_pipeline_loader_augment: <x>x`` with the augmentation in the loader (the
+CPU-training path), ``RESULT batch_augment_<device>: <ms> per clip``,
+``RESULT two_clip_cost_rspnet[_gop250]: <x>x one-clip cost per video`` and
+``RESULT two_clip_cost_cvrl[_gop250]: <x>x one-clip cost per video`` (target < 1.3) and
 ``RESULT reencode_clip_access: <x>x faster random clip access after re-encode``.
 
-    .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2]
+    .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2] [--augment-only]
 """
 
 from __future__ import annotations
@@ -38,17 +47,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hf_vssl.data.clips import UniformClipSampler
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.records import VideoRecord
-from hf_vssl.data.video_io import encode_video
-
 HEIGHT, WIDTH, GOP = 128, 170, 16  # 171 in the study's resize; H.264 4:2:0 needs even sizes
+LONG_GOP = 250  # as Kinetics files are distributed
 SEED = 0
 
 
-def make_videos(root: str, count: int, num_frames: int) -> list[VideoRecord]:
-    """Smooth panning textures (natural-video-like compressibility), short GOP."""
+def make_videos(root: str, count: int, num_frames: int, gop: int = GOP, prefix: str = "v") -> list:
+    """Smooth panning textures (natural-video-like compressibility), GOP ``gop``."""
+    from hf_vssl.data.records import VideoRecord
+    from hf_vssl.data.video_io import encode_video
+
     generator = torch.Generator().manual_seed(SEED)
     records = []
     for i in range(count):
@@ -56,9 +64,9 @@ def make_videos(root: str, count: int, num_frames: int) -> list[VideoRecord]:
         texture = F.interpolate(coarse, scale_factor=8, mode="bicubic", align_corners=False)[0]
         texture = (texture.clamp(0, 1) * 255).to(torch.uint8)
         frames = torch.stack([texture[:, :HEIGHT, 2 * t : 2 * t + WIDTH] for t in range(num_frames)])
-        path = os.path.join(root, f"v{i:03d}.mp4")
-        encode_video(frames, path, gop_size=GOP)
-        records.append(VideoRecord(path=path, label=i % 10, label_name=f"c{i % 10}", video_id=f"v{i:03d}"))
+        path = os.path.join(root, f"{prefix}{i:03d}.mp4")
+        encode_video(frames, path, gop_size=gop)
+        records.append(VideoRecord(path=path, label=i % 10, label_name=f"c{i % 10}", video_id=f"{prefix}{i:03d}"))
     return records
 
 
@@ -96,6 +104,8 @@ def time_raw(records, indices, workers: int) -> float:
 
 
 def time_pipeline(records, sampler, transform, workers: int, batch_size: int = 8) -> float:
+    from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+
     dataset = VideoClipDataset(records, sampler, transform=transform, seed=SEED)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -172,13 +182,40 @@ def time_separate_clips(records, sampler, num_video_frames: int) -> float:
     return time.perf_counter() - start
 
 
+def time_batch_augment(device: str, repeats: int, batch: int = 32) -> dict[str, float]:
+    """ms per clip of ``BatchAugment`` on a collated (batch, 16, 3, L, L) uint8 batch (L: the
+    preset's loader size; 112 without rotation), best of ``repeats``."""
+    from hf_vssl.data.batch_augment import build_batch_augment
+
+    out = {}
+    generator = torch.Generator().manual_seed(SEED)
+    for preset in ("vcop", "cvrl"):
+        augment = build_batch_augment(preset, 112)
+        size = augment.input_size
+        video = torch.randint(0, 256, (batch, 16, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        augment(video)  # warm-up (allocator, constants)
+        sync()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            augment(video)
+            sync()
+            best = min(best, time.perf_counter() - start)
+        out[f"{preset} ({batch}, 16, 3, {size}, {size})"] = 1000 * best / batch
+    return out
+
+
 def reencode_speedup(root: str, count: int, repeats: int) -> tuple[float, float, float]:
     """Random clip cost on camera-like originals (256x340, GOP 250) vs ``build_shards`` re-encodes.
 
     Returns ``(original ms, re-encoded ms, build seconds)`` per clip / for the build.
     """
+    from hf_vssl.data.clips import UniformClipSampler
     from hf_vssl.data.decoding import open_video
+    from hf_vssl.data.records import VideoRecord
     from hf_vssl.data.shards import ReencodeOptions, build_shards, iter_shard_samples
+    from hf_vssl.data.video_io import encode_video
 
     generator = torch.Generator().manual_seed(SEED + 1)
     records, num_frames = [], 150
@@ -211,19 +248,33 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5, help="best of N interleaved timings per setting")
     parser.add_argument("--reencode-videos", type=int, default=12)
+    parser.add_argument("--augment-only", action="store_true",
+                        help="only time BatchAugment (CPU, and CUDA when available); needs no torchcodec")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core per worker, as in DataLoader workers
 
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.augment_only:
+        for device in devices:
+            for name, value in time_batch_augment(device, max(3, args.repeats)).items():
+                print(f"RESULT batch_augment_{device}: {value:.3f} ms per clip, BatchAugment('{name}')")
+        return
+
+    from hf_vssl.data.clips import UniformClipSampler
+    from hf_vssl.data.transforms import build_loader_transform
+
     transform, transform_name = get_transform()
+    loader_transform = build_loader_transform("vcop", 112)
     one_clip = UniformClipSampler(16, stride=2)
     one_clip_s1 = UniformClipSampler(16)
     multi = task_samplers(16)
     with tempfile.TemporaryDirectory(prefix="hf_vssl_bench_") as root:
         started = time.perf_counter()
         records = make_videos(root, args.videos, args.frames)
+        long_gop = make_videos(root, args.videos, args.frames, gop=LONG_GOP, prefix="g")
         print(
-            f"generated {args.videos} videos of {args.frames} frames {HEIGHT}x{WIDTH}, GOP {GOP} "
-            f"in {time.perf_counter() - started:.1f}s; transform: {transform_name}"
+            f"generated 2 x {args.videos} videos of {args.frames} frames {HEIGHT}x{WIDTH}, GOP {GOP} and "
+            f"{LONG_GOP} in {time.perf_counter() - started:.1f}s; transform: {transform_name}"
         )
         for name, sampler in {"one clip (UniformClipSampler(16))": one_clip_s1, **multi}.items():
             print(f"plan {name}: {describe_plans(sampler, args.frames, args.videos)}")
@@ -237,15 +288,22 @@ def main() -> None:
         settings = {
             "raw_1": lambda: time_raw(records, indices, 1),
             "full_1": lambda: time_pipeline(records, one_clip, transform, 1),
+            "dev_1": lambda: time_pipeline(records, one_clip, loader_transform, 1),
             "raw_2": lambda: time_raw(records, indices, 2),
             "full_2": lambda: time_pipeline(records, one_clip, transform, 2),
+            "dev_2": lambda: time_pipeline(records, one_clip, loader_transform, 2),
             "noaug_1": lambda: time_pipeline(records, one_clip, None, 1),
             "one_s1": lambda: time_pipeline(records, one_clip_s1, None, 1),
+            "one_s1_g250": lambda: time_pipeline(long_gop, one_clip_s1, None, 1),
         }
         for name, sampler in multi.items():
             settings[name] = lambda sampler=sampler: time_pipeline(records, sampler, None, 1)
             settings[f"{name}_separate"] = lambda sampler=sampler: time_separate_clips(
                 records, sampler, args.frames
+            )
+            settings[f"{name}_g250"] = lambda sampler=sampler: time_pipeline(long_gop, sampler, None, 1)
+            settings[f"{name}_g250_separate"] = lambda sampler=sampler: time_separate_clips(
+                long_gop, sampler, args.frames
             )
             settings[f"{name}_aug"] = lambda name=name, sampler=sampler: time_pipeline(
                 records, sampler, task_transforms[name], 1
@@ -262,28 +320,34 @@ def main() -> None:
             transform_ms = time_transforms(max(10, 4 * args.repeats))
         except ImportError:
             transform_ms = {}
+        augment_ms = {device: time_batch_augment(device, max(3, args.repeats)) for device in devices}
         original_ms, reencoded_ms, build_s = reencode_speedup(root, args.reencode_videos, args.repeats)
 
     n = args.videos
     ratios = {w: best[f"raw_{w}"] / best[f"full_{w}"] for w in (1, 2)}
+    dev_ratios = {w: best[f"raw_{w}"] / best[f"dev_{w}"] for w in (1, 2)}
     for w in (1, 2):
         print(
-            f"workers={w}: raw decode {n / best[f'raw_{w}']:7.1f} clips/s | full pipeline "
-            f"{n / best[f'full_{w}']:7.1f} clips/s | ratio {ratios[w]:.2f}"
+            f"workers={w}: raw decode {n / best[f'raw_{w}']:7.1f} clips/s | full pipeline, augmentation in the "
+            f"loader {n / best[f'full_{w}']:7.1f} clips/s (ratio {ratios[w]:.2f}) | loader part only "
+            f"(device augmentation) {n / best[f'dev_{w}']:7.1f} clips/s (ratio {dev_ratios[w]:.2f})"
         )
     print(
         f"workers=1 without augmentation: {n / best['noaug_1']:7.1f} clips/s | ratio "
-        f"{best['raw_1'] / best['noaug_1']:.2f} (augmentation costs "
-        f"{1000 * (best['full_1'] - best['noaug_1']) / n:.2f} ms/clip)"
+        f"{best['raw_1'] / best['noaug_1']:.2f} (augmentation in the loader costs "
+        f"{1000 * (best['full_1'] - best['noaug_1']) / n:.2f} ms/clip, its loader part "
+        f"{1000 * (best['dev_1'] - best['noaug_1']) / n:.2f} ms/clip)"
     )
     ms = {name: 1000 * best[name] / n for name in best}
-    print(f"per video, decode only: one clip (UniformClipSampler(16)) {ms['one_s1']:.2f} ms")
-    for name in multi:
-        print(
-            f"per video, decode only: {name} {ms[name]:.2f} ms ({ms[name] / ms['one_s1']:.2f}x one clip); "
-            f"each clip opened and decoded alone {ms[f'{name}_separate']:.2f} ms "
-            f"({ms[f'{name}_separate'] / ms['one_s1']:.2f}x)"
-        )
+    for suffix, gop in (("", GOP), ("_g250", LONG_GOP)):
+        print(f"GOP {gop}: per video, decode only: one clip (UniformClipSampler(16)) {ms['one_s1' + suffix]:.2f} ms")
+        for name in multi:
+            key = name + suffix
+            print(
+                f"GOP {gop}: per video, decode only: {name} {ms[key]:.2f} ms "
+                f"({ms[key] / ms['one_s1' + suffix]:.2f}x one clip); each clip opened and decoded alone "
+                f"{ms[key + '_separate']:.2f} ms ({ms[key + '_separate'] / ms['one_s1' + suffix]:.2f}x)"
+            )
     for name in multi:
         print(
             f"per video with the '{name}' preset: {name} {ms[f'{name}_aug']:.2f} ms, one clip "
@@ -291,24 +355,39 @@ def main() -> None:
         )
     if transform_ms:
         print(
-            "transform per 16x3x128x171 clip (median ms): "
+            "per-clip transform (loader augmentation) per 16x3x128x171 clip (median ms): "
             + ", ".join(f"{name} {value:.2f}" for name, value in transform_ms.items())
+        )
+    for device, values in augment_ms.items():
+        print(
+            f"BatchAugment on {device}, 1 thread, best ms per clip: "
+            + ", ".join(f"{name} {value:.3f}" for name, value in values.items())
         )
     print(
         f"random 16x2 clip, {args.reencode_videos} videos 256x340 GOP 250: {original_ms:.2f} ms; after build_shards "
         f"re-encode (short side 128, GOP 16; {build_s:.1f}s to build): {reencoded_ms:.2f} ms"
     )
     print(
-        f"RESULT data_pipeline: {min(ratios.values()):.2f}x of raw decode rate "
-        f"(1 worker {ratios[1]:.2f}, 2 workers {ratios[2]:.2f})"
+        f"RESULT data_pipeline: {min(dev_ratios.values()):.2f}x of raw decode rate (device augmentation: loader "
+        f"does decode+uint8 crop/resize+collate; 1 worker {dev_ratios[1]:.2f}, 2 workers {dev_ratios[2]:.2f})"
     )
-    for name in multi:
-        clips = describe_plans(multi[name], args.frames, args.videos).split(",")[0]
-        print(
-            f"RESULT two_clip_cost_{name}: {ms[name] / ms['one_s1']:.2f}x one-clip cost per video "
-            f"({clips} per plan, union decode; "
-            f"{ms[f'{name}_separate'] / ms['one_s1']:.2f}x when decoded separately)"
-        )
+    print(
+        f"RESULT data_pipeline_loader_augment: {min(ratios.values()):.2f}x of raw decode rate (augmentation in "
+        f"the loader, the CPU-training path; 1 worker {ratios[1]:.2f}, 2 workers {ratios[2]:.2f})"
+    )
+    for device, values in augment_ms.items():
+        for name, value in values.items():
+            print(f"RESULT batch_augment_{device}: {value:.3f} ms per clip, BatchAugment('{name}')")
+    for suffix, gop in (("", GOP), ("_gop250", LONG_GOP)):
+        key_suffix = "_g250" if suffix else ""
+        for name in multi:
+            clips = describe_plans(multi[name], args.frames, args.videos).split(",")[0]
+            key = name + key_suffix
+            print(
+                f"RESULT two_clip_cost_{name}{suffix}: {ms[key] / ms['one_s1' + key_suffix]:.2f}x one-clip cost per "
+                f"video (GOP {gop}, {clips} per plan, union decode; "
+                f"{ms[key + '_separate'] / ms['one_s1' + key_suffix]:.2f}x when decoded separately)"
+            )
     print(
         f"RESULT reencode_clip_access: {original_ms / reencoded_ms:.2f}x faster random clip access after re-encode"
     )

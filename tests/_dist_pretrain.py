@@ -35,6 +35,8 @@ for current in list_pretext_tasks():
         "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
         "--report_to", "none", "--max_steps", "2", "--save_steps", "2", "--logging_steps", "1",
         "--dataset_root", str(corpus), "--output_dir", str(out_dir / current),
+        # an explicit queue (the default one would be capped to the 24-video corpus and wrap)
+        *(["--pretext_config", '{"queue_size": 64}'] if current in ("tdl", "rspnet") else []),
     ])
     output = pretraining.run_pretraining(args)
     state = PartialState()  # the recipe's Accelerator initialised the shared state (gloo, 2 ranks)

@@ -188,3 +188,32 @@ def _distributed_worker(rank: int, world_size: int, init_file: str) -> None:
 
 def test_contrastive_pieces_under_two_gloo_processes(tmp_path):
     torch.multiprocessing.spawn(_distributed_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True)
+
+
+def test_pretraining_checkpoint_loads_its_backbone_with_remote_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hf_vssl import VSSLConfig, VSSLForPretraining
+
+    model = VSSLForPretraining(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32,
+                                          pretext_task="rotnet")).eval()
+    clip = torch.randn(1, 8, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.vssl(clip).pooler_output
+    model.save_pretrained(tmp_path)
+    torch.save({"clip": clip, "expected": expected}, tmp_path / "io.pt")
+    script = (
+        "import sys; sys.modules['hf_vssl'] = None\n"
+        "import torch\nfrom transformers import AutoModel\n"
+        f"model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()\n"
+        f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "with torch.no_grad():\n    out = model(io['clip']).pooler_output\n"
+        "assert type(model).__name__ == 'VSSLModel' and 'transformers_modules' in type(model).__module__\n"
+        "assert torch.allclose(out, io['expected'], rtol=1e-4, atol=1e-5)\nprint('OK')\n"
+    )
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                            check=False)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr

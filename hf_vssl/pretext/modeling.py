@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from hf_vssl.models.configuration_vssl import VSSLConfig
@@ -89,6 +92,21 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         if not return_dict:
             return loss, metrics
         return VSSLPretrainingOutput(loss=loss, metrics=metrics)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained``, plus the backbone's remote code.
+
+        The pretext heads need hf_vssl installed, but the folder also carries the flat model
+        code and an ``AutoModel`` entry in ``auto_map``, so ``AutoModel.from_pretrained(folder,
+        trust_remote_code=True)`` gives the query backbone as a ``VSSLModel`` anywhere.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        config_path = Path(save_directory) / "config.json"
+        config = json.loads(config_path.read_text())
+        custom_object_save(self.vssl, save_directory, config=config)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def export_backbone(self, save_directory: str | os.PathLike, **save_kwargs) -> VSSLModel:
         """Save the query backbone as a plain ``VSSLModel`` checkpoint (``pretext_task=None``).

@@ -44,10 +44,11 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from hf_vssl.analysis.cka_maps import load_vssl_model, resize_clip
+from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.subsets import save_subset
-from hf_vssl.data.transforms import TRANSFORM_PRESETS, build_transform
+from hf_vssl.data.transforms import TRANSFORM_PRESETS
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.training.arguments import save_args
 from hf_vssl.training.checkpointing import (
@@ -133,6 +134,9 @@ class DistillationArguments:
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
     report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
     max_bad_fraction: float = 0.01
+    augment_on: str = field(default="auto", metadata={
+        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
+                "the accelerator after collation) or auto (device on CUDA, else loader)"})
     push_to_hub: bool = False
     hub_model_id: str | None = None
 
@@ -388,9 +392,12 @@ def run_distillation(args: DistillationArguments) -> Path:
     # -- data: the transfer set (labels ignored) ---------------------------------------------------
     records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
                            subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=args.label_set)
+    transform, device_augment = train_transforms(
+        args.transform_preset, args.image_size, args.augment_on, accelerator.device,
+        train=args.transform_preset != "eval", seed=args.seed, process_index=accelerator.process_index)
     dataset = VideoClipDataset(
         records, UniformClipSampler(args.num_frames, args.frame_stride, mode=args.clip_sampling),
-        transform=build_transform(args.transform_preset, args.image_size, train=args.transform_preset != "eval"),
+        transform=transform,
         seed=args.seed, max_bad_fraction=args.max_bad_fraction,
     )
     if len(dataset) < args.per_device_train_batch_size * accelerator.num_processes:
@@ -448,9 +455,11 @@ def run_distillation(args: DistillationArguments) -> Path:
         dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
         step_in_epoch = skip_batches // args.gradient_accumulation_steps
-        skip_batches = 0
-        for batch in batches:
+        first_batch, skip_batches = skip_batches, 0
+        for batch_index, batch in enumerate(batches, start=first_batch):
             pixel_values = batch["pixel_values"]
+            if device_augment is not None:  # --augment_on device: uint8 batch -> augmented float
+                pixel_values = device_augment(pixel_values, epoch, batch_index)
             targets = [teacher(pixel_values, teacher_autocast) for teacher in teachers]
             with accelerator.accumulate(model):
                 loss, metrics = model(pixel_values, [features for features, _ in targets],

@@ -28,10 +28,10 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.records import VideoRecord
-from hf_vssl.data.transforms import build_transform
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.training.arguments import save_args
 from hf_vssl.training.checkpointing import (
@@ -110,6 +110,9 @@ class FinetuningArguments:
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
     report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
     max_bad_fraction: float = 0.01
+    augment_on: str = field(default="auto", metadata={
+        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
+                "the accelerator after collation) or auto (device on CUDA, else loader)"})
     push_to_hub: bool = False
     hub_model_id: str | None = None
 
@@ -309,7 +312,9 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     if linear_probe:
         freeze_backbone(model)
     sampler = UniformClipSampler(config.num_frames, args.frame_stride, num_clips=1, mode="random")
-    transform = build_transform(args.train_transform, config.image_size, train=not linear_probe)
+    transform, device_augment = train_transforms(
+        args.train_transform, config.image_size, args.augment_on, accelerator.device, train=not linear_probe,
+        seed=args.seed, process_index=accelerator.process_index)
     dataset = VideoClipDataset(train_records, sampler, transform=transform, seed=args.seed,
                                max_bad_fraction=args.max_bad_fraction)
     batch_size = min(args.per_device_train_batch_size, len(dataset) // accelerator.num_processes)
@@ -369,8 +374,10 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
         step_in_epoch = skip_batches // args.gradient_accumulation_steps
-        skip_batches = 0
-        for batch in batches:
+        first_batch, skip_batches = skip_batches, 0
+        for batch_index, batch in enumerate(batches, start=first_batch):
+            if device_augment is not None:  # --augment_on device: uint8 batch -> augmented float
+                batch["pixel_values"] = device_augment(batch["pixel_values"], epoch, batch_index)
             with accelerator.accumulate(model):
                 output = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
                 accelerator.backward(output.loss)

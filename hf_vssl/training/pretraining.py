@@ -19,9 +19,9 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.subsets import save_subset
-from hf_vssl.data.transforms import build_transform
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.training.arguments import parse_json_option, save_args
@@ -81,7 +81,7 @@ class PretrainingArguments:
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     max_grad_norm: float | None = 10.0
-    num_train_epochs: float = 10.0
+    num_train_epochs: float = 20.0
     max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
     seed: int = 42
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
@@ -95,8 +95,35 @@ class PretrainingArguments:
     )
     report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
     max_bad_fraction: float = 0.01
+    augment_on: str = field(default="auto", metadata={
+        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
+                "the accelerator after collation) or auto (device on CUDA, else loader)"})
     push_to_hub: bool = False
     hub_model_id: str | None = None
+
+
+def fit_queue_to_data(task: str, pretext_config: dict | None, num_videos: int) -> dict | None:
+    """Cap a MoCo-style feature queue that is larger than half the training videos (with a warning).
+
+    The study's queues (16384 for RSPNet, 500 for TDL) assume tens of thousands of videos. A
+    queue holding more keys than there are videos fills with stale keys of each query's own
+    video, which then count as negatives and stop instance discrimination from learning. An
+    explicit ``queue_size`` in ``--pretext_config`` is never changed.
+    """
+    from hf_vssl.pretext.registry import default_pretext_config
+
+    defaults = default_pretext_config(task)
+    if "queue_size" not in defaults or (pretext_config and "queue_size" in pretext_config):
+        return pretext_config
+    limit = max(1, num_videos // 2)
+    if defaults["queue_size"] <= limit:
+        return pretext_config
+    capped = 1 << (limit.bit_length() - 1)  # largest power of two <= limit
+    logger.warning(
+        "%s: the default queue of %d keys exceeds half of the %d training videos; using %d "
+        "(set --pretext_config '{\"queue_size\": N}' to choose).", task, defaults["queue_size"], num_videos, capped,
+    )
+    return {**(pretext_config or {}), "queue_size": capped}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,18 +160,6 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     )
     set_seed(args.seed)
 
-    # -- model -------------------------------------------------------------------------------
-    config = VSSLConfig(
-        backbone=args.backbone,
-        num_frames=args.num_frames,
-        image_size=args.image_size,
-        width_multiplier=args.width_multiplier,
-        pretext_task=args.pretext_task,
-        pretext_config=parse_json_option(args.pretext_config, "pretext_config"),
-    )
-    model = VSSLForPretraining(config)
-    config.pretext_config = model.pretext.settings.to_dict()  # record the resolved settings
-
     # -- data (refuse impossible settings before anything runs) --------------------------------
     records = load_records(
         args.dataset,
@@ -155,15 +170,34 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         subset_seed=args.subset_seed,
         label_set=args.label_set,
     )
+    # -- model (its queue sized for the data) -------------------------------------------------
+    pretext_config = fit_queue_to_data(
+        args.pretext_task, parse_json_option(args.pretext_config, "pretext_config"), len(records)
+    )
+    config = VSSLConfig(
+        backbone=args.backbone,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        width_multiplier=args.width_multiplier,
+        pretext_task=args.pretext_task,
+        pretext_config=pretext_config,
+    )
+    model = VSSLForPretraining(config)
+    config.pretext_config = model.pretext.settings.to_dict()  # record the resolved settings
+
     video_frames, video_path = shortest_video(records)
     try:
         model.validate(video_frames, num_frames=args.num_frames, stride=args.frame_stride)
     except ValueError as error:
         raise ValueError(f"{error} (shortest video probed: {video_path})") from None
+    transform, device_augment = train_transforms(
+        model.transform_preset, args.image_size, args.augment_on, accelerator.device,
+        seed=args.seed, process_index=accelerator.process_index,
+    )
     dataset = VideoClipDataset(
         records,
         model.sampler(args.num_frames, args.frame_stride),
-        transform=build_transform(model.transform_preset, args.image_size, train=True),
+        transform=transform,
         seed=args.seed,
         max_bad_fraction=args.max_bad_fraction,
     )
@@ -244,10 +278,12 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
         step_in_epoch = skip_batches // args.gradient_accumulation_steps
-        skip_batches = 0
-        for batch in batches:
+        first_batch, skip_batches = skip_batches, 0
+        for batch_index, batch in enumerate(batches, start=first_batch):
             with accelerator.accumulate(model):
                 pixel_values = batch.pop("pixel_values")
+                if device_augment is not None:  # --augment_on device: uint8 batch -> augmented float
+                    pixel_values = device_augment(pixel_values, epoch, batch_index)
                 info = {
                     k: v
                     for k, v in batch.items()
@@ -320,9 +356,10 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     for tracker in accelerator.trackers:  # not end_training(): the caller owns the process group
         tracker.finish()
     if args.push_to_hub and accelerator.is_main_process:
-        from hf_vssl.hub import publish
+        from hf_vssl.hub import publish, repo_name
 
-        publish(output_dir, args.hub_model_id or name)
+        publish(output_dir, args.hub_model_id or repo_name(args.pretext_task, args.backbone, args.dataset,
+                                                           args.subset_size))
     return output_dir
 
 
