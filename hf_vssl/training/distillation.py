@@ -59,8 +59,8 @@ from hf_vssl.training.checkpointing import (
     write_loop_state,
 )
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir
+from hf_vssl.training.loop import NonFiniteLossError, append_log, raise_if_nonfinite
 from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
-from hf_vssl.training.pretraining import NonFiniteLossError, _append_log, _loop_state, _raise_if_nonfinite
 
 logger = logging.getLogger(__name__)
 
@@ -484,7 +484,7 @@ def run_distillation(args: DistillationArguments) -> Path:
             at_log = global_step % args.logging_steps == 0 or global_step == total_steps
             at_save = global_step % args.save_steps == 0 or global_step == total_steps
             if at_log or at_save:
-                _raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
+                raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
             if at_log:
                 # The last window can be shorter than logging_steps: divide by what was summed.
                 count = (global_step - 1) % args.logging_steps + 1
@@ -495,13 +495,14 @@ def run_distillation(args: DistillationArguments) -> Path:
                             epoch=epoch + step_in_epoch / steps_per_epoch)
                 accelerator.log(logs, step=global_step)
                 progress.set_postfix(loss=f"{logs['loss']:.4f}", clips_s=f"{logs['clips_per_second']:.1f}")
-                _append_log(accelerator, output_dir, global_step, logs)
+                append_log(accelerator, output_dir, {"step": global_step, **logs})
                 sums, window_start, window_clips = {}, time.perf_counter(), 0
             if at_save:
                 path = checkpoint_dir(output_dir, global_step)
                 accelerator.save_state(str(path))
                 if accelerator.is_main_process:
-                    write_loop_state(path, **_loop_state(global_step, epoch, step_in_epoch, steps_per_epoch))
+                    write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
+                                     steps_per_epoch=steps_per_epoch)
                     prune_checkpoints(output_dir, args.save_total_limit)
                 accelerator.wait_for_everyone()
             if global_step >= total_steps:

@@ -43,6 +43,7 @@ from hf_vssl.training.checkpointing import (
 )
 from hf_vssl.training.data import load_records, resolve_output_dir, shortest_video
 from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
+from hf_vssl.training.loop import NonFiniteLossError, append_log, raise_if_nonfinite  # noqa: F401 (re-export)
 from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
 
 logger = logging.getLogger(__name__)
@@ -252,11 +253,6 @@ def _train_mode(model: torch.nn.Module, classifier: VSSLForVideoClassification, 
         classifier.vssl.eval()  # .train() would resume updating batch-norm running statistics
 
 
-def _loop_state(global_step: int, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> dict:
-    return {"global_step": global_step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-            "steps_per_epoch": steps_per_epoch}
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -402,7 +398,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
             at_log = global_step % args.logging_steps == 0 or global_step == total_steps
             at_save = global_step % args.save_steps == 0 or global_step == total_steps
             if at_log or at_save:
-                _raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
+                raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
             if at_log:
                 count = window_steps * args.gradient_accumulation_steps
                 logs = {k: (accelerator.reduce(v, "mean") / count).item() for k, v in sums.items()}
@@ -412,13 +408,14 @@ def run_finetuning(args: FinetuningArguments) -> Path:
                 accelerator.log(logs, step=global_step)
                 progress.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['accuracy']:.3f}",
                                      clips_s=f"{logs['clips_per_second']:.1f}")
-                _append_log(accelerator, output_dir, {"step": global_step, **logs})
+                append_log(accelerator, output_dir, {"step": global_step, **logs})
                 sums, window_start, window_clips, window_steps = {}, time.perf_counter(), 0, 0
             if at_save:
                 path = checkpoint_dir(output_dir, global_step)
                 accelerator.save_state(str(path))
                 if accelerator.is_main_process:
-                    write_loop_state(path, **_loop_state(global_step, epoch, step_in_epoch, steps_per_epoch))
+                    write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
+                                     steps_per_epoch=steps_per_epoch)
                     prune_checkpoints(output_dir, args.save_total_limit)
                 accelerator.wait_for_everyone()
             if global_step >= total_steps:
@@ -443,7 +440,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         retrieval = evaluate_retrieval(unwrapped.vssl, eval_dataset(train_records), eval_dataset(test_records),
                                        accelerator=accelerator, **eval_kwargs)
         accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
-    _append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
+    append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
                                                                   result.results().items()}})
 
     # -- export -----------------------------------------------------------------------------------
@@ -506,30 +503,6 @@ def _metrics_json(args: FinetuningArguments, config: VSSLConfig, results: dict, 
 
 
 def _write_card(output_dir: Path) -> None:
-    try:
-        from hf_vssl.hub import write_model_card
-    except ImportError:
-        logger.warning("hf_vssl.hub.write_model_card is not available: no model card written to %s", output_dir)
-        return
+    from hf_vssl.hub import write_model_card
+
     write_model_card(output_dir)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
-
-
-def _raise_if_nonfinite(accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path) -> None:
-    if accelerator.reduce(nonfinite, "sum").item() > 0:
-        raise NonFiniteLossError(
-            f"the loss became NaN or inf before step {step}; stopping. The last good checkpoint is kept in "
-            f"{output_dir / 'checkpoints'} (resume with --resume_from_checkpoint latest after lowering "
-            "--learning_rate or disabling --bf16)."
-        )
-
-
-def _append_log(accelerator: Accelerator, output_dir: Path, entry: dict) -> None:
-    """A plain JSON-lines log beside the TensorBoard files, readable without TensorBoard."""
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with open(output_dir / "log_history.jsonl", "a") as handle:
-            handle.write(json.dumps(entry) + "\n")

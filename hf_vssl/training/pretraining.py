@@ -33,6 +33,7 @@ from hf_vssl.training.checkpointing import (
     write_loop_state,
 )
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir, shortest_video
+from hf_vssl.training.loop import NonFiniteLossError, append_log, raise_if_nonfinite  # noqa: F401 (re-export)
 from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
 
 logger = logging.getLogger(__name__)
@@ -124,19 +125,6 @@ def fit_queue_to_data(task: str, pretext_config: dict | None, num_videos: int) -
         "(set --pretext_config '{\"queue_size\": N}' to choose).", task, defaults["queue_size"], num_videos, capped,
     )
     return {**(pretext_config or {}), "queue_size": capped}
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
-
-
-def _loop_state(global_step: int, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> dict:
-    return {
-        "global_step": global_step,
-        "epoch": epoch,
-        "step_in_epoch": step_in_epoch,
-        "steps_per_epoch": steps_per_epoch,
-    }
 
 
 def run_pretraining(args: PretrainingArguments) -> Path:
@@ -312,7 +300,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
             at_log = global_step % args.logging_steps == 0 or global_step == total_steps
             at_save = global_step % args.save_steps == 0 or global_step == total_steps
             if at_log or at_save:
-                _raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
+                raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
             if at_log:
                 logs = {k: (accelerator.reduce(v, "mean") / window_batches).item() for k, v in sums.items()}
                 elapsed = time.perf_counter() - window_start
@@ -327,13 +315,14 @@ def run_pretraining(args: PretrainingArguments) -> Path:
                     acc=f"{logs.get('accuracy', float('nan')):.3f}",
                     clips_s=f"{logs['clips_per_second']:.1f}",
                 )
-                _append_log(accelerator, output_dir, global_step, logs)
+                append_log(accelerator, output_dir, {"step": global_step, **logs})
                 sums, window_start, window_clips, window_batches = {}, time.perf_counter(), 0, 0
             if at_save:
                 path = checkpoint_dir(output_dir, global_step)
                 accelerator.save_state(str(path))
                 if accelerator.is_main_process:
-                    write_loop_state(path, **_loop_state(global_step, epoch, step_in_epoch, steps_per_epoch))
+                    write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
+                                     steps_per_epoch=steps_per_epoch)
                     prune_checkpoints(output_dir, args.save_total_limit)
                 accelerator.wait_for_everyone()
             if global_step >= total_steps:
@@ -361,23 +350,3 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         publish(output_dir, args.hub_model_id or repo_name(args.pretext_task, args.backbone, args.dataset,
                                                            args.subset_size))
     return output_dir
-
-
-def _raise_if_nonfinite(
-    accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path
-) -> None:
-    if accelerator.reduce(nonfinite, "sum").item() > 0:
-        raise NonFiniteLossError(
-            f"the loss became NaN or inf before step {step}; stopping. The last good checkpoint is kept in "
-            f"{output_dir / 'checkpoints'} (resume with --resume_from_checkpoint latest after lowering "
-            "--learning_rate or disabling --bf16)."
-        )
-
-
-def _append_log(accelerator: Accelerator, output_dir: Path, step: int, logs: dict) -> None:
-    """A plain JSON-lines log beside the TensorBoard files, readable without TensorBoard."""
-    if accelerator.is_main_process:
-        import json
-
-        with open(output_dir / "log_history.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": step, **logs}) + "\n")
