@@ -79,6 +79,10 @@ class VSSLModel(VSSLPreTrainedModel):
     analysis compares); ``last_hidden_state`` is the last stage's activation.
     """
 
+    # Loading the backbone out of a pretraining or classification checkpoint drops the pretext
+    # heads / classifier on purpose: no "unexpected keys" report for them.
+    _keys_to_ignore_on_load_unexpected = [r"^pretext\.", r"^classifier\.", r"^projectors?\."]
+
     def __init__(self, config: VSSLConfig):
         super().__init__(config)
         self.backbone = build_backbone(config)
