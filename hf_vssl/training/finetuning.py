@@ -34,16 +34,15 @@ from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.training.arguments import save_args
-from hf_vssl.training.checkpointing import (
-    checkpoint_dir,
-    prune_checkpoints,
-    read_loop_state,
-    resolve_resume_path,
-    write_loop_state,
-)
 from hf_vssl.training.data import load_records, resolve_output_dir, shortest_video
 from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
-from hf_vssl.training.loop import NonFiniteLossError, append_log, raise_if_nonfinite  # noqa: F401 (re-export)
+from hf_vssl.training.loop import (  # noqa: F401 (NonFiniteLossError is re-exported)
+    NonFiniteLossError,
+    append_log,
+    raise_if_nonfinite,
+    save_checkpoint,
+    start_or_resume,
+)
 from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
 
 logger = logging.getLogger(__name__)
@@ -339,23 +338,8 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     accelerator.register_for_checkpointing(scheduler)
 
     # -- outputs and resume -----------------------------------------------------------------------
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_args(args, output_dir / "training_args.yaml")
-    global_step, start_epoch, skip_batches = 0, 0, 0
-    resume_path = resolve_resume_path(output_dir, args.resume_from_checkpoint)
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        state = read_loop_state(resume_path)
-        global_step, start_epoch = state["global_step"], state["epoch"]
-        skip_batches = state["step_in_epoch"] * args.gradient_accumulation_steps
-        accelerator.print(f"resuming from {resume_path} at step {global_step}")
-    elif args.resume_from_checkpoint:
-        accelerator.print(f"no checkpoint in {output_dir} yet: starting from scratch")
     name = output_dir.name
-    if accelerator.is_main_process and args.report_to != "none":
-        accelerator.init_trackers(name, config={k: v for k, v in vars(args).items()
-                                                if isinstance(v, (int, float, str, bool))})
+    global_step, start_epoch, skip_batches = start_or_resume(accelerator, args, output_dir, None, name)
 
     # -- loop: clip-level training ------------------------------------------------------------------
     progress = tqdm(total=total_steps, initial=global_step, desc=f"{args.mode} {name}",
@@ -411,13 +395,9 @@ def run_finetuning(args: FinetuningArguments) -> Path:
                 append_log(accelerator, output_dir, {"step": global_step, **logs})
                 sums, window_start, window_clips, window_steps = {}, time.perf_counter(), 0, 0
             if at_save:
-                path = checkpoint_dir(output_dir, global_step)
-                accelerator.save_state(str(path))
-                if accelerator.is_main_process:
-                    write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
-                                     steps_per_epoch=steps_per_epoch)
-                    prune_checkpoints(output_dir, args.save_total_limit)
-                accelerator.wait_for_everyone()
+                save_checkpoint(accelerator, output_dir, global_step=global_step, epoch=epoch,
+                                step_in_epoch=step_in_epoch, steps_per_epoch=steps_per_epoch,
+                                keep=args.save_total_limit)
             if global_step >= total_steps:
                 break
         else:

@@ -34,3 +34,53 @@ def append_log(accelerator: Accelerator, output_dir: Path, entry: dict) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "log_history.jsonl", "a") as handle:
             handle.write(json.dumps(entry) + "\n")
+
+
+def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, run_name: str) -> tuple[int, int, int]:
+    """Write the run's arguments and data ids, restore the latest checkpoint if asked, start trackers.
+
+    ``records`` (the training videos) go to ``subset_ids.json`` unless ``None``.
+    Returns ``(global_step, epoch, batches_to_skip)``: where the loop continues. ``args`` is a
+    recipe's arguments dataclass (``resume_from_checkpoint``, ``gradient_accumulation_steps``,
+    ``subset_seed``, ``report_to``).
+    """
+    from hf_vssl.data.subsets import save_subset
+    from hf_vssl.training.arguments import save_args
+    from hf_vssl.training.checkpointing import read_loop_state, resolve_resume_path
+
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_args(args, output_dir / "training_args.yaml")
+        if records is not None:
+            save_subset(records, output_dir / "subset_ids.json", seed=args.subset_seed)
+    global_step, epoch, skip_batches = 0, 0, 0
+    resume_path = resolve_resume_path(output_dir, args.resume_from_checkpoint)
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        state = read_loop_state(resume_path)
+        global_step, epoch = state["global_step"], state["epoch"]
+        skip_batches = state["step_in_epoch"] * args.gradient_accumulation_steps
+        accelerator.print(f"resuming from {resume_path} at step {global_step}")
+    elif args.resume_from_checkpoint:
+        accelerator.print(f"no checkpoint in {output_dir} yet: starting from scratch")
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers(
+            run_name, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+    return global_step, epoch, skip_batches
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, *, global_step: int, epoch: int,
+                    step_in_epoch: int, steps_per_epoch: int, keep: int | None) -> Path:
+    """``accelerator.save_state`` into ``checkpoints/checkpoint-<step>``, then the loop position
+    (written last: it marks the checkpoint complete), then prune to the newest ``keep``."""
+    from hf_vssl.training.checkpointing import checkpoint_dir, prune_checkpoints, write_loop_state
+
+    path = checkpoint_dir(output_dir, global_step)
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
+                         steps_per_epoch=steps_per_epoch)
+        prune_checkpoints(output_dir, keep)
+    accelerator.wait_for_everyone()
+    return path
