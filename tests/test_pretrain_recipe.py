@@ -131,3 +131,22 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_corpus):
     assert expected.keys() == actual.keys()
     for key in expected:  # weights, momentum encoder and feature queue alike
         assert torch.equal(expected[key], actual[key]), key
+
+
+def test_transform_preset_override_is_used_and_recorded(tmp_path, tiny_corpus, monkeypatch):
+    import yaml
+
+    import hf_vssl.training.pretraining as pretraining
+
+    used = []
+    original = pretraining.train_transforms
+
+    def recording(preset, *args, **kwargs):
+        used.append(preset)
+        return original(preset, *args, **kwargs)
+
+    monkeypatch.setattr(pretraining, "train_transforms", recording)
+    args = tiny_args(tmp_path, tiny_corpus, "--pretext_task", "prp", "--transform_preset", "eval", "--max_steps", "1")
+    output = run_pretraining(args)
+    assert used == ["eval"]  # not the task's own "prp" augmentation
+    assert yaml.safe_load((output / "training_args.yaml").read_text())["transform_preset"] == "eval"

@@ -58,6 +58,9 @@ class PretrainingArguments:
     num_frames: int = field(default=8, metadata={"help": "frames per clip (the study: 16)"})
     image_size: int = field(default=56, metadata={"help": "crop size (the study: 112)"})
     frame_stride: int = field(default=1, metadata={"help": "base temporal stride of clips"})
+    transform_preset: str | None = field(default=None, metadata={
+        "help": "override the task's clip augmentation (a name from hf_vssl.data.transforms.TRANSFORM_PRESETS; "
+                "'eval' = resize + center crop only)"})
     dataset: str = field(
         default="synthetic",
         metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
@@ -177,7 +180,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     except ValueError as error:
         raise ValueError(f"{error} (shortest video probed: {video_path})") from None
     transform, device_augment = train_transforms(
-        model.transform_preset, args.image_size, args.augment_on, accelerator.device,
+        args.transform_preset or model.transform_preset, args.image_size, args.augment_on, accelerator.device,
         seed=args.seed, process_index=accelerator.process_index,
     )
     dataset = VideoClipDataset(
