@@ -75,3 +75,40 @@ def save_args(args: Any, path: str | Path) -> None:
             parsed = parse_json_option(value, key)
             values[key] = parsed
     Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+@dataclasses.dataclass
+class LoopArguments:
+    """The settings every hf_vssl training loop shares (names follow ``transformers.TrainingArguments``).
+
+    Recipe argument classes subclass this and add their own fields; a subclass that needs another
+    default re-declares the field.
+    """
+
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float | None = dataclasses.field(default=None, metadata={"help": "default: the recipe's own"})
+    weight_decay: float | None = None
+    optimizer: str | None = dataclasses.field(default=None, metadata={"help": "sgd or adamw (default: the recipe's)"})
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    max_grad_norm: float | None = 10.0
+    num_train_epochs: float = 2.0
+    max_steps: int = dataclasses.field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
+    seed: int = 42
+    bf16: bool = dataclasses.field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
+    channels_last: bool = dataclasses.field(default=True, metadata={"help": "channels_last_3d memory format"})
+    dataloader_num_workers: int = 2
+    logging_steps: int = 10
+    save_steps: int = 50
+    save_total_limit: int = 2
+    resume_from_checkpoint: str | None = dataclasses.field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder"}
+    )
+    report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
+    max_bad_fraction: float = 0.01
+    augment_on: str = dataclasses.field(default="auto", metadata={
+        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
+                "the accelerator after collation) or auto (device on CUDA, else loader)"})
+    push_to_hub: bool = False
+    hub_model_id: str | None = None

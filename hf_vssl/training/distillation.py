@@ -49,6 +49,7 @@ from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.transforms import TRANSFORM_PRESETS
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
+from hf_vssl.training.arguments import LoopArguments
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir
 from hf_vssl.training.loop import (
     NonFiniteLossError,
@@ -79,8 +80,10 @@ DISTILLATION_OPTIMIZER = {"optimizer": "sgd", "learning_rate": 0.01, "momentum":
 
 
 @dataclass
-class DistillationArguments:
+class DistillationArguments(LoopArguments):
     """Settings of a distillation run. Defaults: the CPU demo (1/4-width R21D student, 8x56x56 clips)."""
+
+    learning_rate: float | None = field(default=None, metadata={"help": "default: 0.01 (SGD)"})
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
     teachers: list[str] = field(default_factory=list, metadata={
@@ -111,31 +114,6 @@ class DistillationArguments:
     transform_preset: str = field(default="rspnet", metadata={
         "help": "augmentation preset of hf_vssl.data.transforms ('eval' = none)"})
     clip_sampling: str = field(default="random", metadata={"help": "random or center clip positions"})
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float | None = field(default=None, metadata={"help": "default 0.01 (SGD)"})
-    weight_decay: float | None = None
-    optimizer: str | None = field(default=None, metadata={"help": "sgd (default) or adamw"})
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    max_grad_norm: float | None = 10.0
-    num_train_epochs: float = 2.0
-    max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    seed: int = 42
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for teachers and student"})
-    channels_last: bool = field(default=True, metadata={"help": "channels_last_3d memory format"})
-    dataloader_num_workers: int = 2
-    logging_steps: int = 10
-    save_steps: int = 50
-    save_total_limit: int = 2
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
-    report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
-    max_bad_fraction: float = 0.01
-    augment_on: str = field(default="auto", metadata={
-        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
-                "the accelerator after collation) or auto (device on CUDA, else loader)"})
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------

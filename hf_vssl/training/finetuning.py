@@ -33,7 +33,7 @@ from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
-from hf_vssl.training.arguments import save_args
+from hf_vssl.training.arguments import LoopArguments, save_args
 from hf_vssl.training.data import load_records, resolve_output_dir, shortest_video
 from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
 from hf_vssl.training.loop import (  # noqa: F401 (NonFiniteLossError is re-exported)
@@ -60,8 +60,10 @@ MODE_OPTIMIZER = {
 
 
 @dataclass
-class FinetuningArguments:
+class FinetuningArguments(LoopArguments):
     """Settings of a downstream run. Defaults: the CPU demo (synthetic corpus, 8x56x56 clips, batch 8)."""
+
+    learning_rate: float | None = field(default=None, metadata={"help": "default: 1e-3 (AdamW) to finetune, 0.5 (SGD) to probe"})
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
     model_name_or_path: str | None = field(default=None, metadata={
@@ -87,37 +89,16 @@ class FinetuningArguments:
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     subset_size: int | None = None
     subset_seed: int = 0
-    per_device_train_batch_size: int = 8
     per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float | None = field(default=None, metadata={"help": "default: 1e-3 (AdamW) finetune, 0.5 (SGD) linear probe"})
-    weight_decay: float | None = None
-    optimizer: str | None = field(default=None, metadata={"help": "sgd or adamw (default: adamw to finetune, sgd to probe)"})
-    lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.1
-    max_grad_norm: float | None = 10.0
     num_train_epochs: float = 10.0
-    max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    seed: int = 42
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
-    channels_last: bool = field(default=True, metadata={"help": "channels_last_3d memory format"})
     train_transform: str = field(default="eval", metadata={
         "help": "augmentation preset of finetuning (the study: resize + center crop, i.e. 'eval')"})
     eval_clips: int = field(default=5, metadata={"help": "uniform clips per test video"})
     eval_crops: int = field(default=1, metadata={"help": "spatial crops per clip at test time (1 or 3)"})
     do_retrieval: bool = field(default=False, metadata={"help": "also run nearest-neighbour retrieval"})
-    dataloader_num_workers: int = 2
-    logging_steps: int = 10
     save_steps: int = 100
     save_total_limit: int = 1
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
-    report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
-    max_bad_fraction: float = 0.01
-    augment_on: str = field(default="auto", metadata={
-        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
-                "the accelerator after collation) or auto (device on CUDA, else loader)"})
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
 
 
 # -- set-up helpers ------------------------------------------------------------------------------

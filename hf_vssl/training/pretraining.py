@@ -23,7 +23,7 @@ from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
-from hf_vssl.training.arguments import parse_json_option
+from hf_vssl.training.arguments import LoopArguments, parse_json_option
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir, shortest_video
 from hf_vssl.training.loop import (  # noqa: F401 (re-export)
     NonFiniteLossError,
@@ -38,8 +38,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainingArguments:
+class PretrainingArguments(LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
+
+    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own, scaled to the batch (REFERENCE.md section 2)"})
 
     config: str | None = field(
         default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
@@ -75,33 +77,7 @@ class PretrainingArguments:
         default=None, metadata={"help": "class-balanced nested subset of this size"}
     )
     subset_seed: int = 0
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own"})
-    weight_decay: float | None = None
-    optimizer: str | None = field(default=None, metadata={"help": "sgd or adamw (default: the task's own)"})
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    max_grad_norm: float | None = 10.0
     num_train_epochs: float = 20.0
-    max_steps: int = field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    seed: int = 42
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
-    channels_last: bool = field(default=True, metadata={"help": "channels_last_3d memory format"})
-    dataloader_num_workers: int = 2
-    logging_steps: int = 10
-    save_steps: int = 50
-    save_total_limit: int = 2
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder"}
-    )
-    report_to: str = field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
-    max_bad_fraction: float = 0.01
-    augment_on: str = field(default="auto", metadata={
-        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
-                "the accelerator after collation) or auto (device on CUDA, else loader)"})
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
 
 
 def fit_queue_to_data(task: str, pretext_config: dict | None, num_videos: int) -> dict | None:
