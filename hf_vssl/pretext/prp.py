@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PretextSettings, PretextTask, accuracy, scaled_hidden
+from .base import CLASSIFICATION_PRETEXT_OPTIMIZER, PretextSettings, PretextTask, accuracy, scaled_hidden
 from .heads import ReconstructionDecoder
 from .sampling import ClipPlan, check_length
 
@@ -89,13 +89,7 @@ class PRPTask(PretextTask):
     name = "prp"
     settings_class = PRPSettings
     transform_preset = "prp"
-    optimizer_defaults = {
-        "optimizer": "sgd",
-        "learning_rate": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "reference_batch_size": 8,
-    }
+    optimizer_defaults = CLASSIFICATION_PRETEXT_OPTIMIZER
 
     def __init__(self, settings: PRPSettings, num_features: int):
         super().__init__(settings, num_features)

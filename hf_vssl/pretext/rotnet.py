@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PretextSettings, PretextTask, accuracy
+from .base import CLASSIFICATION_PRETEXT_OPTIMIZER, PretextSettings, PretextTask, accuracy
 from .sampling import ClipPlan, clip_span, random_clip_indices
 
 #: Rotation classes (in quarter turns) for each complexity level.
@@ -70,13 +70,7 @@ class RotNetTask(PretextTask):
     name = "rotnet"
     settings_class = RotNetSettings
     transform_preset = "rotnet"
-    optimizer_defaults = {
-        "optimizer": "sgd",
-        "learning_rate": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "reference_batch_size": 8,
-    }
+    optimizer_defaults = CLASSIFICATION_PRETEXT_OPTIMIZER
 
     def __init__(self, settings: RotNetSettings, num_features: int):
         super().__init__(settings, num_features)

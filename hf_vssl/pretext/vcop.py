@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import PretextSettings, PretextTask, accuracy, scaled_hidden
+from .base import CLASSIFICATION_PRETEXT_OPTIMIZER, PretextSettings, PretextTask, accuracy, scaled_hidden
 from .heads import PairwiseOrderHead
 from .sampling import ClipPlan, check_length, clip_span, strided_indices
 
@@ -76,13 +76,7 @@ class VCOPTask(PretextTask):
     name = "vcop"
     settings_class = VCOPSettings
     transform_preset = "vcop"
-    optimizer_defaults = {
-        "optimizer": "sgd",
-        "learning_rate": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "reference_batch_size": 8,
-    }
+    optimizer_defaults = CLASSIFICATION_PRETEXT_OPTIMIZER
 
     def __init__(self, settings: VCOPSettings, num_features: int):
         super().__init__(settings, num_features)
