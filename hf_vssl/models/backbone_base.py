@@ -39,6 +39,18 @@ class VideoBackbone(nn.Module):
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def init_weights_he(self) -> None:
+        """The CNN initialisation of torchvision's VideoResNet and the study's reference code:
+        He-normal (fan-out) convolutions with zero bias, BatchNorm at weight 1 / bias 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm3d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
     def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
         return last_stage.flatten(2).mean(dim=2)
 

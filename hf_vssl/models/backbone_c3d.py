@@ -63,16 +63,7 @@ class C3D(VideoBackbone):
             groups.append(nn.Sequential(*layers))
         self.groups = nn.ModuleList(groups)
         self.num_features = channels
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.init_weights_he()
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.shape[2] < 8 or min(x.shape[3:]) < 16:

@@ -93,15 +93,7 @@ class MobileNet3D(VideoBackbone):
         stages.append(conv_bn_relu6(channels, last_channels, 1))
         self.stages = nn.ModuleList(stages)
         self.num_features = last_channels
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.init_weights_he()
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs = []

@@ -167,7 +167,7 @@ class ResNet3D(VideoBackbone):
         self.layer3 = self._make_layer(widths[2], blocks_per_stage[2], stride=2)
         self.layer4 = self._make_layer(widths[3], blocks_per_stage[3], stride=2)
         self.num_features = widths[3]
-        self._init_weights()
+        self.init_weights_he()
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         shortcut = None
@@ -177,17 +177,6 @@ class ResNet3D(VideoBackbone):
         self.inplanes = planes
         layers += [BasicBlock(planes, planes, self.conv_builder) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
-
-    def _init_weights(self) -> None:
-        # torchvision VideoResNet's init.
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

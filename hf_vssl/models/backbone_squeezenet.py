@@ -76,16 +76,7 @@ class SqueezeNet3D(VideoBackbone):
             channels = 2 * expand
         self.fires = nn.ModuleList(groups)
         self.num_features = channels
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.init_weights_he()
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs = [self.stem(x)]
