@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +35,15 @@ from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VS
 from hf_vssl.training.arguments import LoopArguments, save_args
 from hf_vssl.training.data import load_records, resolve_output_dir, shortest_video
 from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
-from hf_vssl.training.loop import (  # noqa: F401 (NonFiniteLossError is re-exported)
-    NonFiniteLossError,
+from hf_vssl.training.loop import (
+    NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     append_log,
+    prepare_training,
     raise_if_nonfinite,
     save_checkpoint,
     start_or_resume,
 )
-from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
+from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
 
 logger = logging.getLogger(__name__)
 
@@ -311,15 +311,9 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     settings = resolve_optimizer_settings(MODE_OPTIMIZER[args.mode], optimizer=args.optimizer,
                                           learning_rate=args.learning_rate, weight_decay=args.weight_decay)
     optimizer = build_optimizer(model, settings)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
-    if steps_per_epoch < 1:
-        raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
-    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
-    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, total_steps, args.warmup_ratio)
-    accelerator.register_for_checkpointing(scheduler)
+    model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps = prepare_training(
+        accelerator, args, model, optimizer, dataloader
+    )
 
     # -- outputs and resume -----------------------------------------------------------------------
     name = output_dir.name

@@ -84,3 +84,26 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, *, global_step: 
         prune_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()
     return path
+
+
+def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
+    """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
+
+    Returns ``(model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps)``;
+    ``total_steps`` is ``args.max_steps`` when positive, else ``num_train_epochs`` worth of
+    optimiser steps. The scheduler is registered for checkpointing.
+    """
+    import math
+
+    from hf_vssl.training.optim import build_scheduler
+
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
+    if steps_per_epoch < 1:
+        raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, total_steps, args.warmup_ratio)
+    accelerator.register_for_checkpointing(scheduler)
+    return model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps

@@ -9,7 +9,6 @@ augmentations of an uninterrupted one).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,15 @@ from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.training.arguments import LoopArguments, parse_json_option
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir, shortest_video
-from hf_vssl.training.loop import (  # noqa: F401 (re-export)
-    NonFiniteLossError,
+from hf_vssl.training.loop import (
+    NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     append_log,
+    prepare_training,
     raise_if_nonfinite,
     save_checkpoint,
     start_or_resume,
 )
-from hf_vssl.training.optim import build_optimizer, build_scheduler, resolve_optimizer_settings
+from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
 
 logger = logging.getLogger(__name__)
 
@@ -193,15 +193,9 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         weight_decay=args.weight_decay,
     )
     optimizer = build_optimizer(model, optimizer_settings)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
-    if steps_per_epoch < 1:
-        raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
-    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
-    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, total_steps, args.warmup_ratio)
-    accelerator.register_for_checkpointing(scheduler)
+    model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps = prepare_training(
+        accelerator, args, model, optimizer, dataloader
+    )
 
     # -- outputs and resume ------------------------------------------------------------------
     global_step, start_epoch, skip_batches = start_or_resume(accelerator, args, output_dir, records, name)
