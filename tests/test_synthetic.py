@@ -113,11 +113,26 @@ def test_rendered_object_follows_its_track_and_flashes_in_order():
     primary_is_left = spec["primary"]["start"][0] < spec["secondary"]["start"][0]
     at = video[np.arange(48), np.round(tr[:, 1]).astype(int), np.round(tr[:, 0]).astype(int)]
     flashing = np.abs(at - colour).max(1) > 60  # flashes whiten the object
-    lit = np.flatnonzero(flashing)
-    assert 4 <= len(lit) <= 8 and not flashing[0]  # one flash of the primary, not in frame 0
-    first, second = spec["trajectory"]["flash_times"]
-    # right flashes first: the primary flashes first exactly when it is the right one
-    assert lit[0] == (second if primary_is_left else first)
+    traj = spec["trajectory"]
+    cycle = (np.arange(48) - traj["flash_phase"]) % traj["flash_period"]
+    # right flashes first: the primary's flash opens each pair exactly when it is the right one
+    offset = traj["flash_gap"] if primary_is_left else 0
+    expected = (cycle >= offset) & (cycle < offset + traj["flash_duration"])
+    assert expected.sum() >= 48 // traj["flash_period"] * traj["flash_duration"]
+    np.testing.assert_array_equal(flashing, expected)
+
+
+def test_every_8_frame_window_shows_the_flash_order():
+    """Short clips can tell the two flash classes apart: each 8-frame window holds both flashes."""
+    for index in range(20):
+        spec = S.sample_video_spec(2, index, "flash_left_first", "solid_disc", S._scene(np.random.default_rng(2)),
+                                   (64, 64), 64)
+        traj = spec["trajectory"]
+        cycle = (np.arange(64) - traj["flash_phase"]) % traj["flash_period"]
+        first = cycle < traj["flash_duration"]
+        second = (cycle >= traj["flash_gap"]) & (cycle < traj["flash_gap"] + traj["flash_duration"])
+        for start in range(64 - 8 + 1):
+            assert first[start:start + 8].any() and second[start:start + 8].any()
 
 
 def test_small_corpus_time_size_and_metadata(tmp_path):
@@ -142,6 +157,11 @@ def test_small_corpus_time_size_and_metadata(tmp_path):
         test = {(v["motion"], v["group"]) for v in videos if v["splits"][fold] == "test"}
         assert train and test and not train & test
     assert len({v["splits"]["1"] + v["splits"]["2"] + v["splits"]["3"] for v in videos}) > 1
+    # group g of every class shows one scene: the background carries no label
+    for group in {v["group"] for v in videos}:
+        scenes = {json.dumps(v["spec"]["scene"]) for v in videos if v["group"] == group}
+        assert len(scenes) == 1 and len({v["motion"] for v in videos if v["group"] == group}) == 4
+    assert len({json.dumps(v["spec"]["scene"]) for v in videos}) == len({v["group"] for v in videos})
 
 
 def test_refuses_to_overwrite_unknown_folder(tmp_path):

@@ -8,8 +8,8 @@ balanced and carries no information about the other:
 
 * ``motion`` (:data:`MOTION_CLASSES`): what the objects *do* -- the direction of a slow linear
   motion, fast bouncing vs slow motion, clockwise vs counter-clockwise orbit, periodic swing vs
-  linear motion, and the order of two events (the left object flashes first or the right one
-  does). Shape, texture and colour are random, start positions are uniform (linear motions wrap
+  linear motion, and the order of two events (a repeating pair of flashes: the left object
+  flashes just before the right one, or the other way round). Shape, texture and colour are random, start positions are uniform (linear motions wrap
   around the frame), so no single frame tells these classes apart.
 * ``appearance`` (:data:`APPEARANCE_CLASSES`): what the primary object *is* -- its shape and
   texture; its colour and its motion are random, so one frame suffices.
@@ -21,7 +21,9 @@ attributes and both labels), which the ``synthetic`` source reads to serve eithe
 :func:`get_default_corpus` generates the default corpus once into a cache and reuses it.
 
 Clips of one *group* (UCF101's ``gXX``) share a background scene, and the official split files
-never put one group in both train and test, as in UCF101.
+never put one group in both train and test, as in UCF101. Group ``g`` of every class shows the
+same scene, so the background says nothing about the label: a model cannot pass the training
+set by remembering scenes (with class-specific scenes it did, and failed on the held-out ones).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 from hf_vssl.data.video_io import encode_video
 
 #: bump when the rendering or the layouts change: cached corpora of another version are redone.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 METADATA_FILE = "synthetic_metadata.json"
 #: written last by :func:`make_synthetic_dataset`; a corpus without it is incomplete.
 COMPLETE_MARKER = ".hf_vssl_complete"
@@ -159,11 +161,11 @@ def _trajectory(rng: np.random.Generator, motion: str, scale: float, num_frames:
     """The primary object's motion: a kind plus its parameters (pixels at 64x64, scaled)."""
     if motion in ("move_left", "move_right", "move_up", "move_down"):
         direction = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[motion]
-        speed = rng.uniform(0.35, 0.6) * scale
+        speed = rng.uniform(0.6, 1.0) * scale
         return {"kind": "wrap", "velocity": [direction[0] * speed, direction[1] * speed]}
     if motion == "move_fast":
         theta = rng.uniform(0, 2 * math.pi)
-        speed = rng.uniform(1.4, 2.0) * scale
+        speed = rng.uniform(2.2, 3.0) * scale
         return {"kind": "bounce", "velocity": [speed * math.cos(theta), speed * math.sin(theta)]}
     if motion in ("orbit_cw", "orbit_ccw"):
         # y points down on screen, so an increasing angle turns clockwise.
@@ -174,11 +176,13 @@ def _trajectory(rng: np.random.Generator, motion: str, scale: float, num_frames:
         return {"kind": "swing", "amplitude": rng.uniform(8, 13) * scale, "axis": rng.uniform(0, math.pi),
                 "period": rng.uniform(16, 26), "phase": rng.uniform(0, 2 * math.pi)}
     if motion in ("flash_left_first", "flash_right_first"):
-        duration = max(4, math.ceil(num_frames / 12))
-        first = rng.uniform(0.15, 0.35) * num_frames
-        second = rng.uniform(0.55, 0.75) * num_frames
+        # A repeating pair of 2-frame flashes, the second 3 frames after the first, then a longer
+        # pause (period 8-9): every 8-frame window shows both objects flash, 3 frames apart in
+        # the class's order, so short clips can tell the order (a symmetric alternation could
+        # not: L-R-L-R is R-L-R-L shifted).
         return {"kind": "still", "flash_first": "left" if motion == "flash_left_first" else "right",
-                "flash_times": [int(first), int(second)], "flash_duration": duration,
+                "flash_period": int(rng.integers(8, 10)), "flash_gap": 3, "flash_duration": 2,
+                "flash_phase": int(rng.integers(0, 9)),
                 "drift": rng.uniform(-0.06, 0.06, 2).round(4).tolist()}
     raise ValueError(f"unknown motion class {motion!r}; expected one of {MOTION_CLASSES}")
 
@@ -190,15 +194,15 @@ def sample_video_spec(seed: int, index: int, motion: str, appearance: str, scene
     height, width = size
     scale = min(height, width) / 64
     texture, shape = appearance.split("_", 1)
-    primary = _object(rng, shape, texture, rng.uniform(8.0, 10.0) * scale)
+    primary = _object(rng, shape, texture, rng.uniform(11.0, 13.0) * scale)
     secondary = _object(rng, str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)), rng.uniform(4.5, 5.5) * scale)
     trajectory = _trajectory(rng, motion, scale, num_frames)
     # Start positions are drawn the same way for every class (no first-frame shortcut); the two
     # objects keep a horizontal gap so "left" and "right" are well defined for the flash classes.
     while True:
-        p0 = rng.uniform([14 * scale, 14 * scale], [width - 14 * scale, height - 14 * scale])
+        p0 = rng.uniform([16 * scale, 16 * scale], [width - 16 * scale, height - 16 * scale])
         s0 = rng.uniform([8 * scale, 8 * scale], [width - 8 * scale, height - 8 * scale])
-        if abs(p0[0] - s0[0]) > 16 * scale:
+        if abs(p0[0] - s0[0]) > 20 * scale:
             break
     pan_theta = rng.uniform(0, 2 * math.pi)
     pan_speed = rng.uniform(0.1, 0.3) * scale
@@ -398,15 +402,16 @@ def render_video(spec: dict[str, Any], num_frames: int = 64, size: tuple[int, in
     flash_primary = flash_secondary = None
     traj = spec["trajectory"]
     if traj["kind"] == "still":
-        first, second = traj["flash_times"]
+        cycle = (t.astype(np.int64) - traj["flash_phase"]) % traj["flash_period"]
 
-        def window(start: int) -> np.ndarray:
-            return ((t >= start) & (t < start + traj["flash_duration"])).astype(np.float32)
+        def flashing(offset: int) -> np.ndarray:
+            return ((cycle >= offset) & (cycle < offset + traj["flash_duration"])).astype(np.float32)
 
         primary_is_left = spec["primary"]["start"][0] < secondary["start"][0]
         primary_first = primary_is_left == (traj["flash_first"] == "left")
-        flash_primary = window(first if primary_first else second)
-        flash_secondary = window(second if primary_first else first)
+        gap = traj["flash_gap"]
+        flash_primary = flashing(0 if primary_first else gap)
+        flash_secondary = flashing(gap if primary_first else 0)
     _draw(canvas, pad, secondary, sx, sy, np.full(t.shape, secondary["angle"], np.float32), flash_secondary)
     _draw(canvas, pad, spec["primary"], px, py, pangle, flash_primary)
     return (np.clip(view, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
@@ -537,7 +542,7 @@ def make_synthetic_dataset(
             group, clip = j // clips_per_group + 1, j % clips_per_group + 1
             splits = {str(f): ("test" if group in _fold_test_groups(num_groups, f) else "train") for f in folds}
             labels = {label_set: cls, other_set: other_classes[int(others[j])]}
-            scene = _scene(np.random.default_rng([seed, ci, group, 3]))
+            scene = _scene(np.random.default_rng([seed, group, 3]))  # group g of every class: one scene
             spec = sample_video_spec(seed, index, labels["motion"], labels["appearance"], scene, (height, width), num_frames)
             rel, vid = _video_path(layout, cls, splits["1"], group, clip, index, seed)
             videos.append({"path": rel, "video_id": vid, "index": index, "group": group, "clip": clip,
