@@ -173,6 +173,10 @@ def write_markdown(out: Path, study: dict) -> None:
     for init, row in study["finetune"].items():
         cells = [f"{row[k]['mean']:.1f} +- {row[k]['std']:.1f}" for k in LABEL_SETS]
         lines.append(f"| {init} | {cells[0]} | {cells[1]} | {_gain(row['motion'], random_motion, init)} |")
+    if "distilled" in study["finetune"]:
+        lines += ["", f"`distilled`: a student of the same architecture distilled from the {' and '.join(s['distill'])} "
+                  f"pretrainings ({s['pretrain_steps']} steps, learning rate 0.05, otherwise `recipes/distill.py` "
+                  "defaults), then finetuned like the others."]
     if study["pretext"]:
         lines += ["", "Pretext objective during pretraining (logged accuracy of the task's own target):", "",
                   "| task | steps | first accuracy | last accuracy | first loss | last loss |", "|---|---|---|---|---|---|"]
