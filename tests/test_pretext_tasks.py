@@ -14,6 +14,7 @@ from hf_vssl.models import VSSLModel
 from hf_vssl.pretext import (
     FeatureQueue,
     MomentumEncoder,
+    batch_instance_accuracy,
     build_pretext_task,
     concat_all_gather,
     info_nce,
@@ -267,6 +268,26 @@ def test_info_nce_and_gather_in_one_process():
         torch.tensor([4, 5, 6, 7, 0, 1, 2, 3]),
     )
     torch.testing.assert_close(loss, manual)
+
+
+def test_batch_instance_accuracy_counts_own_key_as_nearest():
+    q = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
+    assert batch_instance_accuracy(q, q) == 1.0
+    assert batch_instance_accuracy(q, q.roll(1, dims=0)) == 0.0  # every own key replaced by another's
+    keys = q.clone()
+    keys[0] = -q[0]  # query 0's own key now points away: another key is nearer
+    assert batch_instance_accuracy(q, keys) == pytest.approx(5 / 6)
+
+
+@pytest.mark.parametrize("name", ["rspnet", "tdl"])
+def test_moco_tasks_report_batch_accuracy(name):
+    torch.manual_seed(0)
+    backbone = tiny_backbone()
+    task = build_pretext_task(name, backbone.num_features, dict(SMALL_QUEUE))
+    task.attach_backbone(backbone)
+    pixel_values, info, _ = make_batch(task, np.random.default_rng(0))
+    _, metrics = task(backbone, pixel_values, **info)
+    assert 0.0 <= float(metrics["batch_accuracy"]) <= 1.0
 
 
 # -- every task end to end ---------------------------------------------------------------------

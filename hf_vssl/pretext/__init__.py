@@ -5,7 +5,14 @@ an ``nn.Module`` (:class:`PretextTask`) with its sampler, augmentation preset, h
 """
 
 from .base import PretextSettings, PretextTask
-from .contrastive import FeatureQueue, MomentumEncoder, concat_all_gather, info_nce, symmetric_info_nce
+from .contrastive import (
+    FeatureQueue,
+    MomentumEncoder,
+    batch_instance_accuracy,
+    concat_all_gather,
+    info_nce,
+    symmetric_info_nce,
+)
 from .modeling import VSSLForPretraining, VSSLPretrainingOutput
 from .registry import (
     PRETEXT_TASKS,
@@ -27,6 +34,7 @@ __all__ = [
     "VSSLForPretraining",
     "VSSLPretrainingOutput",
     "VideoTooShortError",
+    "batch_instance_accuracy",
     "build_pretext_task",
     "concat_all_gather",
     "default_pretext_config",

@@ -24,8 +24,9 @@ Loss, as the reference's ``MoCoDiffLossTwoFc`` + ``Loss`` (margin 2.0): two L2-n
   ``q_M . k'_M / T`` (different speed) by 2.
 
 loss = CE_1 + CE_2 + ranking; the other-speed appearance keys enter the queue (as in the
-reference). ``accuracy`` is the instance top-1 of CE_1; ``speed_accuracy`` the fraction of
-queries ranking the same-speed key higher.
+reference). ``accuracy`` is the instance top-1 of CE_1 (against the queue);
+``batch_accuracy`` the same against the batch's keys only (chance 1/B, unaffected by the queue
+filling); ``speed_accuracy`` the fraction of queries ranking the same-speed key higher.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 
 from .base import PretextSettings, PretextTask
-from .contrastive import FeatureQueue, MoCoTask, info_nce
+from .contrastive import FeatureQueue, MoCoTask, batch_instance_accuracy, info_nce
 from .heads import ProjectionHead
 from .sampling import ClipPlan, check_length, clip_span, strided_indices
 
@@ -155,6 +156,7 @@ class RSPNetTask(MoCoTask, PretextTask):
             self.queue.enqueue(key_a[batch:])
         return loss, {
             "accuracy": top1,
+            "batch_accuracy": batch_instance_accuracy(q_a, key_a[:batch]),
             "speed_accuracy": (same_speed > other_speed).float().mean().detach(),
             "appearance_loss": (ce_same + ce_other).detach(),
             "speed_loss": ranking.detach(),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .base import PretextSettings, PretextTask
-from .contrastive import FeatureQueue, MoCoTask, info_nce
+from .contrastive import FeatureQueue, MoCoTask, batch_instance_accuracy, info_nce
 from .heads import ProjectionHead
 from .sampling import ClipPlan, check_length, clip_span, strided_indices
 
@@ -105,4 +105,8 @@ class TDLTask(MoCoTask, PretextTask):
         )
         if self.training:
             self.queue.enqueue(positive)
-        return loss, {"accuracy": top1, "contrastive_loss": loss.detach()}
+        return loss, {
+            "accuracy": top1,
+            "batch_accuracy": batch_instance_accuracy(query, positive),
+            "contrastive_loss": loss.detach(),
+        }
