@@ -159,10 +159,9 @@ def frames_to_decode(indices: np.ndarray, gop: int) -> int:
     """Frames an inter-frame decoder must decode to output ``indices``: in every GOP touched, from
     its key frame up to the last frame wanted there (P frames depend on all earlier ones)."""
     unique = np.unique(indices)
-    last_in_gop = {}
-    for index in unique.tolist():
-        last_in_gop[index // gop] = index
-    return int(sum(last - g * gop + 1 for g, last in last_in_gop.items()))
+    gops = unique // gop
+    last = unique[np.r_[gops[1:] != gops[:-1], True]]  # the last wanted frame of each GOP touched
+    return int((last % gop + 1).sum())
 
 
 def decode_floor(sampler, num_video_frames: int, count: int, gop: int) -> float:

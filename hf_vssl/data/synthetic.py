@@ -9,8 +9,9 @@ balanced and carries no information about the other:
 * ``motion`` (:data:`MOTION_CLASSES`): what the objects *do* -- the direction of a slow linear
   motion, fast bouncing vs slow motion, clockwise vs counter-clockwise orbit, periodic swing vs
   linear motion, and the order of two events (a repeating pair of flashes: the left object
-  flashes just before the right one, or the other way round). Shape, texture and colour are random, start positions are uniform (linear motions wrap
-  around the frame), so no single frame tells these classes apart.
+  flashes just before the right one, or the other way round). Shape, texture and colour are
+  random, start positions are uniform (linear motions wrap around the frame), so no single
+  frame tells these classes apart.
 * ``appearance`` (:data:`APPEARANCE_CLASSES`): what the primary object *is* -- its shape and
   texture; its colour and its motion are random, so one frame suffices.
 
@@ -157,7 +158,7 @@ def _object(rng: np.random.Generator, shape: str, texture: str, radius: float) -
     }
 
 
-def _trajectory(rng: np.random.Generator, motion: str, scale: float, num_frames: int) -> dict[str, Any]:
+def _trajectory(rng: np.random.Generator, motion: str, scale: float) -> dict[str, Any]:
     """The primary object's motion: a kind plus its parameters (pixels at 64x64, scaled)."""
     if motion in ("move_left", "move_right", "move_up", "move_down"):
         direction = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[motion]
@@ -196,7 +197,7 @@ def sample_video_spec(seed: int, index: int, motion: str, appearance: str, scene
     texture, shape = appearance.split("_", 1)
     primary = _object(rng, shape, texture, rng.uniform(11.0, 13.0) * scale)
     secondary = _object(rng, str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)), rng.uniform(4.5, 5.5) * scale)
-    trajectory = _trajectory(rng, motion, scale, num_frames)
+    trajectory = _trajectory(rng, motion, scale)
     # Start positions are drawn the same way for every class (no first-frame shortcut); the two
     # objects keep a horizontal gap so "left" and "right" are well defined for the flash classes.
     while True:

@@ -36,6 +36,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .base import accuracy
+
 
 def _world() -> tuple[int, int]:
     """``(world_size, rank)``; ``(1, 0)`` when torch.distributed is not initialised."""
@@ -208,9 +210,7 @@ def _cross_entropy_and_accuracy(
     logits: torch.Tensor, target: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = logits.float()
-    loss = F.cross_entropy(logits, target)
-    accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
-    return loss, accuracy
+    return F.cross_entropy(logits, target), accuracy(logits, target)
 
 
 def info_nce(
@@ -251,8 +251,7 @@ def batch_instance_accuracy(query: torch.Tensor, keys: torch.Tensor) -> torch.Te
     """
     with torch.no_grad():
         similarity = query.float() @ keys.float().t()
-        target = torch.arange(query.shape[0], device=query.device)
-        return (similarity.argmax(dim=1) == target).float().mean()
+        return accuracy(similarity, torch.arange(query.shape[0], device=query.device))
 
 
 def symmetric_info_nce(
