@@ -281,13 +281,25 @@ def test_batch_instance_accuracy_counts_own_key_as_nearest():
 
 @pytest.mark.parametrize("name", ["rspnet", "tdl"])
 def test_moco_tasks_report_batch_accuracy(name):
+    """batch_accuracy compares each query with the batch's positive keys (clip 1 of each sample):
+    with the key encoder still equal to the query encoder (eval mode: no EMA step, running BN
+    statistics), a positive clip equal to the query clip is always found, one from another
+    sample never."""
     torch.manual_seed(0)
     backbone = tiny_backbone()
     task = build_pretext_task(name, backbone.num_features, dict(SMALL_QUEUE))
     task.attach_backbone(backbone)
+    backbone.eval()
+    task.eval()
     pixel_values, info, _ = make_batch(task, np.random.default_rng(0))
-    _, metrics = task(backbone, pixel_values, **info)
-    assert 0.0 <= float(metrics["batch_accuracy"]) <= 1.0
+    own = pixel_values.clone()
+    own[:, 1] = own[:, 0]
+    _, metrics = task(backbone, own, **info)
+    assert float(metrics["batch_accuracy"]) == 1.0
+    other = pixel_values.clone()
+    other[:, 1] = other[:, 0].roll(1, dims=0)
+    _, metrics = task(backbone, other, **info)
+    assert float(metrics["batch_accuracy"]) == 0.0
 
 
 # -- every task end to end ---------------------------------------------------------------------
