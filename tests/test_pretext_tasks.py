@@ -67,7 +67,7 @@ def test_unknown_setting_lists_valid_keys():
 def test_defaults_follow_the_reference():
     assert build_pretext_task("rspnet", 64).settings.to_dict() == {
         "speeds": [1, 2], "queue_size": 16384, "temperature": 0.07, "momentum": 0.999, "projection_dim": 128,
-        "margin": 2.0, "appearance_weight": 1.0, "speed_weight": 1.0,
+        "margin": 2.0, "appearance_weight": 1.0, "speed_weight": 1.0, "head_layers": 1,
     }
     tdl = build_pretext_task("tdl", 64).settings
     assert (tdl.queue_size, tdl.temperature, tdl.momentum) == (500, 0.07, 0.999)
@@ -87,6 +87,17 @@ def test_complexity_knobs_change_the_number_of_classes(name, knob, classes):
     assert task.num_classes == classes
     last_linear = [m for m in task.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert last_linear.out_features == classes
+
+
+def test_rspnet_heads_are_linear_by_default_and_mlp_on_request():
+    def linears(task):
+        return [[type(m) for m in head.mlp] for head in task.heads]
+
+    assert linears(build_pretext_task("rspnet", 64)) == [[torch.nn.Linear]] * 2
+    assert linears(build_pretext_task("rspnet", 64, {"head_layers": 2})) == [
+        [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]] * 2
+    with pytest.raises(ValueError, match="head_layers must be 1"):
+        build_pretext_task("rspnet", 64, {"head_layers": 3})
 
 
 def test_head_widths_scale_with_tiny_backbones():

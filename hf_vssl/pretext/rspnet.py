@@ -13,7 +13,7 @@ sampler returns three clips of ``num_frames`` frames, in this order:
 selection (``_diff_speed``) moved into the sampler, so only the frames used are decoded.
 
 Loss, as the reference's ``MoCoDiffLossTwoFc`` + ``Loss`` (margin 2.0): two L2-normalised
-128-d heads on the query backbone, *A* (appearance) and *M* (speed), and their momentum copies
+128-d heads (linear, the reference's default ``fc_type``) on the query backbone, *A* (appearance) and *M* (speed), and their momentum copies
 (EMA 0.999) on the keys.
 
 - ``CE_1``: InfoNCE of ``q_A`` with ``k_A`` (same video, same speed) as positive against the
@@ -56,6 +56,8 @@ class RSPNetSettings(PretextSettings):
     """Weight A of CE_1 + CE_2 (the reference's loss_lambda.A)."""
     speed_weight: float = 1.0
     """Weight M of the margin ranking term (the reference's loss_lambda.M)."""
+    head_layers: int = 1
+    """Layers of each head: 1 is the reference's default ``fc_type: 'linear'``, 2 its ``'mlp'``."""
 
     def check(self) -> None:
         speeds = tuple(self.speeds)
@@ -66,6 +68,8 @@ class RSPNetSettings(PretextSettings):
                 f"need temperature > 0, 0 <= momentum <= 1, queue_size >= 1; got {self.temperature}, "
                 f"{self.momentum}, {self.queue_size}."
             )
+        if self.head_layers not in (1, 2):
+            raise ValueError(f"head_layers must be 1 (linear) or 2 (MLP), got {self.head_layers}.")
 
 
 @dataclass
@@ -114,10 +118,11 @@ class RSPNetTask(MoCoTask, PretextTask):
 
     def __init__(self, settings: RSPNetSettings, num_features: int):
         super().__init__(settings, num_features)
-        # heads[0]: appearance (A), heads[1]: speed (M); MLP as the reference's fc_type "mlp".
+        # heads[0]: appearance (A), heads[1]: speed (M); linear by default, as the reference's
+        # R(2+1)D config (fc_type "linear"): on our miniature budget it also learns A faster than the MLP.
         self.heads = nn.ModuleList(
             [
-                ProjectionHead(num_features, num_features, settings.projection_dim, 2, batch_norm=False)
+                ProjectionHead(num_features, num_features, settings.projection_dim, settings.head_layers, batch_norm=False)
                 for _ in range(2)
             ]
         )
