@@ -278,3 +278,15 @@ def test_page_screenshot_is_not_blank(space, tmp_path):
     pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
     assert pixels.shape == (1600, 1280)
     assert pixels.std() > 5 and len(np.unique(pixels)) > 16  # text and widgets, not one flat colour
+
+
+def test_committed_examples_show_what_the_current_generator_renders(tmp_path):
+    """`spaces/examples` must be regenerated when the corpus changes (CORPUS_VERSION bumps)."""
+    spec = importlib.util.spec_from_file_location("make_space_examples", REPO_ROOT / "spaces" / "make_examples.py")
+    make_examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_examples)
+    for fresh in make_examples.make_examples(tmp_path):
+        committed = REPO_ROOT / "spaces" / "examples" / fresh.name
+        difference = (_read_all(committed).float() - _read_all(fresh).float()).abs().mean()
+        # Encoders may differ by a grey level; another scene, object or motion differs by tens.
+        assert difference < 1.0, f"{committed} is stale (mean |difference| {difference:.1f}): run spaces/make_examples.py"
