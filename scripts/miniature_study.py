@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -46,21 +47,41 @@ def parallel(jobs: int, calls: list) -> None:
             future.result()
 
 
-def pretrain(out: Path, task: str, args) -> None:
-    target = out / "pretrain" / task
+def pretrain(out: Path, name: str, args) -> None:
+    """Pretrain ``name``: a task of TASKS, or a variant from ``--variant`` (a task with settings changed)."""
+    target = out / "pretrain" / name
     if (target / "model.safetensors").exists():
         return
-    flags = ["--pretext_task", task, "--output_dir", str(target), "--max_steps", str(args.pretrain_steps),
+    task, steps, overrides = args.variant.get(name, (name, None, {}))
+    steps = steps or args.pretrain_steps
+    flags = ["--pretext_task", task, "--output_dir", str(target), "--max_steps", str(steps),
              "--report_to", "none", "--dataloader_num_workers", "1", "--logging_steps", "20",
-             "--save_steps", str(args.pretrain_steps)]
+             "--save_steps", str(steps)]
+    settings = dict(overrides)
     if task in ("rspnet", "tdl"):  # a queue larger than the corpus would hold copies of the positives
-        flags += ["--pretext_config", json.dumps({"queue_size": args.queue_size})]
+        settings.setdefault("queue_size", args.queue_size)
+    if settings:
+        flags += ["--pretext_config", json.dumps(settings)]
     learning_rate = args.pretrain_lr.get(task) if args.pretrain_lr else None
     if learning_rate:
         flags += ["--learning_rate", str(learning_rate)]
     if args.pretrain_optimizer:
         flags += ["--optimizer", args.pretrain_optimizer]
-    run(["recipes/pretrain.py", *flags], out / "logs" / f"pretrain-{task}.log")
+    run(["recipes/pretrain.py", *flags], out / "logs" / f"pretrain-{name}.log")
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, int | None, dict]]:
+    """``NAME=TASK[@STEPS]:JSON`` -> ``(NAME, (TASK, STEPS or None, settings))``.
+
+    E.g. ``prp-1-8=prp:{"rates": [1, 8]}`` (other settings) or ``prp-3000=prp@3000:{}`` (a longer run).
+    """
+    name, sep, rest = text.partition("=")
+    spec, sep2, settings = rest.partition(":")
+    task, _, steps = spec.partition("@")
+    if not (sep and sep2 and name and task in TASKS and (not steps or steps.isdigit())):
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: expected NAME=TASK[@STEPS]:JSON with TASK one of {TASKS}")
+    return name, (task, int(steps) if steps else None, json.loads(settings))
 
 
 def finetune(out: Path, init: str, label_set: str, seed: int, args) -> None:
@@ -109,6 +130,21 @@ def robustness(out: Path, init: str, args) -> None:
          "--eval_clips", str(args.eval_clips)], out / "logs" / f"robustness-{init}.log")
 
 
+#: the metrics that show a pretext objective learning (the MoCo tasks' queue accuracy falls while
+#: the queue fills, so their batch accuracy is the one to read; RSPNet's speed head is its own target).
+PRETEXT_METRICS = ("accuracy", "batch_accuracy", "speed_accuracy")
+
+
+def pretext_summary(rows: list[dict], last: int = 5) -> dict:
+    """First logged value and mean of the ``last`` logs of each learning metric, and the step count."""
+    summary: dict = {"steps": rows[-1]["step"]}
+    for metric in ("loss", *PRETEXT_METRICS):
+        if metric in rows[0]:
+            summary[metric] = {"first": rows[0][metric],
+                               "last": statistics.mean(row[metric] for row in rows[-last:])}
+    return summary
+
+
 def summarise(out: Path, inits: list[str], args) -> dict:
     table: dict = {}
     for init in inits:
@@ -122,12 +158,10 @@ def summarise(out: Path, inits: list[str], args) -> dict:
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             }
     pretext = {}
-    for task in TASKS:
-        log = out / "pretrain" / task / "log_history.jsonl"
+    for name in [init for init in inits if init not in ("random", "distilled")]:
+        log = out / "pretrain" / name / "log_history.jsonl"
         if log.exists():
-            rows = [json.loads(line) for line in log.read_text().splitlines()]
-            pretext[task] = {"first_accuracy": rows[0]["accuracy"], "last_accuracy": rows[-1]["accuracy"],
-                             "steps": rows[-1]["step"], "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"]}
+            pretext[name] = pretext_summary([json.loads(line) for line in log.read_text().splitlines()])
     robust = {}
     for init in inits:
         path = out / "finetune" / f"{init}-motion-seed0" / "robustness.json"
@@ -135,7 +169,7 @@ def summarise(out: Path, inits: list[str], args) -> dict:
             report = json.loads(path.read_text())
             robust[init] = {"clean_top1": report["clean_top1"],
                             **{k: v["relative_robustness"] for k, v in report["average"].items()}}
-    return {"settings": vars(args) | {"out": str(args.out)}, "finetune": table, "pretext": pretext,
+    return {"settings": vars(args) | {"out": str(args.out), "argv": sys.argv[1:]}, "finetune": table, "pretext": pretext,
             "robustness": robust}
 
 
@@ -164,7 +198,9 @@ def write_markdown(out: Path, study: dict) -> None:
         f"Pretraining: {s['pretrain_steps']} steps per task, batch 8, {_optimiser_text(s)}, each task's own "
         f"augmentation. Finetuning (the recipe's defaults: AdamW 1e-3, resize + center crop): {s['finetune_steps']} "
         f"steps, batch 8, seeds {s['seeds']}; video-level top-1 (%) on the test split ({s['eval_clips']} clips per video), "
-        "mean +- std over seeds. Generated by `scripts/miniature_study.py`; raw numbers in `study.json`."),
+        "mean +- std over seeds. Raw numbers in `study.json`. Generated by:"),
+        "",
+        "    " + " ".join(["python", "scripts/miniature_study.py", *map(shlex.quote, s["argv"])]),
         "",
         "| init | motion (temporal) labels | appearance labels | motion: gain over random init |",
         "|---|---|---|---|",
@@ -177,12 +213,21 @@ def write_markdown(out: Path, study: dict) -> None:
         lines += ["", (f"`distilled`: a student of the same architecture distilled from the {' and '.join(s['distill'])} "
                   f"pretrainings ({s['pretrain_steps']} steps, learning rate 0.05, otherwise `recipes/distill.py` "
                   "defaults), then finetuned like the others.")]
+    for name, (task, steps, settings) in s.get("variant", {}).items():
+        changes = ([f"{steps} steps"] if steps else []) + ([f"`{json.dumps(settings)}`"] if settings else [])
+        description = " and ".join(changes) or "no change"
+        lines += ["", f"`{name}`: {task} pretrained with {description}, otherwise like the {task} row."]
     if study["pretext"]:
-        lines += ["", "Pretext objective during pretraining (logged accuracy of the task's own target):", "",
-                  "| task | steps | first accuracy | last accuracy | first loss | last loss |", "|---|---|---|---|---|---|"]
+        lines += ["", ("Pretext objectives during pretraining: first logged value -> mean of the last 5 logs (20 steps "
+                  "each). `accuracy` is the task's own target (for RSPNet and TDL against the queue), "
+                  "`batch_accuracy` the MoCo tasks' instance top-1 against the batch's keys (chance 1/8), "
+                  "`speed_accuracy` RSPNet's relative-speed ranking (chance 1/2):"), "",
+                  "| task | steps | loss | " + " | ".join(PRETEXT_METRICS) + " |",
+                  "|---|---|---|" + "---|" * len(PRETEXT_METRICS)]
         for task, row in study["pretext"].items():
-            lines.append(f"| {task} | {row['steps']} | {row['first_accuracy']:.3f} | {row['last_accuracy']:.3f} | "
-                         f"{row['first_loss']:.3f} | {row['last_loss']:.3f} |")
+            cells = [f"{row[m]['first']:.2f} -> {row[m]['last']:.2f}" if m in row else "-"
+                     for m in ("loss", *PRETEXT_METRICS)]
+            lines.append(f"| {task} | {row['steps']} | " + " | ".join(cells) + " |")
     if study["robustness"]:
         kinds = sorted({k for row in study["robustness"].values() for k in row if k != "clean_top1"})
         lines += ["", (f"Robustness of the motion-label models (seed 0), severities {s['severities']}, preset video-p: "
@@ -215,25 +260,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "miniature_study")
     parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--pretrain_steps", type=int, default=600)
+    parser.add_argument("--pretrain_steps", type=int, default=500)
     parser.add_argument("--pretrain_lr", type=json.loads, default=None,
                         help='JSON {task: learning rate}; default: each task\'s own (REFERENCE.md section 2)')
     parser.add_argument("--pretrain_optimizer", choices=("sgd", "adamw"), default=None,
                         help="one optimiser for every task (default: each task's own)")
     parser.add_argument("--queue_size", type=int, default=128)
-    parser.add_argument("--finetune_steps", type=int, default=200)
+    parser.add_argument("--finetune_steps", type=int, default=300)
     parser.add_argument("--finetune_lr", type=float, default=None)
     parser.add_argument("--eval_clips", type=int, default=3)
     parser.add_argument("--severities", nargs="*", type=int, default=[1, 3, 5])
     parser.add_argument("--no_robustness", action="store_true")
     parser.add_argument("--no_cka", action="store_true")
     parser.add_argument("--distill", nargs="*", default=[], help="teacher tasks to distill into one student")
+    parser.add_argument("--variant", nargs="*", type=parse_variant, default=[], metavar="NAME=TASK[@STEPS]:JSON",
+                        help="extra pretrainings: a task with its settings changed, reported as its own row")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    args.variant = dict(args.variant)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    parallel(args.jobs, [(pretrain, out, task, args) for task in args.tasks])
-    inits = ["random", *args.tasks]
+    pretrained = [*args.tasks, *args.variant]
+    parallel(args.jobs, [(pretrain, out, name, args) for name in pretrained])
+    inits = ["random", *pretrained]
     if args.distill:
         distill(out, args)
         inits.append("distilled")
