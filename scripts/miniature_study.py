@@ -250,7 +250,7 @@ def write_markdown(out: Path, study: dict) -> None:
         "training; group g of every class shows the same scene (corpus v2), so neither label set can be",
         "passed by remembering backgrounds. A gain counts only when it exceeds the seed spread (the larger",
         "of the two standard deviations). Relative robustness computed from accuracies near chance is noise",
-        "(values above 1 included). The issue notes of #4 and #5 discuss what these numbers show.",
+        "(values above 1 included). `FINDINGS.md` discusses what these numbers show, with longer pilot runs.",
     ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
