@@ -13,8 +13,8 @@ sampler returns three clips of ``num_frames`` frames, in this order:
 selection (``_diff_speed``) moved into the sampler, so only the frames used are decoded.
 
 Loss, as the reference's ``MoCoDiffLossTwoFc`` + ``Loss`` (margin 2.0): two L2-normalised
-128-d heads (linear, the reference's default ``fc_type``) on the query backbone, *A* (appearance) and *M* (speed), and their momentum copies
-(EMA 0.999) on the keys.
+128-d heads on the query backbone (linear, the reference's default ``fc_type``), *A*
+(appearance) and *M* (speed), and their momentum copies (EMA 0.999) on the keys.
 
 - ``CE_1``: InfoNCE of ``q_A`` with ``k_A`` (same video, same speed) as positive against the
   queue (16384 keys of other videos), temperature 0.07;
@@ -120,12 +120,8 @@ class RSPNetTask(MoCoTask, PretextTask):
         super().__init__(settings, num_features)
         # heads[0]: appearance (A), heads[1]: speed (M); linear by default, as the reference's
         # R(2+1)D config (fc_type "linear"): on our miniature budget it also learns A faster than the MLP.
-        self.heads = nn.ModuleList(
-            [
-                ProjectionHead(num_features, num_features, settings.projection_dim, settings.head_layers, batch_norm=False)
-                for _ in range(2)
-            ]
-        )
+        dims = (num_features, num_features, settings.projection_dim, settings.head_layers)
+        self.heads = nn.ModuleList([ProjectionHead(*dims, batch_norm=False) for _ in range(2)])
         self.queue = FeatureQueue(settings.queue_size, settings.projection_dim)
         self.ranking = nn.MarginRankingLoss(margin=settings.margin)
 
