@@ -89,7 +89,9 @@ class LoopArguments:
     gradient_accumulation_steps: int = 1
     learning_rate: float | None = dataclasses.field(default=None, metadata={"help": "default: the recipe's own"})
     weight_decay: float | None = None
-    optimizer: str | None = dataclasses.field(default=None, metadata={"help": "sgd or adamw (default: the recipe's)"})
+    optimizer: str | None = dataclasses.field(default=None, metadata={
+        "help": "sgd or adamw (default: the recipe's); switching without --learning_rate starts from "
+                "0.01 (sgd) or 1e-3 (adamw)"})
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     max_grad_norm: float | None = 10.0

@@ -10,6 +10,8 @@ from transformers import get_scheduler
 
 #: Used when a task declares no ``optimizer_defaults``.
 GENERIC_OPTIMIZER = {"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+#: Learning rate for an optimiser chosen over the task's own when no learning rate is given.
+SWITCHED_OPTIMIZER_LR = {"sgd": 0.01, "adamw": 1e-3}
 
 
 def resolve_optimizer_settings(
@@ -19,10 +21,16 @@ def resolve_optimizer_settings(
 
     A default learning rate quoted at ``reference_batch_size`` is scaled linearly to
     ``total_batch_size`` (the linear scaling rule); a learning rate the user gives is used as is.
+    Choosing another optimiser than the defaults' without a learning rate starts from
+    :data:`SWITCHED_OPTIMIZER_LR` (an SGD rate such as 0.05 would wreck AdamW).
     """
     settings = dict(GENERIC_OPTIMIZER)
     settings.update(task_defaults or {})
     reference = settings.pop("reference_batch_size", None)
+    chosen = str(overrides.get("optimizer") or settings["optimizer"]).lower()
+    if chosen != settings["optimizer"].lower() and overrides.get("learning_rate") is None:
+        settings["learning_rate"] = SWITCHED_OPTIMIZER_LR.get(chosen, settings["learning_rate"])
+        reference = None  # that rate is not quoted at the task's reference batch size
     if reference and total_batch_size and overrides.get("learning_rate") is None:
         settings["learning_rate"] = settings["learning_rate"] * total_batch_size / reference
     settings.update({k: v for k, v in overrides.items() if v is not None})
