@@ -8,12 +8,11 @@ import json
 import sys
 from pathlib import Path
 
-
 from accelerate import PartialState
 from safetensors.torch import load_file
 
-import hf_vssl.training.pretraining as pretraining
 from hf_vssl.pretext.registry import list_pretext_tasks
+from hf_vssl.training import pretraining
 from hf_vssl.training.arguments import parse_args
 
 corpus, out_dir = Path(sys.argv[1]), Path(sys.argv[2])

@@ -22,7 +22,7 @@ def test_two_processes_shard_data_and_gather_queue_keys(tmp_path, tiny_corpus):
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
          str(REPO / "tests" / "_dist_pretrain.py"), str(tiny_corpus), str(tmp_path)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -136,7 +136,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_corpus):
 def test_transform_preset_override_is_used_and_recorded(tmp_path, tiny_corpus, monkeypatch):
     import yaml
 
-    import hf_vssl.training.pretraining as pretraining
+    from hf_vssl.training import pretraining
 
     used = []
     original = pretraining.train_transforms

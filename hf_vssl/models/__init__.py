@@ -12,9 +12,9 @@ from .processing_vssl import VIDEO_MEAN, VIDEO_STD, VSSLVideoProcessor
 
 __all__ = [
     "BACKBONES",
-    "BackboneSpec",
     "VIDEO_MEAN",
     "VIDEO_STD",
+    "BackboneSpec",
     "VSSLConfig",
     "VSSLForVideoClassification",
     "VSSLModel",

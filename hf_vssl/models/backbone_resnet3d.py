@@ -32,7 +32,7 @@ This file is part of the remote code that checkpoints carry (see ``backbone_base
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

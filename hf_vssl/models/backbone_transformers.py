@@ -21,8 +21,9 @@ This file is part of the remote code that checkpoints carry (see ``backbone_base
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

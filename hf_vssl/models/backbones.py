@@ -9,8 +9,9 @@ This file is part of the remote code that checkpoints carry (see ``backbone_base
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .backbone_base import VideoBackbone
 from .backbone_c3d import build_c3d
@@ -29,7 +30,7 @@ class BackboneSpec:
     """Static facts about one registered backbone."""
 
     name: str
-    builder: Callable[["VSSLConfig"], VideoBackbone]
+    builder: Callable[[VSSLConfig], VideoBackbone]
     family: str
     """``"small"``, ``"medium"`` or ``"large"`` capacity, as grouped by the study."""
     description: str
@@ -90,6 +91,6 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def build_backbone(config: "VSSLConfig") -> VideoBackbone:
+def build_backbone(config: VSSLConfig) -> VideoBackbone:
     """Instantiate the backbone that ``config.backbone`` names."""
     return get_backbone_spec(config.backbone).builder(config)

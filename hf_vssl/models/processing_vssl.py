@@ -84,7 +84,7 @@ class VSSLVideoProcessor(BaseVideoProcessor):
         return batch
 
     @classmethod
-    def for_clip(cls, num_frames: int, image_size: int, frame_stride: int = 1) -> "VSSLVideoProcessor":
+    def for_clip(cls, num_frames: int, image_size: int, frame_stride: int = 1) -> VSSLVideoProcessor:
         """The processor matching a model trained on ``num_frames`` x ``image_size`` clips."""
         return cls(
             num_frames=num_frames,

@@ -14,6 +14,7 @@ Under DDP the second view is shuffled across ranks before the backbone (shuffle-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class CVRLTask(PretextTask):
     name = "cvrl"
     settings_class = CVRLSettings
     transform_preset = "cvrl"
-    optimizer_defaults = {
+    optimizer_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd",
         "learning_rate": 0.32,
         "momentum": 0.9,

@@ -32,6 +32,7 @@ filling); ``speed_accuracy`` the fraction of queries ranking the same-speed key 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ class RSPNetTask(MoCoTask, PretextTask):
     name = "rspnet"
     settings_class = RSPNetSettings
     transform_preset = "rspnet"
-    optimizer_defaults = {
+    optimizer_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd",
         "learning_rate": 0.05,
         "momentum": 0.9,

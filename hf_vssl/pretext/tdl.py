@@ -13,6 +13,7 @@ to 128-d (hidden = the backbone's feature size), L2-normalised.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ class TDLTask(MoCoTask, PretextTask):
     name = "tdl"
     settings_class = TDLSettings
     transform_preset = "tdl"
-    optimizer_defaults = {
+    optimizer_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd",
         "learning_rate": 3e-3,
         "momentum": 0.9,
