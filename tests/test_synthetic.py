@@ -68,7 +68,7 @@ def test_single_frame_solves_appearance_but_not_motion():
     for i in range(240):
         m, a = i % 10, int(rng.integers(10))
         spec = S.sample_video_spec(9, i, S.MOTION_CLASSES[m], S.APPEARANCE_CLASSES[a],
-                                   S._scene(np.random.default_rng([9, i])), (64, 64), 16)
+                                   S._scene(np.random.default_rng([9, i])), (64, 64))
         first = S.render_video(spec, 16, (64, 64))[0]
         features.append(_polar_features(first, S.object_track(spec, 16)[0]))
         motion.append(m)
@@ -85,7 +85,7 @@ def test_motion_classes_move_as_named():
     scene = S._scene(np.random.default_rng(0))
 
     def track(motion, index):
-        spec = S.sample_video_spec(0, index, motion, "solid_disc", scene, size, frames)
+        spec = S.sample_video_spec(0, index, motion, "solid_disc", scene, size)
         return spec, S.object_track(spec, frames, size)
 
     for index in range(6):
@@ -106,7 +106,7 @@ def test_motion_classes_move_as_named():
 
 
 def test_rendered_object_follows_its_track_and_flashes_in_order():
-    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S._scene(np.random.default_rng(1)), (64, 64), 48)
+    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S._scene(np.random.default_rng(1)), (64, 64))
     video = S.render_video(spec, 48, (64, 64)).astype(np.float32)
     tr = S.object_track(spec, 48)
     colour = np.asarray(spec["primary"]["colour"]) * 255
@@ -126,7 +126,7 @@ def test_every_8_frame_window_shows_the_flash_order():
     """Short clips can tell the two flash classes apart: each 8-frame window holds both flashes."""
     for index in range(20):
         spec = S.sample_video_spec(2, index, "flash_left_first", "solid_disc", S._scene(np.random.default_rng(2)),
-                                   (64, 64), 64)
+                                   (64, 64))
         traj = spec["trajectory"]
         cycle = (np.arange(64) - traj["flash_phase"]) % traj["flash_period"]
         first = cycle < traj["flash_duration"]

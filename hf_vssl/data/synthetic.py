@@ -189,7 +189,7 @@ def _trajectory(rng: np.random.Generator, motion: str, scale: float) -> dict[str
 
 
 def sample_video_spec(seed: int, index: int, motion: str, appearance: str, scene: dict[str, Any],
-                      size: tuple[int, int], num_frames: int) -> dict[str, Any]:
+                      size: tuple[int, int]) -> dict[str, Any]:
     """All parameters of one video, drawn from ``(seed, index)`` only (so any video can be redrawn)."""
     rng = np.random.default_rng([seed, index, 7])
     height, width = size
@@ -544,7 +544,7 @@ def make_synthetic_dataset(
             splits = {str(f): ("test" if group in _fold_test_groups(num_groups, f) else "train") for f in folds}
             labels = {label_set: cls, other_set: other_classes[int(others[j])]}
             scene = _scene(np.random.default_rng([seed, group, 3]))  # group g of every class: one scene
-            spec = sample_video_spec(seed, index, labels["motion"], labels["appearance"], scene, (height, width), num_frames)
+            spec = sample_video_spec(seed, index, labels["motion"], labels["appearance"], scene, (height, width))
             rel, vid = _video_path(layout, cls, splits["1"], group, clip, index, seed)
             videos.append({"path": rel, "video_id": vid, "index": index, "group": group, "clip": clip,
                            "num_frames": num_frames,
