@@ -39,7 +39,7 @@ def test_open_from_bytes_names_the_source(tmp_path):
     data = encode_video(counter_frames(8), None, container="mp4")
     decoder = open_video(data, name="sample-7.mp4")
     assert frame_ids(decode_frames(decoder, [7, 0])) == [7, 0]
-    with pytest.raises(VideoDecodeError, match="sample-7.mp4.*not a readable video"):
+    with pytest.raises(VideoDecodeError, match=r"sample-7.mp4.*not a readable video"):
         open_video(data[: len(data) // 3], name="sample-7.mp4")
 
 
@@ -110,9 +110,9 @@ def test_truncated_avi_fails_at_decode_and_in_probe(tmp_path, make_video):
     path = tmp_path / "cut.avi"
     path.write_bytes(good[: len(good) // 2])
     decoder = open_video(path)
-    with pytest.raises(VideoDecodeError, match="cut.avi.*truncated or corrupt"):
+    with pytest.raises(VideoDecodeError, match=r"cut.avi.*truncated or corrupt"):
         decode_frames(decoder, [0, 23])
-    with pytest.raises(VideoDecodeError, match="cut.avi.*header declares 24 frames"):
+    with pytest.raises(VideoDecodeError, match=r"cut.avi.*header declares 24 frames"):
         probe_video(path)
 
 

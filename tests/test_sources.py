@@ -90,8 +90,8 @@ def test_three_folds_partition_by_group(corpora, layout):
         train = load_source(layout, corpora[layout], "train", fold)
         test = load_source(layout, corpora[layout], "test", fold)
         assert len(train) + len(test) == 12
-        group = lambda r: (r.label, r.video_id.rsplit("_c", 1)[0])
-        assert not {group(r) for r in train} & {group(r) for r in test}
+        groups = [{(r.label, r.video_id.rsplit("_c", 1)[0]) for r in records} for records in (train, test)]
+        assert not groups[0] & groups[1]
         everything |= {r.video_id for r in test}
     assert len(everything) == 12  # every group is held out in some fold
 
