@@ -41,7 +41,7 @@ Randomness comes from the **global torch RNG** (one ``torch.rand`` draw per call
 ``torch.manual_seed`` for reproducibility; the datasets seed it per sample inside
 ``torch.random.fork_rng``.
 
-Presets (:data:`TRANSFORM_PRESETS`, REFERENCE.md section 2):
+Presets (:data:`TRANSFORM_PRESETS`, docs/study_settings.md#augmentation):
 
 - ``rotnet`` / ``vcop`` / ``prp`` / ``rspnet`` / ``tdl``: resize the shortest side to
   ``resize_size(image_size)`` (128 for 112) + random ``image_size`` crop, horizontal flip, small

@@ -34,7 +34,7 @@ class VSSLPretrainingOutput(ModelOutput):
 class VSSLForPretraining(VSSLPreTrainedModel):
     """Backbone (:attr:`vssl`, the query encoder) + the pretext task named by ``config.pretext_task``.
 
-    ``config.pretext_config`` overrides the task's defaults (REFERENCE.md section 2). The batch
+    ``config.pretext_config`` overrides the task's defaults (docs/study_settings.md#pretext-tasks). The batch
     comes from the task's own sampler (:meth:`sampler`) and transform (:attr:`transform_preset`),
     so a recipe needs only the model::
 
