@@ -189,6 +189,7 @@ def _distributed_worker(rank: int, world_size: int, init_file: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_contrastive_pieces_under_two_gloo_processes(tmp_path):
     torch.multiprocessing.spawn(_distributed_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True)
 

@@ -153,6 +153,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_read_every_video_exactly_once(make_video, tmp_path):
     even_ids = _make_shards(make_video, tmp_path / "even", 16, 4)  # 4 shards: 2 per rank, 1 per worker
     odd_ids = _make_shards(make_video, tmp_path / "odd", 10, 2)  # 5 shards: split by example
