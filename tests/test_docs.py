@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = sorted(p for folder in ("hf_vssl", "recipes", "scripts", "spaces", "benchmarks", "tests")
-                 for p in (REPO / folder).rglob("*.py"))
+SOURCES = sorted([*(p for folder in ("hf_vssl", "recipes", "scripts", "spaces", "benchmarks", "tests")
+                    for p in (REPO / folder).rglob("*.py")),
+                  *(REPO / "recipes" / "configs").glob("*.yaml")])
 CITATION = re.compile(r"docs/([\w/.-]+\.md)(?:#([\w-]+))?")
 
 
