@@ -1,6 +1,6 @@
 """The shipped YAML files in recipes/configs/: each parses with its recipe's parser, every key is a
 flag of that recipe with a value of the flag's type, each names a buildable optimiser, and each
-runs (one step, with only the data paths and the sizes overridden)."""
+runs (one step, with only the paths it names, the sizes and the budget overridden)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ SMALL = ["--num_frames", "8", "--image_size", "32", "--per_device_train_batch_si
 
 @pytest.mark.slow
 def test_shipped_configs_run_one_step(tiny_corpus, tmp_path):
-    """Each config through its recipe's ``main``: only roots, teachers, sizes and the budget overridden."""
+    """Each config through its recipe's ``main``: only the paths, sizes and budget are overridden."""
     configs = {config.stem: config for config in CONFIGS}
     kinetics = make_synthetic_dataset(tmp_path / "kinetics400", layout="kinetics400", seed=0, num_classes=4,
                                       videos_per_class=4, clips_per_group=2, num_frames=48, size=(48, 48))
