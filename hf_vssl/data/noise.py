@@ -1,6 +1,6 @@
 """Input perturbations for the robustness study: pixel noises and temporal perturbations.
 
-The four pixel noises follow the video robustness benchmark (the study's robustness settings): frames are
+The four pixel noises follow the study's video robustness benchmark: frames are
 scaled to [0, 1], every frame (indeed every value) gets fresh noise, the result is clipped to
 [0, 1] and rounded back to uint8. Severity 1..5 picks the constant ``c`` from the preset's table;
 severity 0 means "clean" and returns an unchanged copy.
