@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .clips import ClipSampler
+from .clips import SHORT_VIDEO_ACTIONS, ClipSampler, ClipTooLongError
 from .datasets import (
     BAD_VIDEO_ERRORS,
     BadVideoTracker,
@@ -163,7 +163,11 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         rank / world_size: this process in the job (default: ``torch.distributed`` if
             initialised, else ``RANK``/``WORLD_SIZE``, else 0/1).
         shuffle / shuffle_buffer: shuffle shard order per epoch and examples in a buffer.
-        max_bad_fraction / min_seen: bad-video tolerance (per worker); bad videos are skipped.
+        max_bad_fraction / min_seen: tolerated fraction of corrupt videos among those read (by
+            every worker of this process), checked once ``min_seen`` were read; bad videos are
+            skipped.
+        short_video: ``"skip"``, ``"loop"``, ``"pad"`` or ``"refuse"`` for each video the sampler
+            finds too short (see :class:`hf_vssl.data.datasets.VideoClipDataset`).
 
     ``index`` in the samples is -1 (a stream has no global index; use ``video_id``). See the
     module docstring for the sharding rule and why the DataLoader stays out of
@@ -183,6 +187,7 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         min_seen: int = 100,
         shuffle: bool = True,
         shuffle_buffer: int = 16,
+        short_video: str = "skip",
     ):
         import datasets
         from datasets.distributed import split_dataset_by_node
@@ -210,6 +215,9 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
             dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
         self.dataset = dataset
         self.sampler, self.transform, self.noise, self.seed = sampler, transform, noise, int(seed)
+        if short_video not in SHORT_VIDEO_ACTIONS:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO_ACTIONS}, got {short_video!r}")
+        self.short_video = short_video
         self.tracker = BadVideoTracker(max_bad_fraction, min_seen)
         self._init_epoch()
 
@@ -251,9 +259,13 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
                     end=meta.get("end"),
                     transform=self.transform,
                     noise=self.noise,
+                    short_video=self.short_video,
                 )
             except BAD_VIDEO_ERRORS as error:
-                self.tracker.bad(name, name, _reason(error))
+                short = isinstance(error, ClipTooLongError)
+                if short and self.short_video == "refuse":
+                    raise ClipTooLongError(error.needed, error.available, name) from None
+                self.tracker.bad(name, name, _reason(error), short=short)
                 continue
             self.tracker.ok()
             yield sample
