@@ -76,7 +76,7 @@ def dataset_base(path_or_repo_id: str | os.PathLike, revision: str | None = None
 
 def _read_json(url: str) -> dict[str, Any] | None:
     if url.startswith("hf://"):
-        from huggingface_hub import HfFileSystem
+        from huggingface_hub import HfFileSystem  # heavy import, only for Hub-hosted shards
 
         filesystem = HfFileSystem()
         if not filesystem.exists(url):
@@ -90,7 +90,7 @@ def _read_json(url: str) -> dict[str, Any] | None:
 
 
 def _features(video_field: str):
-    from datasets import Features, Value, Video
+    from datasets import Features, Value, Video  # heavy import (seconds): only streaming needs it
 
     types = {"label": "int64", "start": "int64", "end": "int64", "num_frames": "int64"}
     return Features(
@@ -117,7 +117,7 @@ def load_video_dataset(
     container, filename), ``__key__``, ``__url__``. Without a manifest, shards matching
     ``*-{split}-*.tar`` are loaded and their schema inferred.
     """
-    from datasets import Video, load_dataset
+    from datasets import Video, load_dataset  # heavy import (seconds): only streaming needs it
 
     base = dataset_base(path_or_repo_id, revision)
     manifest = _read_json(f"{base}/{MANIFEST_NAME}")
@@ -189,6 +189,7 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         shuffle_buffer: int = 16,
         short_video: str = "skip",
     ):
+        # heavy imports (seconds): only streaming needs them
         import datasets
         from datasets.distributed import split_dataset_by_node
 
