@@ -17,7 +17,7 @@ from hf_vssl.data.clips import (
     decode_plan,
     sample_clips,
 )
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.datasets import BadVideoTracker, VideoClipDataset, collate_clips
 from hf_vssl.data.decoding import VideoDecodeError, open_video
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.video_io import encode_video
@@ -342,3 +342,16 @@ def test_collate_rejects_mixed_shapes():
     b = {"clips": [torch.zeros(4, 3, 8, 9)], "info": {}, "label": 0, "video_id": "b", "index": 1}
     with pytest.raises(ValueError, match="one shape"):
         collate_clips([a, b])
+
+
+def test_tracker_rule_on_counts_summed_over_ranks():
+    # Each rank counts its own reads; the loop sums totals() over ranks and applies one rule.
+    ranks = [BadVideoTracker(max_bad_fraction=0.25, min_seen=4) for _ in range(2)]
+    for rank, tracker in enumerate(ranks):
+        tracker.ok()
+        tracker.bad(f"r{rank}", f"video{rank}.mp4", "corrupt")  # 1 of 2 on each rank: under min_seen
+    sums = {key: sum(t.totals()[key] for t in ranks) for key in ("read", "corrupt", "short")}
+    assert sums == {"read": 4, "corrupt": 2, "short": 0}
+    with pytest.raises(RuntimeError, match=r"2 of 4 videos could not be used \(50\.0% > max_bad_fraction=25\.0%\)"):
+        ranks[0].check_totals(sums["corrupt"], sums["read"])
+    ranks[0].check_totals(1, 4)  # within the tolerance

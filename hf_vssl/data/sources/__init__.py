@@ -69,8 +69,9 @@ def load_source(name: str, root: str | os.PathLike | None, split: str = "train",
         split: "train", "test", "val" (aliases such as "validate"/"validation" are accepted;
             UCF101/HMDB51/Diving48/synthetic map "val" to their held-out "test").
         fold: official fold (UCF101/HMDB51/synthetic-in-those-layouts: 1-3; otherwise 1).
-        return_report: return the :class:`SourceReport` (records + skipped entries) instead
-            of the list of records.
+        return_report: return the :class:`SourceReport` (records, skipped entries and the
+            whole label space: ``report.id2label()`` names every class the annotation lists,
+            e.g. UCF101's 101 from ``classInd.txt``) instead of the list of records.
         require_labels: for anything that scores against labels (evaluation, finetuning):
             raise :class:`UnlabelledSplitError` (one line naming the split and the labelled one
             to use) for a split without labels, instead of returning records labelled -1.
