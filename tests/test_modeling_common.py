@@ -35,7 +35,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.video_utils import VideoMetadata
 
-import hf_vssl  # noqa: F401  (registers the Auto classes)
+import hf_vssl
 from hf_vssl.models import (
     VSSLConfig,
     VSSLForVideoClassification,
@@ -538,6 +538,63 @@ class VivitAdapterTest(VSSLModelTesterMixin, unittest.TestCase):
         layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
         self.assertEqual(len(layers), 2)
         self.assertTrue(all(layer.gradient_checkpointing for layer in layers))
+
+
+# ----------------------------------------------------------------------------------------------
+# Every registered backbone: built on the meta device, initialised, checkpointed per stage
+
+TINY_BACKBONES = {
+    "c3d": {"width_multiplier": 0.125, "num_frames": 8},
+    "r3d": {"width_multiplier": 0.125},
+    "r21d": {"width_multiplier": 0.125},
+    "r3d-18": {"width_multiplier": 0.125},
+    "r21d-18": {"width_multiplier": 0.125},
+    "shufflenet": {"width_multiplier": 0.25},
+    "squeezenet": {"width_multiplier": 0.125},
+    "mobilenet": {"width_multiplier": 0.125},
+    "swin-t": {"backbone_kwargs": {"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
+                                   "stochastic_depth_prob": 0.0}},
+    "mvit": {"backbone_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
+                                 "stochastic_depth_prob": 0.0}},
+    "timesformer": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
+    "vivit": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "tubelet_size": [2, 8, 8]}},
+}
+
+
+def test_tiny_backbones_cover_the_registry():
+    assert sorted(TINY_BACKBONES) == sorted(hf_vssl.list_backbones())
+
+
+@pytest.mark.parametrize("name", sorted(TINY_BACKBONES))
+def test_every_backbone_initialises_from_meta_and_checkpoints_per_stage(name, tmp_path):
+    settings = {"num_frames": 4, "image_size": 32, **TINY_BACKBONES[name]}
+    config = VSSLConfig(backbone=name, **settings)
+    # _init_weights reaches every tensor of a model built on the meta device (as from_pretrained builds it).
+    model = _meta_built(VSSLModel, config)
+    model.init_weights()
+    assert _non_finite(model) == []
+    reference = VSSLModel(copy.deepcopy(config)).train()
+    for buffer_name, buffer in reference.named_buffers():
+        assert torch.equal(model.get_buffer(buffer_name), buffer), buffer_name
+    # from_pretrained gives the same network back.
+    reference.save_pretrained(tmp_path)
+    loaded = VSSLModel.from_pretrained(tmp_path).train()
+    for key, tensor in reference.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+    # Gradient checkpointing: the same gradients and BatchNorm statistics.
+    loaded.gradient_checkpointing_enable()
+    clip = torch.randn(2, settings["num_frames"], 3, settings["image_size"], settings["image_size"])
+    for net in (reference, loaded):
+        net(clip).pooler_output.square().sum().backward()
+    # Same up to summation order, measured against the largest gradient (a BatchNorm bias feeding another
+    # BatchNorm has a gradient of zero up to rounding, which differs between any two summation orders).
+    scale = max(float(p.grad.abs().max()) for p in reference.parameters())
+    for (key, a), b in zip(reference.named_parameters(), loaded.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5 * scale, msg=key)
+    for (key, a), b in zip(reference.named_buffers(), loaded.buffers()):
+        # BatchNorm statistics updated once per step, as without checkpointing (a second update would move
+        # them by the momentum, 10%; rounding differs because the loaded weights sit elsewhere in memory).
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
 
 
 # ----------------------------------------------------------------------------------------------

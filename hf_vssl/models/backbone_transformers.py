@@ -25,6 +25,7 @@ This file is part of the remote code that checkpoints carry (see ``backbone_base
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -165,8 +166,8 @@ class MViTBackbone(VideoBackbone):
         )
         self.model.head = nn.Identity()
         self.input_shape = (num_frames, image_size, image_size)
-        ends = torch.cumsum(torch.tensor(depths), 0) - 1
-        self._stage_ends = frozenset(int(i) for i in ends)
+        # Plain Python: from_pretrained builds the model on the meta device, where a tensor has no values.
+        self._stage_ends = frozenset(end - 1 for end in itertools.accumulate(depths))
         self.num_features = setting[-1].output_channels
         self.stage_names = tuple(f"stage{i + 1}" for i in range(len(depths)))
 
