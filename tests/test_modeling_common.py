@@ -800,5 +800,7 @@ def test_processor_sampling_contract():
     assert processor(video, video_metadata=metadata, fps=3, return_tensors="pt")["pixel_values"].shape[1] == 6
     with pytest.raises(ValueError, match="mutually exclusive"):
         processor(video, video_metadata=metadata, fps=3, num_frames=8, return_tensors="pt")
-    at_one_fps = VSSLVideoProcessor(fps=1, num_frames=None)
+    at_one_fps = VSSLVideoProcessor.for_clip(num_frames=8, image_size=32)
+    at_one_fps = VSSLVideoProcessor(fps=1, size=at_one_fps.size, crop_size=at_one_fps.crop_size)
     np.testing.assert_array_equal(at_one_fps.sample_frames(metadata), [0, 30])
+    assert at_one_fps(video, video_metadata=metadata, return_tensors="pt")["pixel_values"].shape == (1, 2, 3, 32, 32)

@@ -75,6 +75,8 @@ class VSSLVideoProcessor(BaseVideoProcessor):
         super().__init__(**kwargs)
         if frame_stride is not None:
             self.frame_stride = int(frame_stride)
+        if kwargs.get("fps") is not None and "num_frames" not in kwargs:
+            self.num_frames = None  # a processor sampling by rate has no default clip length to clash with
 
     def sample_frames(self, metadata, num_frames: int | None = None, fps: float | None = None, **kwargs) -> np.ndarray:
         """Indices of the frames to read: ``fps`` frames per second over the whole video, else the central clip.
