@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_vssl._version import __version__
@@ -226,8 +227,6 @@ def _robustness(reports: FolderReports) -> dict[str, Any] | None:
 
 
 def _run_args_yaml(reports: FolderReports) -> str | None:
-    import yaml
-
     if not reports.training_args:
         return None
     public = {k: v for k, v in reports.training_args.items() if k not in _PRIVATE_ARGS}
