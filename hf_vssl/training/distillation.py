@@ -135,14 +135,9 @@ def build_student(args: DistillationArguments, id2label: dict[int, str] | None):
             f"frames at {config.image_size}x{config.image_size}; pass --num_frames {config.num_frames} "
             f"--image_size {config.image_size}"
         )
-    if id2label is None:
-        config = config.backbone_only()
-        config.num_frames, config.image_size = args.num_frames, args.image_size
-        student = VSSLModel(config)
-    else:
-        config = config.for_classification(id2label)
-        config.num_frames, config.image_size = args.num_frames, args.image_size
-        student = VSSLForVideoClassification(config)
+    config = config.backbone_only() if id2label is None else config.for_classification(id2label)
+    config.num_frames, config.image_size = args.num_frames, args.image_size
+    student = VSSLModel(config) if id2label is None else VSSLForVideoClassification(config)
     if base is not None:
         (student.vssl if id2label is not None else student).load_state_dict(base.state_dict())
     return student
