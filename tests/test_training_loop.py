@@ -45,10 +45,10 @@ class ToyArguments(LoopArguments):
 
 def test_one_loop_seeds_each_micro_batch_and_logs_window_means(tmp_path):
     args = ToyArguments(per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=4,
-                        logging_steps=2, save_steps=3, save_total_limit=5, bf16=False, channels_last=False,
+                        logging_steps=2, save_steps=3, save_total_limit=5, channels_last=False,
                         dataloader_num_workers=0, report_to="none", seed=5, warmup_ratio=0.0)
     output_dir = tmp_path / "run"
-    accelerator = build_accelerator(args, output_dir)
+    accelerator = build_accelerator(args, output_dir)  # bf16 as every recipe test: one AcceleratorState per process
     dataset = ToyDataset(12)  # 6 batches of 2 = 3 optimiser steps per epoch: step 4 is in epoch 1
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=True, drop_last=True)
     model = nn.Linear(3, 1)
