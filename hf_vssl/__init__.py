@@ -5,6 +5,7 @@ Importing the package registers every hf_vssl class with transformers' Auto clas
 """
 
 from ._registration import register_auto_classes
+from ._version import __version__
 from .models import (
     VSSLConfig,
     VSSLForVideoClassification,
@@ -14,8 +15,6 @@ from .models import (
     list_backbones,
 )
 from .pretext import VSSLForPretraining, list_pretext_tasks
-
-__version__ = "0.1.0"
 
 register_auto_classes()
 

@@ -10,7 +10,7 @@ Writes ``cka.json`` + ``cka.png`` (checkpoint sweeps: ``cka_<checkpoint>.json/pn
 ``python recipes/cka.py --help``.
 """
 
-from hf_vssl.analysis.cka_maps import CKAArguments, run_cka
+from hf_vssl.analysis.cka_recipe import CKAArguments, run_cka
 from hf_vssl.training.arguments import parse_args
 
 

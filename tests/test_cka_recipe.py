@@ -11,16 +11,11 @@ import torch
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl.analysis.cka import MinibatchCKA
-from hf_vssl.analysis.cka_maps import (
-    CKAArguments,
-    StageGrams,
-    _build_loader,
-    compare_models,
-    load_vssl_model,
-    resize_clip,
-    resolve_stage_modules,
-)
+from hf_vssl.analysis.cka_maps import compare_models
+from hf_vssl.analysis.cka_recipe import CKAArguments, _build_loader
+from hf_vssl.analysis.stages import StageGrams, resolve_stage_modules
 from hf_vssl.models import VSSLConfig, VSSLModel
+from hf_vssl.models.loading import load_vssl_model, resize_clip
 from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 

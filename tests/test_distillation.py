@@ -163,7 +163,9 @@ def test_logit_distillation_from_a_classification_teacher(teacher_dirs, tiny_cor
 
 
 def test_nonfinite_loss_stops_the_run(teacher_dirs, tiny_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(distillation, "feature_distillation_loss",
+    from hf_vssl.distill import student as student_module
+
+    monkeypatch.setattr(student_module, "feature_distillation_loss",
                         lambda student, teacher, kind: (student.sum() * float("nan")))
     with pytest.raises(NonFiniteLossError, match="NaN"):
         run_distillation(_args(tiny_corpus, tmp_path / "nan", teacher_dirs[:1], "--max_steps", "1"))

@@ -103,7 +103,8 @@ def test_save_and_load_round_trip_keeps_momentum_encoder_and_queue(tmp_path):
         next(model.pretext.key_encoder.parameters()).add_(0.5)  # make the key encoder differ from its init
     model.save_pretrained(tmp_path)
     loaded = VSSLForPretraining.from_pretrained(tmp_path)
-    assert loaded.config.pretext_task == "rspnet" and loaded.config.pretext_config == {"queue_size": 32}
+    assert loaded.config.pretext_task == "rspnet" and loaded.config.pretext_config["queue_size"] == 32
+    assert loaded.config.pretext_config == model.pretext.settings.to_dict()  # every resolved setting recorded
     original, restored = model.state_dict(), loaded.state_dict()
     assert set(original) == set(restored)
     assert any("key_encoder" in name for name in original) and "pretext.queue.queue" in original

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_vssl.analysis.retrieval import evaluate_retrieval, retrieval_topk
 from hf_vssl.data import load_source
+from hf_vssl.evaluation import build_eval_dataset, extract_features
+from hf_vssl.evaluation.retrieval import evaluate_retrieval, retrieval_topk
 from hf_vssl.models import VSSLConfig, VSSLModel
-from hf_vssl.training.evaluation import build_eval_dataset, extract_features
 
 
 def _unit(angle_degrees: float) -> list[float]:

@@ -17,9 +17,9 @@ from hf_vssl.analysis.robustness import (
 from hf_vssl.data import load_source
 from hf_vssl.data.noise import NoiseTransform
 from hf_vssl.data.transforms import build_transform
+from hf_vssl.evaluation import MultiCropTransform, build_eval_dataset, evaluate_classifier
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.training.arguments import parse_args
-from hf_vssl.training.evaluation import MultiCropTransform, build_eval_dataset, evaluate_classifier
 
 NOISES = ["gaussian", "reversal"]  # one pixel noise, one temporal perturbation
 SEVERITIES = [1, 3]

@@ -13,10 +13,10 @@ Loading by id needs nothing from here: ``import hf_vssl`` then
 ``HF_HUB_OFFLINE=1`` after the first download).
 """
 
-from hf_vssl.hub.cards import build_model_card, eval_results, write_model_card
+from hf_vssl.hub.cards import assemble_reports, build_model_card, eval_results, write_model_card
 from hf_vssl.hub.naming import repo_name
 from hf_vssl.hub.publish import DEFAULT_IGNORE_PATTERNS, HubPublishError, publish, publish_dataset
-from hf_vssl.hub.reports import assemble_reports, read_reports
+from hf_vssl.hub.reports import place_reports, read_reports
 
 __all__ = [
     "DEFAULT_IGNORE_PATTERNS",
@@ -24,6 +24,7 @@ __all__ = [
     "assemble_reports",
     "build_model_card",
     "eval_results",
+    "place_reports",
     "publish",
     "publish_dataset",
     "read_reports",

@@ -23,10 +23,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_vssl._version import __version__
 from hf_vssl.hub.naming import hub_id_or_none
-from hf_vssl.hub.reports import RESULT_KEYS, RETRIEVAL_KEYS, FolderReports, PathLike, read_reports
+from hf_vssl.hub.reports import (
+    RESULT_KEYS,
+    RETRIEVAL_KEYS,
+    FolderReports,
+    PathLike,
+    place_reports,
+    read_reports,
+)
 
 LIBRARY_NAME = "hf_vssl"
 DATASET_TITLES = {
@@ -218,8 +227,6 @@ def _robustness(reports: FolderReports) -> dict[str, Any] | None:
 
 
 def _run_args_yaml(reports: FolderReports) -> str | None:
-    import yaml
-
     if not reports.training_args:
         return None
     public = {k: v for k, v in reports.training_args.items() if k not in _PRIVATE_ARGS}
@@ -228,8 +235,6 @@ def _run_args_yaml(reports: FolderReports) -> str | None:
 
 def template_context(reports: FolderReports, repo_id: str | None = None) -> dict[str, Any]:
     """The variables the card templates use."""
-    from hf_vssl import __version__
-
     config, args = reports.config, reports.pretraining_args or {}
     task = config.get("pretext_task") or args.get("pretext_task")
     model_id = repo_id or reports.folder.resolve().name
@@ -290,3 +295,11 @@ def write_model_card(folder: PathLike, repo_id: str | None = None, base_model: s
     card = build_model_card(folder, repo_id, base_model)
     card.save(Path(folder) / "README.md")
     return card
+
+
+def assemble_reports(folder: PathLike, *, repo_id: str | None = None, **reports) -> ModelCard:
+    """Copy reports into the checkpoint ``folder`` (:func:`hf_vssl.hub.reports.place_reports`: ``metrics``,
+    ``robustness_dir``, ``cka_dir``, ``training_args``, ``subset_ids``), then write its model card;
+    returns the card. ``repo_id``: the Hub id the card's loading examples use (default: the folder name).
+    """
+    return write_model_card(place_reports(folder, **reports), repo_id=repo_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from hf_vssl.training.data import output_name
+from hf_vssl.utils.naming import output_name
 
 # The study's short dataset names; other names pass through unchanged.
 DATASET_SHORT_NAMES = {
@@ -23,7 +23,7 @@ def repo_name(task: str | None, backbone: str, dataset: str, subset_size: int | 
     """The Hub repo name of a checkpoint, e.g. ``repo_name("rspnet", "r21d", "kinetics400", 50000)``
     -> ``"rspnet-r21d-k400-50k"`` (a subset of 50000 reads "50k"; 1500 stays "1500").
 
-    Supersedes :func:`hf_vssl.training.data.output_name` for Hub names: same scheme, plus the
+    Supersedes :func:`hf_vssl.utils.naming.output_name` for Hub names: same scheme, plus the
     study's short dataset names and a check that the result is a valid repo name.
     """
     dataset = DATASET_SHORT_NAMES.get(dataset.lower(), dataset.lower()) if dataset else dataset

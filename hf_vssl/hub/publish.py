@@ -10,6 +10,7 @@ byte-identical.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
+from hf_vssl._version import __version__
+from hf_vssl.hub.cards import build_model_card
 from hf_vssl.hub.reports import PathLike
 
 logger = logging.getLogger(__name__)
@@ -126,8 +129,6 @@ def _commit(path: Path, repo_id: str, operations_for: Callable[[str], list[Commi
             repo_type: str, private: bool, token: str | None, commit_message: str | None,
             endpoint: str | None) -> tuple[str, str | None]:
     """Create the repo and push ``operations_for(full_repo_id)`` as one commit; returns (URL, card text)."""
-    from hf_vssl import __version__
-
     token = _token_or_raise(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="hf_vssl", library_version=__version__)
     repo_id = _resolve_repo_id(api, repo_id, token, api.endpoint, path)
@@ -166,8 +167,6 @@ def publish(folder: PathLike, repo_id: str, private: bool = False, token: str | 
     Raises :class:`HubPublishError` (no token, offline mode, network failure, permission denied,
     ...) and leaves the folder untouched on any failure.
     """
-    from hf_vssl.hub.cards import build_model_card
-
     folder = Path(folder)
     if not folder.is_dir():
         raise HubPublishError(f"{folder} is not a folder")
@@ -203,10 +202,6 @@ Made with hf_vssl {{ version }}. {{ usage }}
 
 
 def _dataset_card(path: Path, repo_id: str) -> str:
-    import json
-
-    from hf_vssl import __version__
-
     if path.is_file():
         subset = json.loads(path.read_text(encoding="utf-8"))
         description = (f"A class-balanced, nested video subset: {subset.get('size', len(subset.get('ids', [])))} "

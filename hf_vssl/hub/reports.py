@@ -8,8 +8,8 @@ Recipes write their results into a model folder (the folder contract):
 - ``robustness.json`` / ``robustness.md`` / ``robustness.png``; ``cka.json`` / ``cka.png``;
 - ``training_args.yaml``, ``subset_ids.json``, ``config.json``.
 
-:func:`read_reports` gathers whatever is present; :func:`assemble_reports` copies reports made
-elsewhere into the folder and writes the model card.
+:func:`read_reports` gathers whatever is present; :func:`place_reports` copies reports made
+elsewhere into the folder (:func:`hf_vssl.hub.cards.assemble_reports` then writes the model card).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _report_dir(path: PathLike, main_file: str) -> Path:
     return folder
 
 
-def assemble_reports(
+def place_reports(
     folder: PathLike,
     *,
     metrics=None,
@@ -191,9 +191,9 @@ def assemble_reports(
     cka_dir: PathLike | None = None,
     training_args: PathLike | Mapping[str, Any] | None = None,
     subset_ids: PathLike | None = None,
-    repo_id: str | None = None,
-):
-    """Copy reports into the checkpoint ``folder``, then write its model card; returns the card.
+) -> Path:
+    """Copy reports into the checkpoint ``folder``; returns the folder
+    (:func:`hf_vssl.hub.cards.assemble_reports` also writes the model card).
 
     Args:
         metrics: a ``metrics.json`` path or dict, or a list of them. The first lands in
@@ -202,7 +202,6 @@ def assemble_reports(
         cka_dir: a folder (or its ``cka.json``) with ``cka.json`` and ``cka.png``.
         training_args: a ``training_args.yaml`` path or a dict of the run's arguments.
         subset_ids: a ``subset_ids.json`` path (see :func:`hf_vssl.data.subsets.save_subset`).
-        repo_id: the Hub id the card's loading examples use (default: the folder name).
 
     A file already in the folder is kept as is (a differing offer is logged), so assembling
     twice is a no-op. Inputs are checked before anything is written.
@@ -234,7 +233,4 @@ def assemble_reports(
             _place_file(Path(training_args), folder / "training_args.yaml")
     if subset_ids is not None:
         _place_file(Path(subset_ids), folder / "subset_ids.json")
-
-    from hf_vssl.hub.cards import write_model_card
-
-    return write_model_card(folder, repo_id=repo_id)
+    return folder

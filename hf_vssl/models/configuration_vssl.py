@@ -87,3 +87,22 @@ class VSSLConfig(PreTrainedConfig):
     def backbone_spec(self):
         """The registry entry of :attr:`backbone`."""
         return get_backbone_spec(self.backbone)
+
+    def backbone_only(self) -> VSSLConfig:
+        """A copy of this config for a plain ``VSSLModel``: no pretext task or settings, and
+        ``architectures = ["VSSLModel"]`` (what exporting a pretrained or distilled backbone writes)."""
+        config = self.__class__.from_dict(self.to_dict())
+        config.pretext_task, config.pretext_config = None, None
+        config.architectures = ["VSSLModel"]
+        return config
+
+    def for_classification(self, id2label: dict[int, str]) -> VSSLConfig:
+        """A copy of this config for ``VSSLForVideoClassification`` over ``id2label``: no pretext task,
+        ``id2label``/``label2id`` set, ``architectures = ["VSSLForVideoClassification"]``, and no
+        ``auto_map`` (the remote code of a source checkpoint maps the backbone, not the classifier)."""
+        config = self.backbone_only()
+        config.id2label = {int(index): name for index, name in id2label.items()}
+        config.label2id = {name: index for index, name in config.id2label.items()}
+        config.architectures = ["VSSLForVideoClassification"]
+        config.__dict__.pop("auto_map", None)
+        return config

@@ -104,6 +104,15 @@ class PretextTask(nn.Module):
         self.settings = settings
         self.num_features = num_features
 
+    @classmethod
+    def fit_to_dataset(cls, pretext_config: dict[str, Any] | None, num_videos: int) -> dict[str, Any] | None:
+        """``pretext_config`` (the user's overrides) fitted to a training set of ``num_videos`` videos.
+
+        The hook through which a task states its dataset-dependent settings (e.g. a feature queue
+        sized to the corpus); the default changes nothing. Explicit overrides are never changed.
+        """
+        return pretext_config
+
     # -- what to read --------------------------------------------------------------------
     @property
     def num_clips(self) -> int:

@@ -30,6 +30,8 @@ BatchNorm leak under DDP: **shuffle-BN**, not SyncBN.
 from __future__ import annotations
 
 import copy
+import logging
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -37,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import accuracy
+
+logger = logging.getLogger(__name__)
 
 
 def _world() -> tuple[int, int]:
@@ -290,6 +294,26 @@ class MoCoTask:
     ``self.key_encoder`` as a copy of ``(backbone, *heads)``. Keys are computed under
     ``torch.no_grad`` with shuffle-BN across ranks.
     """
+
+    @classmethod
+    def fit_to_dataset(cls, pretext_config: dict[str, Any] | None, num_videos: int) -> dict[str, Any] | None:
+        """Cap a default feature queue that is larger than half the training videos (with a warning).
+
+        The study's queues (16384 for RSPNet, 500 for TDL) assume tens of thousands of videos. A
+        queue holding more keys than there are videos fills with stale keys of each query's own
+        video, which then count as negatives and stop instance discrimination from learning. An
+        explicit ``queue_size`` in ``pretext_config`` is never changed.
+        """
+        default = cls.settings_class().queue_size
+        limit = max(1, num_videos // 2)
+        if (pretext_config and "queue_size" in pretext_config) or default <= limit:
+            return pretext_config
+        capped = 1 << (limit.bit_length() - 1)  # largest power of two <= limit
+        logger.warning(
+            "%s: the default queue of %d keys exceeds half of the %d training videos; using %d "
+            "(set --pretext_config '{\"queue_size\": N}' to choose).", cls.name, default, num_videos, capped,
+        )
+        return {**(pretext_config or {}), "queue_size": capped}
 
     def attach_backbone(self, backbone: nn.Module) -> None:
         self.key_encoder = MomentumEncoder(backbone, *self.heads, momentum=self.settings.momentum)

@@ -58,6 +58,7 @@ class VSSLForPretraining(VSSLPreTrainedModel):
             )
         self.vssl = VSSLModel(config)
         self.pretext = build_pretext_task(config.pretext_task, self.vssl.num_features, config.pretext_config)
+        config.pretext_config = self.pretext.settings.to_dict()  # the checkpoint records every resolved setting
         self.post_init()
         # After post_init, so the momentum copies start equal to the initialised online weights.
         self.pretext.attach_backbone(self.vssl)
@@ -83,12 +84,17 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         self.pretext.validate(num_frames or self.config.num_frames, video_num_frames, stride)
 
     def forward(
-        self, pixel_values: torch.Tensor, return_dict: bool | None = None, **info
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, *,
+        generator: torch.Generator | None = None, **info
     ) -> VSSLPretrainingOutput | tuple:
-        """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors."""
+        """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors.
+
+        ``generator`` (on the batch's device) drives every random draw of the task's forward, so a
+        training loop that seeds it per micro-batch replays a step exactly; ``None``: torch's global RNG.
+        """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         info = {k: v for k, v in info.items() if k not in ("labels", "output_hidden_states")}
-        loss, metrics = self.pretext(self.vssl, pixel_values, **info)
+        loss, metrics = self.pretext(self.vssl, pixel_values, generator=generator, **info)
         if not return_dict:
             return loss, metrics
         return VSSLPretrainingOutput(loss=loss, metrics=metrics)
@@ -114,11 +120,7 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         ``AutoModel.from_pretrained(save_directory)`` (after ``import hf_vssl``) loads it with
         identical weights. Returns the exported model.
         """
-        config = VSSLConfig.from_dict(self.config.to_dict())
-        config.pretext_task = None
-        config.pretext_config = None
-        config.architectures = [VSSLModel.__name__]
-        backbone = VSSLModel(config)
+        backbone = VSSLModel(self.config.backbone_only())
         backbone.load_state_dict(self.vssl.state_dict())
         backbone.save_pretrained(save_directory, **save_kwargs)
         return backbone

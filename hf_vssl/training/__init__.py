@@ -1,1 +1,2 @@
-"""The shared pieces of hf_vssl's Accelerate training loops (arguments, data, optimiser, checkpoints)."""
+"""hf_vssl's training jobs (pretraining, finetuning, distillation) and the one Accelerate loop they share
+(:mod:`hf_vssl.training.loop`), with their arguments, optimiser settings and checkpoints."""

@@ -10,40 +10,40 @@ checkpoint, or random), optimiser, clip-level training loop, video-level test, e
   throughout, ``requires_grad=False``); only the classifier trains, on the eval transform.
 - ``retrieval``: no training; nearest-neighbour retrieval test -> train with the backbone.
 
-The test (and the robustness recipe) go through :mod:`hf_vssl.training.evaluation`.
+Training runs through :func:`hf_vssl.training.loop.train`; the test (and the robustness recipe)
+go through :mod:`hf_vssl.evaluation`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from tqdm.auto import tqdm
+from torch import nn
 
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.loading import load_records, shortest_video
 from hf_vssl.data.records import VideoRecord
+from hf_vssl.evaluation import build_eval_dataset, evaluate_classifier, evaluate_retrieval
+from hf_vssl.hub import write_model_card
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.training.arguments import LoopArguments, save_args
-from hf_vssl.training.data import load_records, resolve_output_dir, shortest_video
-from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
+    TrainingJob,
     append_log,
-    prepare_training,
-    raise_if_nonfinite,
-    save_checkpoint,
-    start_or_resume,
+    build_accelerator,
+    build_train_dataloader,
+    train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
+from hf_vssl.utils.naming import resolve_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -150,29 +150,24 @@ def build_classifier_config(args: FinetuningArguments, source: VSSLConfig | None
     Raises ``ValueError`` (naming the flags) when the clip shape is one the backbone cannot take,
     or differs from a fixed-shape transformer checkpoint's.
     """
-    values: dict[str, Any] = source.to_dict() if source is not None else {
-        "backbone": args.backbone or "r21d",
-        "width_multiplier": args.width_multiplier if args.width_multiplier is not None else 0.25,
-    }
-    for key in ("pretext_task", "pretext_config", "architectures", "id2label", "label2id", "num_labels",
-                "transformers_version", "auto_map", "model_type"):
-        values.pop(key, None)
     default_frames, default_size = (source.num_frames, source.image_size) if source is not None else (8, 56)
-    values["num_frames"] = args.num_frames or default_frames
-    values["image_size"] = args.image_size or default_size
+    num_frames, image_size = args.num_frames or default_frames, args.image_size or default_size
     if source is not None and source.backbone_spec.fixed_input_shape and (
-            values["num_frames"], values["image_size"]) != (source.num_frames, source.image_size):
+            num_frames, image_size) != (source.num_frames, source.image_size):
         raise ValueError(f"backbone {source.backbone!r} has learned position embeddings for "
                          f"{source.num_frames}x{source.image_size}x{source.image_size} clips; "
                          f"--num_frames/--image_size cannot change them")
-    if args.classifier_dropout is not None:
-        values["classifier_dropout"] = args.classifier_dropout
     try:
-        config = VSSLConfig(**values, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+        base = source if source is not None else VSSLConfig(
+            backbone=args.backbone or "r21d",
+            width_multiplier=args.width_multiplier if args.width_multiplier is not None else 0.25)
+        config = base.for_classification(id2label)
+        config.num_frames, config.image_size = num_frames, image_size
+        config.validate_clip_shape()
     except ValueError as error:
-        raise ValueError(f"--num_frames {values['num_frames']} / --image_size {values['image_size']}: {error}") \
-            from None
-    config.architectures = [VSSLForVideoClassification.__name__]
+        raise ValueError(f"--num_frames {num_frames} / --image_size {image_size}: {error}") from None
+    if args.classifier_dropout is not None:
+        config.classifier_dropout = args.classifier_dropout
     return config
 
 
@@ -229,13 +224,6 @@ def freeze_backbone(model: VSSLForVideoClassification) -> None:
     model.vssl.eval()
 
 
-def _train_mode(model: torch.nn.Module, classifier: VSSLForVideoClassification, linear_probe: bool) -> None:
-    """``model`` (maybe wrapped by Accelerate) in training mode; a probed backbone stays in eval mode."""
-    model.train()
-    if linear_probe:
-        classifier.vssl.eval()  # .train() would resume updating batch-norm running statistics
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -248,15 +236,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     """
     _check_args(args)
     output_dir = resolve_output_dir(args.output_dir, _default_name(args))
-    accelerator = Accelerator(
-        mixed_precision="bf16" if args.bf16 else "no",
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=None if args.report_to == "none" or args.mode == "retrieval" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-        step_scheduler_with_optimizer=False,
-    )
-    set_seed(args.seed)
+    accelerator = build_accelerator(args, output_dir, log=args.mode != "retrieval")
 
     # -- data: both splits must exist before anything trains ----------------------------------
     label_set = args.label_set if args.dataset == "synthetic" else None
@@ -301,127 +281,57 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         raise ValueError(f"{len(dataset)} training videos cannot feed {accelerator.num_processes} processes")
     if batch_size < args.per_device_train_batch_size:
         logger.warning("only %d training videos: batch size lowered to %d", len(dataset), batch_size)
-    dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_clips,
-        num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
-    )
+    dataloader = build_train_dataloader(dataset, args, batch_size, collate_clips, accelerator.num_processes)
 
-    # -- optimiser and schedule -------------------------------------------------------------------
+    # -- optimiser -------------------------------------------------------------------------------
     settings = resolve_optimizer_settings(MODE_OPTIMIZER[args.mode], optimizer=args.optimizer,
                                           learning_rate=args.learning_rate, weight_decay=args.weight_decay)
     optimizer = build_optimizer(model, settings)
-    model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps = prepare_training(
-        accelerator, args, model, optimizer, dataloader
-    )
 
-    # -- outputs and resume -----------------------------------------------------------------------
-    name = output_dir.name
-    global_step, start_epoch, skip_batches = start_or_resume(accelerator, args, output_dir, None, name)
+    # -- the loop (clip-level training), then the video-level test and the export ----------------
+    def export(trained: VSSLForVideoClassification, global_step: int) -> None:
+        result = evaluate_classifier(trained, eval_dataset(test_records), accelerator=accelerator,
+                                     desc=f"test {args.eval_clips} clips x {args.eval_crops} crops", **eval_kwargs)
+        accelerator.print(f"test: clip top-1 {result.clip_top1:.3f} top-5 {result.clip_top5:.3f} | "
+                          f"video top-1 {result.video_top1:.3f} top-5 {result.video_top5:.3f} "
+                          f"({result.num_videos} videos)")
+        retrieval = None
+        if args.do_retrieval:
+            retrieval = evaluate_retrieval(trained.vssl, eval_dataset(train_records), eval_dataset(test_records),
+                                           accelerator=accelerator, **eval_kwargs)
+            accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
+        append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
+                                                                      result.results().items()}})
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            trained.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+            metrics = _metrics_json(args, config, result.results(), retrieval, label_set)
+            (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            write_model_card(output_dir)
+            accelerator.print(f"saved the {args.mode} classifier and metrics.json to {output_dir}")
 
-    # -- loop: clip-level training ------------------------------------------------------------------
-    progress = tqdm(total=total_steps, initial=global_step, desc=f"{args.mode} {name}",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    nonfinite = torch.zeros((), device=accelerator.device)
-    sums: dict[str, torch.Tensor] = {}
-    window_start, window_clips, window_steps = time.perf_counter(), 0, 0
-    epoch = start_epoch
-    _train_mode(model, accelerator.unwrap_model(model), linear_probe)
-    while global_step < total_steps:
-        dataset.set_epoch(epoch)
-        dataloader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
-        step_in_epoch = skip_batches // args.gradient_accumulation_steps
-        first_batch, skip_batches = skip_batches, 0
-        for batch_index, batch in enumerate(batches, start=first_batch):
-            if device_augment is not None:  # --augment_on device: uint8 batch -> augmented float
-                batch["pixel_values"] = device_augment(batch["pixel_values"], epoch, batch_index)
-            with accelerator.accumulate(model):
-                output = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            # Book-keeping stays on the device: no host sync until a logging/saving boundary.
-            loss = output.loss.detach()
-            nonfinite = nonfinite + (~torch.isfinite(loss)).float()
-            accuracy = (output.logits.detach().argmax(-1) == batch["labels"]).float().mean()
-            for key, value in (("loss", loss), ("accuracy", accuracy)):
-                sums[key] = sums.get(key, 0) + value.float()
-            window_clips += batch["labels"].shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            global_step += 1
-            step_in_epoch += 1
-            window_steps += 1
-            progress.update(1)
-            at_log = global_step % args.logging_steps == 0 or global_step == total_steps
-            at_save = global_step % args.save_steps == 0 or global_step == total_steps
-            if at_log or at_save:
-                raise_if_nonfinite(accelerator, nonfinite, global_step, output_dir)
-            if at_log:
-                count = window_steps * args.gradient_accumulation_steps
-                logs = {k: (accelerator.reduce(v, "mean") / count).item() for k, v in sums.items()}
-                elapsed = time.perf_counter() - window_start
-                logs.update(lr=scheduler.get_last_lr()[0], clips_per_second=window_clips / max(elapsed, 1e-9),
-                            epoch=epoch + step_in_epoch / steps_per_epoch)
-                accelerator.log(logs, step=global_step)
-                progress.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['accuracy']:.3f}",
-                                     clips_s=f"{logs['clips_per_second']:.1f}")
-                append_log(accelerator, output_dir, {"step": global_step, **logs})
-                sums, window_start, window_clips, window_steps = {}, time.perf_counter(), 0, 0
-            if at_save:
-                save_checkpoint(accelerator, output_dir, global_step=global_step, epoch=epoch,
-                                step_in_epoch=step_in_epoch, steps_per_epoch=steps_per_epoch,
-                                keep=args.save_total_limit)
-            if global_step >= total_steps:
-                break
-        else:
-            epoch += 1
-            continue
-        break
-    progress.close()
+    def train_mode(prepared: nn.Module) -> None:
+        prepared.train()
+        if linear_probe:  # .train() would resume updating the frozen backbone's batch-norm statistics
+            accelerator.unwrap_model(prepared).vssl.eval()
 
-    # -- test: video-level, the shared evaluation path ----------------------------------------------
-    unwrapped = accelerator.unwrap_model(model)
-    result = evaluate_classifier(unwrapped, eval_dataset(test_records), accelerator=accelerator,
-                                 desc=f"test {args.eval_clips} clips x {args.eval_crops} crops", **eval_kwargs)
-    accelerator.print(f"test: clip top-1 {result.clip_top1:.3f} top-5 {result.clip_top5:.3f} | "
-                      f"video top-1 {result.video_top1:.3f} top-5 {result.video_top5:.3f} "
-                      f"({result.num_videos} videos)")
-    retrieval = None
-    if args.do_retrieval:
-        from hf_vssl.analysis.retrieval import evaluate_retrieval
-
-        retrieval = evaluate_retrieval(unwrapped.vssl, eval_dataset(train_records), eval_dataset(test_records),
-                                       accelerator=accelerator, **eval_kwargs)
-        accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
-    append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
-                                                                  result.results().items()}})
-
-    # -- export -----------------------------------------------------------------------------------
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        metrics = _metrics_json(args, config, result.results(), retrieval, label_set)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        _write_card(output_dir)
-        accelerator.print(f"saved the {args.mode} classifier and metrics.json to {output_dir}")
-    for tracker in accelerator.trackers:  # not end_training(): the caller owns the process group
-        tracker.finish()
-    if args.push_to_hub and accelerator.is_main_process:
-        from hf_vssl.hub import publish
-
-        publish(output_dir, args.hub_model_id or name)
+    train(accelerator, args, output_dir, TrainingJob(
+        name=output_dir.name, model=model, optimizer=optimizer, dataset=dataset, dataloader=dataloader,
+        step=_classification_step, export=export, device_augment=device_augment, train_mode=train_mode,
+        desc=f"{args.mode} {output_dir.name}",
+    ))
     return output_dir
 
 
-def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs) -> Path:
-    from hf_vssl.analysis.retrieval import evaluate_retrieval
+def _classification_step(model: nn.Module, batch: dict, generator: torch.Generator):
+    """One micro-batch of clip-level training: cross-entropy and accuracy (on the device)."""
+    output = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+    accuracy = (output.logits.detach().argmax(-1) == batch["labels"]).float().mean()
+    return output.loss, {"accuracy": accuracy}
 
+
+def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs) -> Path:
     backbone: VSSLModel = model.vssl.to(accelerator.device)
     retrieval = evaluate_retrieval(backbone, train_dataset, test_dataset, accelerator=accelerator, **eval_kwargs)
     accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
@@ -459,8 +369,3 @@ def _metrics_json(args: FinetuningArguments, config: VSSLConfig, results: dict, 
         metrics["retrieval"] = retrieval
     return metrics
 
-
-def _write_card(output_dir: Path) -> None:
-    from hf_vssl.hub import write_model_card
-
-    write_model_card(output_dir)

@@ -1,12 +1,65 @@
-"""Pieces every training loop of hf_vssl shares: the NaN guard and the plain-text log."""
+"""The one training loop of hf_vssl: pretraining, finetuning and distillation all run through :func:`train`.
+
+A job (:class:`TrainingJob`) brings only what differs: its model, optimiser and data, a step
+function ``(model, batch, generator) -> (loss, metrics)`` and its export. The loop does the rest,
+the same way for every job:
+
+- ``accelerator.prepare``, the step budget and the learning-rate schedule (:func:`prepare_training`);
+- per micro-batch, inside ``accelerator.accumulate``: the on-device augmentation
+  (``--augment_on device``), the step function with a device ``torch.Generator`` seeded by
+  ``derive_seed(seed, epoch, batch_index, process_index)``, backward, gradient clipping at the
+  accumulation boundary, optimiser step;
+- per optimiser step: scheduler step, progress bar (main process), and at logging / saving
+  boundaries the NaN guard, the logged averages and checkpoints.
+
+**The logged averages** (one definition for every job): each metric is summed over the
+micro-batches of the logging window on the device, averaged over processes, and divided by the
+number of micro-batches in the window (every step function returns the same metric names each
+micro-batch). ``clips_per_second`` counts clips of all processes over the window's wall time.
+Nothing is copied to the host between boundaries: no per-step host sync.
+
+:func:`start_or_resume` and :func:`save_checkpoint` are the loop's checkpoint / resume end
+points (see :mod:`hf_vssl.training.checkpointing`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from hf_vssl.hub import publish
+from hf_vssl.utils.seeding import derive_seed
+
+from .optim import build_scheduler
+
+__all__ = [
+    "NonFiniteLossError",
+    "StepFunction",
+    "TrainingJob",
+    "append_log",
+    "build_accelerator",
+    "build_train_dataloader",
+    "prepare_training",
+    "raise_if_nonfinite",
+    "save_checkpoint",
+    "start_or_resume",
+    "train",
+]
+
+#: ``(prepared model, batch, generator) -> (loss, metrics)``: one micro-batch of a job. ``metrics``
+#: are detached scalar tensors on the device (never ``.item()``: that would sync every step).
+StepFunction = Callable[[nn.Module, dict[str, Any], torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -34,6 +87,189 @@ def append_log(accelerator: Accelerator, output_dir: Path, entry: dict) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "log_history.jsonl", "a") as handle:
             handle.write(json.dumps(entry) + "\n")
+
+
+def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerator:
+    """The run's ``Accelerator`` (bf16, accumulation, trackers unless ``log`` is False or
+    ``--report_to none``, seedable sampler seeded by ``--seed``), with every RNG seeded by ``--seed``."""
+    accelerator = Accelerator(
+        mixed_precision="bf16" if args.bf16 else "no",
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" or not log else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        step_scheduler_with_optimizer=False,
+    )
+    set_seed(args.seed)
+    return accelerator
+
+
+def build_train_dataloader(dataset, args, batch_size: int, collate_fn: Callable,
+                           num_processes: int) -> torch.utils.data.DataLoader:
+    """The shuffled training loader (full batches only); refuses a dataset that cannot fill one batch
+    on every process."""
+    if len(dataset) < batch_size * num_processes:
+        raise ValueError(f"{len(dataset)} videos cannot fill one batch of {batch_size} x {num_processes} processes")
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
+    """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
+
+    Returns ``(model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps)``;
+    ``total_steps`` is ``args.max_steps`` when positive, else ``num_train_epochs`` worth of
+    optimiser steps. The scheduler is registered for checkpointing.
+    """
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
+    if steps_per_epoch < 1:
+        raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, total_steps, args.warmup_ratio)
+    accelerator.register_for_checkpointing(scheduler)
+    return model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps
+
+
+@dataclass
+class TrainingJob:
+    """What one kind of run brings to :func:`train`; everything else is the shared loop.
+
+    Attributes:
+        name: run name (trackers, progress bar, default Hub repo name).
+        model, optimizer, dataloader: not yet prepared by Accelerate.
+        dataset: the loader's dataset; ``set_epoch(epoch)`` is called at every epoch start.
+        step: :data:`StepFunction`, one micro-batch: ``batch["pixel_values"]`` is already
+            augmented on the device when ``device_augment`` is set.
+        export: ``(unwrapped model, global_step)``, called on every process after training (it
+            writes on the main process only; it may evaluate across processes first).
+        records: training videos written to ``subset_ids.json`` (``None``: no file).
+        device_augment: ``(uint8 batch, epoch, batch_index) -> float batch`` or ``None``.
+        clips_per_sample: clips each sample feeds the network (for ``clips_per_second``).
+        train_mode: puts the prepared model in training mode (default ``model.train()``).
+        hub_repo_id: repo id for ``--push_to_hub`` without ``--hub_model_id`` (default: ``name``).
+        desc: progress bar label.
+    """
+
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    dataset: Any
+    dataloader: torch.utils.data.DataLoader
+    step: StepFunction
+    export: Callable[[nn.Module, int], None]
+    records: Sequence | None = None
+    device_augment: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None
+    clips_per_sample: int = 1
+    train_mode: Callable[[nn.Module], None] | None = None
+    hub_repo_id: str | None = None
+    desc: str = "train"
+
+
+class _Window:
+    """Device-side sums of one logging window (see the module docstring for the averages)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.nonfinite = torch.zeros((), device=device)  # NaN/inf losses since the last check
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.micro_batches, self.clips, self.start = 0, 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor], clips: int) -> None:
+        loss = loss.detach()
+        self.nonfinite = self.nonfinite + (~torch.isfinite(loss)).float()
+        for key, value in {"loss": loss, **metrics}.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float()
+        self.micro_batches += 1
+        self.clips += clips
+
+    def averages(self, accelerator: Accelerator) -> dict[str, float]:
+        """The window's logged averages (one host sync) and its throughput."""
+        logs = {k: (accelerator.reduce(v, "mean") / self.micro_batches).item() for k, v in self.sums.items()}
+        logs["clips_per_second"] = self.clips / max(time.perf_counter() - self.start, 1e-9)
+        return logs
+
+
+def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) -> nn.Module:
+    """Run ``job`` to ``args.max_steps`` (or ``num_train_epochs``), export it, push it if asked.
+
+    ``args`` is a :class:`~hf_vssl.training.arguments.LoopArguments`. Returns the trained model
+    (unwrapped from Accelerate).
+    """
+    model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps = prepare_training(
+        accelerator, args, job.model, job.optimizer, job.dataloader
+    )
+    global_step, epoch, skip_batches = start_or_resume(accelerator, args, output_dir, job.records, job.name)
+    progress = tqdm(total=total_steps, initial=global_step, desc=job.desc,
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    window = _Window(accelerator.device)
+    generator = torch.Generator(device=accelerator.device)
+    clips_per_micro_batch = job.clips_per_sample * accelerator.num_processes
+    (job.train_mode or nn.Module.train)(model)
+    while global_step < total_steps:
+        job.dataset.set_epoch(epoch)
+        dataloader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
+        step_in_epoch = skip_batches // args.gradient_accumulation_steps
+        first_batch, skip_batches = skip_batches, 0
+        for batch_index, batch in enumerate(batches, start=first_batch):
+            with accelerator.accumulate(model):
+                if job.device_augment is not None:  # --augment_on device: uint8 batch -> augmented float
+                    batch["pixel_values"] = job.device_augment(batch["pixel_values"], epoch, batch_index)
+                generator.manual_seed(derive_seed(args.seed, epoch, batch_index, accelerator.process_index))
+                loss, metrics = job.step(model, batch, generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window.add(loss, metrics, batch["pixel_values"].shape[0] * clips_per_micro_batch)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            global_step += 1
+            step_in_epoch += 1
+            progress.update(1)
+            at_log = global_step % args.logging_steps == 0 or global_step == total_steps
+            at_save = global_step % args.save_steps == 0 or global_step == total_steps
+            if at_log or at_save:
+                raise_if_nonfinite(accelerator, window.nonfinite, global_step, output_dir)
+            if at_log:
+                logs = window.averages(accelerator)
+                logs.update(lr=scheduler.get_last_lr()[0], epoch=epoch + step_in_epoch / steps_per_epoch)
+                accelerator.log(logs, step=global_step)
+                progress.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "accuracy", "clips_per_second")
+                                      if k in logs})
+                append_log(accelerator, output_dir, {"step": global_step, **logs})
+                window.reset()
+            if at_save:
+                save_checkpoint(accelerator, output_dir, global_step=global_step, epoch=epoch,
+                                step_in_epoch=step_in_epoch, steps_per_epoch=steps_per_epoch,
+                                keep=args.save_total_limit)
+            if global_step >= total_steps:
+                break
+        else:
+            epoch += 1
+            continue
+        break
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    job.export(unwrapped, global_step)
+    for tracker in accelerator.trackers:  # not end_training(): the caller owns the process group
+        tracker.finish()
+    if args.push_to_hub and accelerator.is_main_process:
+        publish(output_dir, args.hub_model_id or job.hub_repo_id or job.name)
+    return unwrapped
 
 
 def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, run_name: str) -> tuple[int, int, int]:
@@ -84,26 +320,3 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, *, global_step: 
         prune_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()
     return path
-
-
-def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
-    """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
-
-    Returns ``(model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps)``;
-    ``total_steps`` is ``args.max_steps`` when positive, else ``num_train_epochs`` worth of
-    optimiser steps. The scheduler is registered for checkpointing.
-    """
-    import math
-
-    from hf_vssl.training.optim import build_scheduler
-
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
-    if steps_per_epoch < 1:
-        raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
-    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
-    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, total_steps, args.warmup_ratio)
-    accelerator.register_for_checkpointing(scheduler)
-    return model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .classification import extract_features
+
 __all__ = ["DEFAULT_KS", "evaluate_retrieval", "retrieval_topk"]
 
 DEFAULT_KS = (1, 5, 10, 20)
@@ -66,11 +68,9 @@ def evaluate_retrieval(
 ) -> dict[str, float]:
     """Extract features of both splits with ``backbone`` (a ``VSSLModel``) and score test -> train retrieval.
 
-    The datasets come from :func:`hf_vssl.training.evaluation.build_eval_dataset` (several
+    The datasets come from :func:`hf_vssl.evaluation.build_eval_dataset` (several
     uniform clips per video, center crop), the same code path as classification testing.
     """
-    from hf_vssl.training.evaluation import extract_features
-
     common = {"batch_size": batch_size, "num_workers": num_workers, "accelerator": accelerator}
     gallery, gallery_labels = extract_features(backbone, train_dataset, desc="retrieval: train features", **common)
     query, query_labels = extract_features(backbone, test_dataset, desc="retrieval: test features", **common)

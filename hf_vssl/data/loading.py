@@ -1,15 +1,14 @@
-"""Records, subsets and start-up checks shared by the recipes."""
+"""Records of a dataset split (optionally a class-balanced subset) and the start-up probe of video lengths."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from hf_vssl.data.decoding import VideoDecodeError, open_video
-from hf_vssl.data.records import VideoRecord
-from hf_vssl.data.sources import load_source
-from hf_vssl.data.subsets import balanced_subset
+from .decoding import VideoDecodeError, open_video
+from .records import VideoRecord
+from .sources import load_source
+from .subsets import balanced_subset
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +60,3 @@ def shortest_video(records: Sequence[VideoRecord], probe: int = 32) -> tuple[int
     if not lengths:
         raise ValueError(f"none of the first {probe} videos could be opened; first: {records[0].path}")
     return min(lengths)
-
-
-def output_name(task: str | None, backbone: str, dataset: str, subset_size: int | None = None) -> str:
-    """``{task}-{backbone}-{dataset}[-{subset}]``, the naming of checkpoints and Hub repos."""
-    parts = [p for p in (task, backbone, dataset) if p]
-    if subset_size:
-        parts.append(f"{subset_size // 1000}k" if subset_size % 1000 == 0 else str(subset_size))
-    return "-".join(parts)
-
-
-def resolve_output_dir(output_dir: str | None, default_name: str) -> Path:
-    return Path(output_dir) if output_dir else Path("outputs") / default_name

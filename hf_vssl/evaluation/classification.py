@@ -1,4 +1,4 @@
-"""The one evaluation code path of hf_vssl: finetuning's final test, retrieval features, robustness.
+"""The one classification test of hf_vssl: finetuning's final test, retrieval features, robustness.
 
 Protocol (the study's, after VCOP/PRP): every test video is seen as ``num_clips`` clips spread
 uniformly over its length (``UniformClipSampler(mode="uniform")``) x ``num_crops`` spatial crops
@@ -28,6 +28,7 @@ from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import Noise, VideoClipDataset, collate_clips
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.transforms import build_transform, resize_size
+from hf_vssl.metrics import load_metric
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 
 __all__ = [
@@ -149,8 +150,6 @@ def evaluate_classifier(
     ``dataset`` comes from :func:`build_eval_dataset`; the model is put in eval mode (and left
     so). ``batch_size`` counts videos (each brings ``num_clips x num_crops`` views).
     """
-    from hf_vssl.metrics import load_metric
-
     device = _device(model, accelerator)
     autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
     was_training = model.training

@@ -1,0 +1,190 @@
+"""The CKA recipe behind ``recipes/cka.py``: one model, two models, or a model against a run's checkpoints.
+
+Loads the models (:func:`hf_vssl.models.loading.load_vssl_model`: saved folders, Hub ids or
+Accelerate checkpoint folders), builds the evaluation clips, runs
+:func:`hf_vssl.analysis.cka_maps.compare_models` and writes ``cka*.json`` / ``cka*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hf_vssl.data.clips import UniformClipSampler
+from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.loading import load_records
+from hf_vssl.data.transforms import build_transform
+from hf_vssl.models.loading import load_vssl_model
+
+from .cka_maps import compare_models
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CKAArguments", "find_checkpoints", "run_cka"]
+
+
+def _step_key(path: Path) -> tuple[int, str]:
+    numbers = re.findall(r"\d+", path.name)
+    return (int(numbers[-1]) if numbers else -1, path.name)
+
+
+def find_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoints of one run, oldest first.
+
+    ``directory`` is a run folder (its ``checkpoints/checkpoint-N``), that ``checkpoints`` folder
+    itself, or a folder of exported model folders (each with ``config.json``), ordered by the
+    last number in their names.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--checkpoints {directory}: not a folder")
+    root = directory / "checkpoints" if (directory / "checkpoints").is_dir() else directory
+    found = [p for p in root.iterdir() if p.is_dir()
+             and ((p / "model.safetensors").is_file() or (p / "config.json").is_file())]
+    if not found:
+        raise FileNotFoundError(f"--checkpoints {directory}: no checkpoint folders (with model.safetensors or "
+                                "config.json) found")
+    return sorted(found, key=_step_key)
+
+
+@dataclass
+class CKAArguments:
+    """Settings of ``recipes/cka.py``."""
+
+    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "model A: a local folder or a Hub id (default with --checkpoints: that run's final model)"})
+    compare_to: str | None = field(default=None, metadata={"help": "model B: map A's stages against B's"})
+    checkpoints: str | None = field(default=None, metadata={
+        "help": "a run folder (or a folder of exports): map A against every checkpoint"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "default: A's folder (with --compare_to: A's folder/cka-vs-<B>)"})
+    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
+                                                                "videofolder or synthetic"})
+    dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
+    dataset_split: str = "test"
+    fold: int = 1
+    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
+    num_videos: int | None = field(default=256, metadata={"help": "class-balanced subset of this many videos"})
+    per_device_eval_batch_size: int = field(default=16, metadata={"help": "clips per CKA minibatch (> 3)"})
+    num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})
+    image_size: int | None = field(default=None, metadata={"help": "default: model A's"})
+    frame_stride: int = 1
+    kernel: str = field(default="linear", metadata={"help": "linear or rbf"})
+    rbf_threshold: float = 0.5
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward passes"})
+    device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
+    dataloader_num_workers: int = 2
+    seed: int = 0
+
+
+def _display_name(path_or_id: str) -> str:
+    path = Path(path_or_id)
+    return path.name if path.exists() else str(path_or_id)
+
+
+def _build_loader(args: CKAArguments, num_frames: int, image_size: int):
+    if args.per_device_eval_batch_size <= 3:
+        raise ValueError(f"--per_device_eval_batch_size must be > 3 (the unbiased CKA estimator needs n > 3), "
+                         f"got {args.per_device_eval_batch_size}")
+    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
+                           subset_size=args.num_videos, subset_seed=args.seed, label_set=args.label_set)
+    dataset = VideoClipDataset(
+        records, UniformClipSampler(num_frames, args.frame_stride, mode="center"),
+        transform=build_transform("eval", image_size, train=False), seed=args.seed,
+    )
+    # A last batch of <= 3 clips cannot enter the unbiased estimator: drop it rather than warn.
+    drop_last = 0 < len(dataset) % args.per_device_eval_batch_size <= 3
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, drop_last=drop_last,
+        collate_fn=collate_clips, num_workers=args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+    )
+
+
+def run_cka(args: CKAArguments) -> Path:
+    """Compute and save the CKA map(s) described by ``args``; return the output folder.
+
+    - ``--model_name_or_path A``: A's stages against themselves -> ``cka.json`` + ``cka.png``;
+    - ``--compare_to B``: A's stages (rows) against B's (columns) -> ``cka.json`` + ``cka.png``;
+    - ``--checkpoints DIR``: A against every checkpoint of the run -> ``cka_<checkpoint>.json/png``
+      per checkpoint, plus ``cka_checkpoints.json`` (per-stage diagonal CKA by checkpoint) and
+      ``cka_checkpoints.png`` (those curves).
+    """
+    if args.compare_to and args.checkpoints:
+        raise ValueError("pass --compare_to or --checkpoints, not both")
+    if args.kernel not in ("linear", "rbf"):
+        raise ValueError(f"--kernel must be 'linear' or 'rbf', got {args.kernel!r}")
+    model_path = args.model_name_or_path or args.checkpoints
+    if model_path is None:
+        raise ValueError("--model_name_or_path is required (or --checkpoints, whose run folder is then model A)")
+    checkpoints = find_checkpoints(args.checkpoints) if args.checkpoints else []
+    if not args.model_name_or_path and not (Path(model_path) / "config.json").is_file():
+        raise FileNotFoundError(f"--checkpoints {model_path}: the run has no final model (config.json) yet; pass "
+                                "--model_name_or_path (e.g. its newest checkpoint folder) as model A")
+    model_a = load_vssl_model(model_path)
+    name_a = _display_name(model_path)
+    others: dict[str, nn.Module] = {}
+    if args.compare_to:
+        name_b = _display_name(args.compare_to)
+        if name_b == name_a:
+            name_b = f"{name_b} (B)"
+        others[name_b] = load_vssl_model(args.compare_to)
+    for path in checkpoints:
+        others[path.name] = load_vssl_model(path)
+
+    local_a = Path(model_path).is_dir()
+    if args.output_dir:
+        output_dir = Path(args.output_dir)
+    else:
+        output_dir = Path(model_path) if local_a else Path("outputs") / "cka" / name_a.replace("/", "--")
+        if args.compare_to:
+            output_dir = output_dir / f"cka-vs-{next(iter(others)).replace('/', '--').replace(' ', '')}"
+    loader = _build_loader(args, args.num_frames or model_a.config.num_frames,
+                           args.image_size or model_a.config.image_size)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    maps = compare_models(model_a, loader, others, name_a=name_a, device=device, kernel=args.kernel,
+                          threshold=args.rbf_threshold,
+                          autocast_dtype=torch.bfloat16 if args.bf16 else None)
+    if not checkpoints:
+        (cka_map,) = maps.values()
+        json_path, png_path = cka_map.save(output_dir)
+        logger.info("wrote %s and %s", json_path, png_path)
+        return output_dir
+    summary = {"model_a": name_a, "layers": maps[checkpoints[0].name].layers_a, "checkpoints": []}
+    for path in checkpoints:
+        cka_map = maps[path.name]
+        stem = f"cka_{path.name}"
+        cka_map.save(output_dir, stem, title=f"CKA: {name_a} (y) vs {path.name} (x)")
+        summary["checkpoints"].append({"name": path.name, "step": _step_key(path)[0], "file": f"{stem}.json",
+                                       "diagonal": cka_map.diagonal})
+    (output_dir / "cka_checkpoints.json").write_text(json.dumps(summary, indent=2))
+    _plot_sweep(summary, output_dir / "cka_checkpoints.png")
+    return output_dir
+
+
+def _plot_sweep(summary: dict, path: Path) -> Path:
+    """One line per stage: CKA between the stage at each checkpoint and the same stage of model A."""
+    # matplotlib (optional, slow to import) only when a figure is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    steps = [entry["step"] for entry in summary["checkpoints"]]
+    for index, layer in enumerate(summary["layers"]):
+        axes.plot(steps, [entry["diagonal"][index] for entry in summary["checkpoints"]], marker="o", label=layer)
+    axes.set_xlabel("checkpoint step")
+    axes.set_ylabel(f"CKA with {summary['model_a']}")
+    axes.set_ylim(0, 1.05)
+    axes.set_title("Stage similarity across training")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
