@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .backbone_base import VideoBackbone
+from .backbone_base import VideoBackbone, use_safe_conv3d
 from .backbone_c3d import build_c3d
 from .backbone_mobilenet import build_mobilenet
 from .backbone_resnet3d import build_r3d, build_r3d_18, build_r21d, build_r21d_18
@@ -96,4 +96,4 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
 def build_backbone(config: VSSLConfig) -> VideoBackbone:
     """Instantiate the backbone that ``config.backbone`` names."""
-    return get_backbone_spec(config.backbone).builder(config)
+    return use_safe_conv3d(get_backbone_spec(config.backbone).builder(config))
