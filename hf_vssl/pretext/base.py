@@ -144,9 +144,24 @@ class PretextTask(nn.Module):
 
     # -- what to optimise ----------------------------------------------------------------
     def forward(
-        self, backbone: nn.Module, pixel_values: torch.Tensor, **info: torch.Tensor
+        self,
+        backbone: nn.Module,
+        pixel_values: torch.Tensor,
+        generator: torch.Generator | None = None,
+        **info: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, metrics)``; every random draw uses ``generator`` (on the batch's device) when
+        given, else torch's global RNG."""
         raise NotImplementedError
+
+    def check_collapse(self, logged_metrics: dict[str, float]) -> str | None:
+        """A warning when the logged (host-side, averaged) metrics show the objective collapsing.
+
+        Called by the training loop at its logging boundaries with the values it is about to
+        log, so the check costs no extra host sync. ``None`` means nothing to report; tasks
+        with a collapse diagnostic override this.
+        """
+        return None
 
     # -- helpers -------------------------------------------------------------------------
     def _expect_clips(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,16 @@ import itertools
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as hf_init
 
 
 class ProjectionHead(nn.Module):
     """MLP projection to an L2-normalised embedding (SimCLR / CVRL / MoCo v2 style).
 
     ``num_layers`` linear layers; every layer but the last is followed by BatchNorm (if
-    ``batch_norm``) and ReLU. ``num_layers=1`` is a plain linear projection.
+    ``batch_norm``) and ReLU. ``num_layers=1`` is a plain linear projection. Its weights get the
+    library's initialisation (``VSSLPreTrainedModel._init_weights``); see
+    :class:`ReferenceInitProjectionHead` for a head that keeps its original work's init.
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
+            # No bias before BatchNorm: the mean subtraction cancels it.
             layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(hidden_dim))
@@ -33,8 +37,70 @@ class ProjectionHead(nn.Module):
         layers.append(nn.Linear(dim, out_dim))
         self.mlp = nn.Sequential(*layers)
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last linear layer (its weight and bias norms are a collapse diagnostic)."""
+        return self.mlp[-1]
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.mlp(features), dim=-1)
+
+
+#: Initialisations of :class:`ReferenceInitProjectionHead`: PyTorch's own ``nn.Linear`` default
+#: (kaiming-uniform weights, a=sqrt(5), uniform bias), or Keras' ``Dense`` default (Glorot-uniform
+#: weights, zero bias).
+HEAD_INITS = ("pytorch", "glorot")
+
+
+class ReferenceInitProjectionHead(ProjectionHead):
+    """A :class:`ProjectionHead` that keeps the initialisation of the task's original code.
+
+    ``keep_pytorch_init = True`` asks ``VSSLPreTrainedModel._init_weights`` to leave the head to
+    :meth:`reset_parameters` instead of its own small-normal re-init (in a PyTorch original,
+    e.g. RSPNet's, the heads were never re-initialised: a 128-d linear head then starts with
+    weights about 5x larger than N(0, 0.01), which matters for a head that can collapse).
+    ``init="glorot"`` reproduces a Keras original's ``Dense`` default (CVRL).
+    """
+
+    keep_pytorch_init = True
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+        init: str = "pytorch",
+    ):
+        if init not in HEAD_INITS:
+            raise ValueError(f"init must be one of {', '.join(HEAD_INITS)}, got {init!r}.")
+        super().__init__(in_dim, hidden_dim, out_dim, num_layers, batch_norm)
+        self.init = init
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-draw every layer with the head's ``init`` (BatchNorm to 1/0, running stats reset).
+
+        Only tensors ``from_pretrained`` did not load are touched: ``torch.nn.init`` is guarded
+        by transformers while it initialises a model, and the BatchNorm buffers (which
+        ``BatchNorm1d.reset_parameters`` would overwrite unguarded) go through the guarded
+        :mod:`transformers.initialization` functions.
+        """
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):
+                if self.init == "pytorch":
+                    module.reset_parameters()
+                    continue
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm1d):
+                for tensor in (module.weight, module.running_var):
+                    hf_init.ones_(tensor)
+                for tensor in (module.bias, module.running_mean, module.num_batches_tracked):
+                    hf_init.zeros_(tensor)
 
 
 class PairwiseOrderHead(nn.Module):

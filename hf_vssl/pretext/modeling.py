@@ -83,12 +83,21 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         self.pretext.validate(num_frames or self.config.num_frames, video_num_frames, stride)
 
     def forward(
-        self, pixel_values: torch.Tensor, return_dict: bool | None = None, **info
+        self,
+        pixel_values: torch.Tensor,
+        return_dict: bool | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **info,
     ) -> VSSLPretrainingOutput | tuple:
-        """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors."""
+        """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors.
+
+        ``generator`` (on the batch's device) drives every random draw of the task's forward;
+        ``None`` falls back to torch's global RNG.
+        """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         info = {k: v for k, v in info.items() if k not in ("labels", "output_hidden_states")}
-        loss, metrics = self.pretext(self.vssl, pixel_values, **info)
+        loss, metrics = self.pretext(self.vssl, pixel_values, generator=generator, **info)
         if not return_dict:
             return loss, metrics
         return VSSLPretrainingOutput(loss=loss, metrics=metrics)
