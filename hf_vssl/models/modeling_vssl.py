@@ -20,8 +20,25 @@ class VSSLPreTrainedModel(PreTrainedModel):
     input_modalities = ("video",)
     supports_gradient_checkpointing = False
 
+    def initialize_weights(self) -> None:
+        # transformers visits only modules holding tensors of their own, so the keep_pytorch_init
+        # flag of a container (a head) is collected here for all its submodules.
+        keep = {id(sub) for top in self.modules() if getattr(top, "keep_pytorch_init", False) for sub in top.modules()}
+        for module in self.modules():
+            if isinstance(module, VSSLPreTrainedModel):
+                module._pytorch_init_ids = keep
+        super().initialize_weights()
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        # Interface 2 (pretext modules): init_vssl_buffers() (re)initialises a module's buffers;
+        # a module under a class with keep_pytorch_init = True keeps its own reset_parameters().
+        if callable(getattr(module, "init_vssl_buffers", None)):
+            module.init_vssl_buffers()
+        if id(module) in getattr(self, "_pytorch_init_ids", ()):
+            if callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+            return
         # The initialisation of the study's reference code: He-normal convolutions, unit BN,
         # small normal linear layers. Transformer adapters keep LayerNorm at 1/0 too.
         if isinstance(module, (nn.Conv3d, nn.Conv2d, nn.Conv1d)):

@@ -179,7 +179,8 @@ class MomentumEncoder(nn.Module):
         :func:`transformers.initialization.copy_` skips those. So after loading a checkpoint
         that holds the key encoder, the saved EMA weights stay; after loading one without it
         (a backbone-only checkpoint), the key encoder starts as a copy of the *loaded* backbone.
-        Outside ``from_pretrained`` nothing is marked and everything is copied.
+        Outside ``from_pretrained`` nothing is marked and everything is copied. Every parameter
+        of the copy ends without gradient.
         """
         if len(online) != len(self.encoders):
             raise ValueError(f"expected {len(self.encoders)} online modules, got {len(online)}.")
@@ -189,6 +190,9 @@ class MomentumEncoder(nn.Module):
                 raise ValueError("online modules do not match the momentum copy (different state dict keys).")
             for name, key in keys.items():
                 hf_init.copy_(key, queries[name].detach())
+        # from_pretrained re-creates the parameters it did not load with requires_grad=True.
+        for parameter in self.encoders.parameters():
+            parameter.requires_grad_(False)
 
     def forward(self, index: int, *args, **kwargs):
         """Run the ``index``-th copied module."""
@@ -412,14 +416,14 @@ class MoCoTask:
         self._online_backbone = (backbone,)
 
     @torch.no_grad()
-    def init_vssl_buffers(self) -> None:
+    def init_key_encoder(self) -> None:
         """Start the key encoder as a copy of the (initialised or loaded) backbone and heads.
 
-        Called by ``VSSLPreTrainedModel._init_weights`` after the backbone and the heads (its
-        children and its earlier siblings) are initialised or loaded. Key-encoder tensors that
-        ``from_pretrained`` loaded keep their saved EMA values (see
-        :meth:`MomentumEncoder.copy_missing_from`). Before :meth:`attach_backbone` there is
-        nothing to copy.
+        ``VSSLForPretraining.initialize_weights`` calls it once the rest of the model is
+        initialised or loaded (transformers' per-module ``_init_weights`` never visits this
+        module: it holds no tensors of its own). Key-encoder tensors that ``from_pretrained``
+        loaded keep their saved EMA values (see :meth:`MomentumEncoder.copy_missing_from`).
+        Before :meth:`attach_backbone` there is nothing to copy.
         """
         key_encoder = getattr(self, "key_encoder", None)
         online = getattr(self, "_online_backbone", None)

@@ -10,17 +10,39 @@ from torch import nn
 from transformers import initialization as hf_init
 
 
+class GlorotLinear(nn.Linear):
+    """``nn.Linear`` whose own default initialisation is Keras' ``Dense`` default: Glorot-uniform
+    weights, zero bias (for the heads of a TensorFlow original, e.g. CVRL's)."""
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+#: Initialisations of :class:`ReferenceInitProjectionHead`'s linear layers: PyTorch's own
+#: ``nn.Linear`` default (kaiming-uniform weights, a=sqrt(5), uniform bias) or Keras' ``Dense``
+#: default (:class:`GlorotLinear`).
+HEAD_INITS: dict[str, type[nn.Linear]] = {"pytorch": nn.Linear, "glorot": GlorotLinear}
+
+
 class ProjectionHead(nn.Module):
     """MLP projection to an L2-normalised embedding (SimCLR / CVRL / MoCo v2 style).
 
-    ``num_layers`` linear layers; every layer but the last is followed by BatchNorm (if
-    ``batch_norm``) and ReLU. ``num_layers=1`` is a plain linear projection. Its weights get the
-    library's initialisation (``VSSLPreTrainedModel._init_weights``); see
+    ``num_layers`` linear layers (of class ``linear``); every layer but the last is followed by
+    BatchNorm (if ``batch_norm``) and ReLU. ``num_layers=1`` is a plain linear projection. Its
+    weights get the library's initialisation (``VSSLPreTrainedModel._init_weights``); see
     :class:`ReferenceInitProjectionHead` for a head that keeps its original work's init.
     """
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+        linear: type[nn.Linear] = nn.Linear,
     ):
         super().__init__()
         if num_layers < 1:
@@ -29,12 +51,12 @@ class ProjectionHead(nn.Module):
         dim = in_dim
         for _ in range(num_layers - 1):
             # No bias before BatchNorm: the mean subtraction cancels it.
-            layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
+            layers.append(linear(dim, hidden_dim, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(hidden_dim))
             layers.append(nn.ReLU(inplace=True))
             dim = hidden_dim
-        layers.append(nn.Linear(dim, out_dim))
+        layers.append(linear(dim, out_dim))
         self.mlp = nn.Sequential(*layers)
 
     @property
@@ -46,20 +68,15 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.mlp(features), dim=-1)
 
 
-#: Initialisations of :class:`ReferenceInitProjectionHead`: PyTorch's own ``nn.Linear`` default
-#: (kaiming-uniform weights, a=sqrt(5), uniform bias), or Keras' ``Dense`` default (Glorot-uniform
-#: weights, zero bias).
-HEAD_INITS = ("pytorch", "glorot")
-
-
 class ReferenceInitProjectionHead(ProjectionHead):
     """A :class:`ProjectionHead` that keeps the initialisation of the task's original code.
 
-    ``keep_pytorch_init = True`` asks ``VSSLPreTrainedModel._init_weights`` to leave the head to
-    :meth:`reset_parameters` instead of its own small-normal re-init (in a PyTorch original,
-    e.g. RSPNet's, the heads were never re-initialised: a 128-d linear head then starts with
-    weights about 5x larger than N(0, 0.01), which matters for a head that can collapse).
-    ``init="glorot"`` reproduces a Keras original's ``Dense`` default (CVRL).
+    ``keep_pytorch_init = True`` asks ``VSSLPreTrainedModel._init_weights`` to leave this head
+    and its layers to their own ``reset_parameters()`` instead of the library's small-normal
+    re-init. With ``init="pytorch"`` that is PyTorch's ``nn.Linear`` default: in a PyTorch
+    original such as RSPNet's the heads were never re-initialised, and a 128-d linear head then
+    starts with weights about 5x larger than N(0, 0.01), which matters for a head that can
+    collapse. ``init="glorot"`` uses :class:`GlorotLinear` layers (a Keras original, CVRL).
     """
 
     keep_pytorch_init = True
@@ -75,13 +92,12 @@ class ReferenceInitProjectionHead(ProjectionHead):
     ):
         if init not in HEAD_INITS:
             raise ValueError(f"init must be one of {', '.join(HEAD_INITS)}, got {init!r}.")
-        super().__init__(in_dim, hidden_dim, out_dim, num_layers, batch_norm)
+        super().__init__(in_dim, hidden_dim, out_dim, num_layers, batch_norm, linear=HEAD_INITS[init])
         self.init = init
-        self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Re-draw every layer with the head's ``init`` (BatchNorm to 1/0, running stats reset).
+        """Re-draw every layer with its own default init (BatchNorm at 1/0, running stats reset).
 
         Only tensors ``from_pretrained`` did not load are touched: ``torch.nn.init`` is guarded
         by transformers while it initialises a model, and the BatchNorm buffers (which
@@ -90,12 +106,7 @@ class ReferenceInitProjectionHead(ProjectionHead):
         """
         for module in self.mlp:
             if isinstance(module, nn.Linear):
-                if self.init == "pytorch":
-                    module.reset_parameters()
-                    continue
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                module.reset_parameters()
             elif isinstance(module, nn.BatchNorm1d):
                 for tensor in (module.weight, module.running_var):
                     hf_init.ones_(tensor)

@@ -62,6 +62,14 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         # After post_init, so the momentum copies start equal to the initialised online weights.
         self.pretext.attach_backbone(self.vssl)
 
+    def initialize_weights(self) -> None:
+        """transformers' initialisation, then the momentum key encoder re-copied from the
+        initialised or loaded backbone and heads where the checkpoint did not hold it."""
+        super().initialize_weights()
+        init_key_encoder = getattr(self.pretext, "init_key_encoder", None)
+        if init_key_encoder is not None:
+            init_key_encoder()
+
     @property
     def transform_preset(self) -> str:
         """Name of the data layer's per-clip augmentation preset for this task."""
