@@ -68,7 +68,7 @@ def test_single_frame_solves_appearance_but_not_motion():
     for i in range(240):
         m, a = i % 10, int(rng.integers(10))
         spec = S.sample_video_spec(9, i, S.MOTION_CLASSES[m], S.APPEARANCE_CLASSES[a],
-                                   S._scene(np.random.default_rng([9, i])), (64, 64))
+                                   S.sample_scene(np.random.default_rng([9, i])), (64, 64))
         first = S.render_video(spec, 16, (64, 64))[0]
         features.append(_polar_features(first, S.object_track(spec, 16)[0]))
         motion.append(m)
@@ -82,7 +82,7 @@ def test_single_frame_solves_appearance_but_not_motion():
 
 def test_motion_classes_move_as_named():
     size, frames = (64, 64), 32
-    scene = S._scene(np.random.default_rng(0))
+    scene = S.sample_scene(np.random.default_rng(0))
 
     def track(motion, index):
         spec = S.sample_video_spec(0, index, motion, "solid_disc", scene, size)
@@ -106,7 +106,7 @@ def test_motion_classes_move_as_named():
 
 
 def test_rendered_object_follows_its_track_and_flashes_in_order():
-    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S._scene(np.random.default_rng(1)), (64, 64))
+    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S.sample_scene(np.random.default_rng(1)), (64, 64))
     video = S.render_video(spec, 48, (64, 64)).astype(np.float32)
     tr = S.object_track(spec, 48)
     colour = np.asarray(spec["primary"]["colour"]) * 255
@@ -125,7 +125,7 @@ def test_rendered_object_follows_its_track_and_flashes_in_order():
 def test_every_8_frame_window_shows_the_flash_order():
     """Short clips can tell the two flash classes apart: each 8-frame window holds both flashes."""
     for index in range(20):
-        spec = S.sample_video_spec(2, index, "flash_left_first", "solid_disc", S._scene(np.random.default_rng(2)),
+        spec = S.sample_video_spec(2, index, "flash_left_first", "solid_disc", S.sample_scene(np.random.default_rng(2)),
                                    (64, 64))
         traj = spec["trajectory"]
         cycle = (np.arange(64) - traj["flash_phase"]) % traj["flash_period"]
@@ -183,7 +183,7 @@ def test_default_corpus_cached_and_redone_when_incomplete(tmp_path, monkeypatch)
 
     calls = []
     real = S.make_synthetic_dataset
-    monkeypatch.setattr(S, "make_synthetic_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(S.cache, "make_synthetic_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert S.get_default_corpus(layout="hmdb51", **TINY) == first and not calls  # reused
     (first / S.COMPLETE_MARKER).unlink()  # as if interrupted before the marker
     assert S.get_default_corpus(layout="hmdb51", **TINY) == first and calls == [1]

@@ -1,6 +1,6 @@
 """The video data layer: sources -> records -> (shards | files) -> clips -> batches.
 
-Public entry points (names fixed by DESIGN.md):
+Public entry points:
 
 - :func:`load_source` parses an official dataset layout into :class:`VideoRecord` s;
 - :func:`build_shards` writes WebDataset shards, :func:`load_video_dataset` streams them back

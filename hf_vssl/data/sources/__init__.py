@@ -58,6 +58,8 @@ def load_source(name: str, root: str | os.PathLike | None, split: str = "train",
     if root is None:
         if key != "synthetic":
             raise ValueError(f"source {name!r} needs a root folder")
+        # The generator sits above the sources (it writes layouts through their writers): load
+        # it (renderer, encoder) only when the default corpus is asked for.
         from hf_vssl.data.synthetic import get_default_corpus
 
         root = get_default_corpus()

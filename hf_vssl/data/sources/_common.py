@@ -117,6 +117,13 @@ class SourceSpec:
     ``parse(root, split, fold, report, **kwargs)`` appends to ``report.records`` and reports
     skipped entries with ``report.skip``; ``load_source`` has already checked ``split`` (one of
     ``splits`` after ``aliases``; any name when ``splits`` is None) and ``fold`` (in ``folds``).
+
+    ``write_annotations(root, classes, videos)`` is the other direction: it writes the layout's
+    annotation files for videos already in place under ``root`` (the synthetic corpus uses it).
+    ``classes``: the class names as the layout spells them (SSv2: the templates), in label order; ``videos``: one
+    mapping per video with ``path`` (relative to ``root``), ``video_id``, ``layout_label`` (its
+    class, spelled as in ``classes``), ``splits`` (fold number as a string -> "train" or
+    "test"), ``num_frames`` and ``placeholders`` (the objects a caption names, SSv2).
     """
 
     name: str
@@ -125,6 +132,7 @@ class SourceSpec:
     folds: tuple[int, ...] = (1,)
     aliases: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    write_annotations: Any = None
 
     def canonical_split(self, split: str) -> str:
         split = self.aliases.get(split, split)

@@ -8,7 +8,10 @@ to the source video) go to ``extra`` rather than ``start``/``end``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import SourceReport, SourceSpec, first_existing, json_file
@@ -47,5 +50,18 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
                                           extra=extra))
 
 
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``Diving48_vocab.json`` (each class as its ``_``-separated parts) and the train/test
+    JSONs of fold 1's partition (see :class:`~hf_vssl.data.sources._common.SourceSpec`)."""
+    (root / "Diving48_vocab.json").write_text(json.dumps([c.split("_") for c in classes]))
+    index = {name: i for i, name in enumerate(classes)}
+    for split, name in _SPLIT_FILES.items():
+        entries = [{"vid_name": v["video_id"], "label": index[v["layout_label"]],
+                    "start_frame": 0, "end_frame": v["num_frames"] - 1}
+                   for v in videos if v["splits"]["1"] == split]
+        (root / name).write_text(json.dumps(entries, indent=1))
+
+
 SOURCE = SourceSpec("diving48", parse, splits=("train", "test"), aliases={"val": "test", "validation": "test"},
-                    description="Diving48 V2, 48 dive classes, train/test JSONs")
+                    description="Diving48 V2, 48 dive classes, train/test JSONs",
+                    write_annotations=write_annotations)

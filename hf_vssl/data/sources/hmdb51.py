@@ -8,7 +8,9 @@ That is the layout of the official archives unpacked side by side: ``hmdb51_org.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import SourceReport, SourceSpec, first_existing, text_lines
@@ -48,6 +50,19 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
             report.records.append(VideoRecord(str(path), label, class_name, path.stem, split, "hmdb51"))
 
 
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``testTrainMulti_7030_splits/<class>_test_split<fold>.txt`` for ``videos`` stored
+    as ``root/<class>/<name>`` (see :class:`~hf_vssl.data.sources._common.SourceSpec`)."""
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(exist_ok=True)
+    for name in classes:
+        mine = [v for v in videos if v["layout_label"] == name]
+        for fold in SOURCE.folds:
+            lines = "".join(f"{Path(v['path']).name} {_SPLIT_CODES[v['splits'][str(fold)]]} \n" for v in mine)
+            (splits / f"{name}_test_split{fold}.txt").write_text(lines)
+
+
 SOURCE = SourceSpec("hmdb51", parse, splits=("train", "test"), folds=(1, 2, 3),
                     aliases={"val": "test", "validation": "test"},
-                    description="HMDB51, 51 classes, official 3 train/test folds (70/30)")
+                    description="HMDB51, 51 classes, official 3 train/test folds (70/30)",
+                    write_annotations=write_annotations)

@@ -11,7 +11,9 @@ resolve, as the folder is indexed once by file name. Label ids: the sorted label
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import SourceReport, SourceSpec, first_existing, index_videos
@@ -76,6 +78,29 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         report.records.append(VideoRecord(str(path), label, name, stem, split, "kinetics400", extra=extra))
 
 
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``train.csv``, ``validate.csv`` (fold 1's train and held-out videos) and the
+    unlabelled ``test.csv`` for ``videos`` named ``<youtube_id>_<start>_<end>`` (see
+    :class:`~hf_vssl.data.sources._common.SourceSpec`)."""
+
+    def rows(split: str) -> list[list[str]]:
+        out = []
+        for v in videos:
+            if v["splits"]["1"] == ("train" if split == "train" else "test"):
+                youtube_id, start, end = v["video_id"].rsplit("_", 2)
+                out.append([v["layout_label"], youtube_id, str(int(start)), str(int(end)), split])
+        return out
+
+    header = ["label", "youtube_id", "time_start", "time_end", "split"]
+    for name, split in (("train.csv", "train"), ("validate.csv", "val")):
+        with open(root / name, "w", newline="") as handle:
+            csv.writer(handle).writerows([header, *rows(split)])
+    # Like the original release, the test CSV carries no labels (its videos are the held-out ones).
+    with open(root / "test.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([header[1:], *[r[1:4] + ["test"] for r in rows("val")]])
+
+
 SOURCE = SourceSpec("kinetics400", parse, splits=("train", "val", "test"),
                     aliases={"validate": "val", "validation": "val"},
-                    description="Kinetics-400, 400 classes, train/val/test CSVs")
+                    description="Kinetics-400, 400 classes, train/val/test CSVs",
+                    write_annotations=write_annotations)

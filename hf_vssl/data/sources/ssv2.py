@@ -9,8 +9,11 @@ string; the split files list ``{"id", "label", "template", "placeholders"}`` (``
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import (
@@ -73,6 +76,35 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         report.records.append(VideoRecord(str(path), label, name, video_id, split, "ssv2", extra=extra))
 
 
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``labels/labels.json`` and the train/validation/test JSONs of fold 1's partition.
+
+    ``classes`` are the *templates* (``"Moving [something] up"``), in label order; each video's
+    caption fills the template's slots with its ``placeholders`` (see
+    :class:`~hf_vssl.data.sources._common.SourceSpec`). The test list carries ids only, as the
+    official one does.
+    """
+    labels_dir = root / "labels"
+    labels_dir.mkdir(exist_ok=True)
+    (labels_dir / "labels.json").write_text(json.dumps(
+        {template_to_class(t): str(i) for i, t in enumerate(classes)}, indent=1))
+    by_class = {template_to_class(t): t for t in classes}
+    train, val, test = [], [], []
+    for v in videos:
+        template = by_class[v["layout_label"]]
+        things = list(v["placeholders"])[: template.count("[something]")]
+        filled = template
+        for thing in things:
+            filled = filled.replace("[something]", thing, 1)
+        entry = {"id": v["video_id"], "label": filled, "template": template, "placeholders": things}
+        (train if v["splits"]["1"] == "train" else val).append(entry)
+        if v["splits"]["1"] == "test":
+            test.append({"id": v["video_id"]})
+    for split, entries in (("train", train), ("val", val), ("test", test)):
+        (labels_dir / _SPLIT_FILES[split]).write_text(json.dumps(entries, indent=1))
+
+
 SOURCE = SourceSpec("ssv2", parse, splits=("train", "val", "test"),
                     aliases={"validation": "val", "validate": "val"},
-                    description="Something-Something V2, 174 classes, train/validation/test JSONs")
+                    description="Something-Something V2, 174 classes, train/validation/test JSONs",
+                    write_annotations=write_annotations)

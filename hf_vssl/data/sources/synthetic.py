@@ -10,16 +10,28 @@ the held-out part is "test" ("val" is accepted for it). ``root=None`` means the 
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import SourceReport, SourceSpec
 
+#: the corpus's own annotation: every video's attributes, both labels and its split in each fold.
+METADATA_FILE = "synthetic_metadata.json"
+
+
+def read_metadata(root: str | os.PathLike) -> dict[str, Any]:
+    """Load ``synthetic_metadata.json`` of a corpus written by :func:`hf_vssl.data.synthetic.make_synthetic_dataset`."""
+    path = Path(root) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no synthetic corpus metadata at {path}; generate one with make_synthetic_dataset()")
+    return json.loads(path.read_text())
+
 
 def parse(root: Path, split: str, fold: int, report: SourceReport, *, label_set: str = "motion") -> None:
     """Fill ``report`` with the synthetic videos of ``split`` in ``fold``, labelled by ``label_set``."""
-    from hf_vssl.data.synthetic import METADATA_FILE, read_metadata
-
     metadata = read_metadata(root)
     classes = metadata["classes"]
     if label_set not in classes:

@@ -8,7 +8,9 @@ the official index minus one. ``extra`` carries the ``group`` and ``clip`` numbe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import SourceReport, SourceSpec, require_file, text_lines
@@ -65,6 +67,28 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
         report.records.append(VideoRecord(str(path), label, names[label], path.stem, split, "ucf101", extra=extra))
 
 
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``ucfTrainTestlist/`` (class index, train and test list of every fold) for ``videos``
+    stored under ``root/UCF-101`` (see :class:`~hf_vssl.data.sources._common.SourceSpec`)."""
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(exist_ok=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(classes)))
+    index = {name: i + 1 for i, name in enumerate(classes)}
+    for fold in SOURCE.folds:
+        train = [v for v in videos if v["splits"][str(fold)] == "train"]
+        test = [v for v in videos if v["splits"][str(fold)] == "test"]
+        # "Class/v_..avi <1-based index>" and path-only test lines, with the official CRLF endings.
+        (lists / f"trainlist0{fold}.txt").write_bytes("".join(
+            f"{_in_videos_dir(v['path'])} {index[v['layout_label']]}\r\n" for v in train).encode())
+        (lists / f"testlist0{fold}.txt").write_bytes("".join(f"{_in_videos_dir(v['path'])}\r\n" for v in test).encode())
+
+
+def _in_videos_dir(path: str) -> str:
+    """A path under ``root`` as the lists give it: relative to ``UCF-101/``."""
+    return path.split("/", 1)[1]
+
+
 SOURCE = SourceSpec("ucf101", parse, splits=("train", "test"), folds=(1, 2, 3),
                     aliases={"val": "test", "validation": "test"},
-                    description="UCF101, 101 classes, official 3 train/test folds")
+                    description="UCF101, 101 classes, official 3 train/test folds",
+                    write_annotations=write_annotations)

@@ -8,7 +8,9 @@ with other extensions are ignored; a video lying outside any class folder is rep
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources._common import VIDEO_EXTENSIONS, SourceReport, SourceSpec
@@ -49,5 +51,9 @@ def parse(root: Path, split: str, fold: int, report: SourceReport) -> None:
                                               "videofolder"))
 
 
-SOURCE = SourceSpec("videofolder", parse, splits=None,
+def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
+    """The folders are the annotation: nothing else to write."""
+
+
+SOURCE = SourceSpec("videofolder", parse, splits=None, write_annotations=write_annotations,
                     description="root/<split>/<class>/<video> or root/<class>/<video>")
