@@ -38,10 +38,10 @@ from .transforms import (
     NUM_CLIP_UNIFORMS,
     ClipParams,
     FusedClipTransform,
-    _train_spec,
     build_loader_transform,
     build_transform,
     crop_thetas,
+    fused_spec,
     resample_batch,
 )
 
@@ -130,7 +130,7 @@ class BatchAugment:
 def build_batch_augment(preset: str, image_size: int = 112) -> BatchAugment:
     """The device part of training preset ``preset``, for batches from
     ``build_loader_transform(preset, image_size)``."""
-    return BatchAugment(_train_spec(preset, image_size), preset)
+    return BatchAugment(fused_spec(preset, image_size), preset)
 
 
 def resolve_augment_on(augment_on: str, device: torch.device | str) -> str:
