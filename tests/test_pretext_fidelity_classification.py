@@ -15,6 +15,8 @@ from torch import nn
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl import VSSLConfig, VSSLModel
+from hf_vssl.data.batch_augment import build_batch_augment
+from hf_vssl.data.transforms import TRANSFORM_PRESETS, build_loader_transform, build_transform
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 from hf_vssl.pretext import VSSLForPretraining, build_pretext_task
 from hf_vssl.pretext.prp import chunk_motion_weights
@@ -156,6 +158,47 @@ def test_prp_original_augmentation_is_the_centre_crop():
 
 
 # -- VCOP ---------------------------------------------------------------------------------------
+
+
+def recorded_draws(preset: str, tuples: int = 8, clips: int = 3):
+    """The crop box and parameters each clip of ``tuples`` VCOP-style samples was transformed with."""
+    transform = build_transform(preset, SIZE)
+    draws = []
+
+    def record(video, box, params):
+        draws.append((tuple(box), params))
+        return torch.zeros(1)
+
+    transform.augment.apply = record  # the instance attribute shadows the method: a spy
+    torch.manual_seed(0)
+    video = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
+    for _ in range(tuples):
+        transform.transform_clips([video] * clips)
+    return [draws[i : i + clips] for i in range(0, len(draws), clips)]
+
+
+def test_vcop_tuple_shares_one_flip_rotation_and_jitter_but_crops_each_clip():
+    shared = recorded_draws("vcop")
+    for tuple_draws in shared:
+        first = tuple_draws[0][1]
+        for _, params in tuple_draws[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(first, params))
+    assert any(len({box for box, _ in tuple_draws}) > 1 for tuple_draws in shared), "crops stay per clip"
+    assert len({bool(t[0][1].flip) for t in shared}) == 2  # flips still vary between tuples
+    independent = recorded_draws("rotnet")  # single-clip presets keep one draw per clip
+    assert any(not torch.equal(t[0][1].angle, t[1][1].angle) for t in independent)
+
+
+def test_vcop_device_augmentation_shares_parameters_within_a_tuple():
+    assert TRANSFORM_PRESETS["vcop"](SIZE).per_sample_params
+    loader = build_loader_transform("vcop", SIZE)
+    torch.manual_seed(0)
+    clip = loader(torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8))
+    batch = clip.expand(6, 3, *clip.shape).contiguous()  # 6 tuples of 3 identical loader crops
+    out = build_batch_augment("vcop", SIZE)(batch, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out[:, 1], out[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(out[:, 2], out[:, 0], rtol=0, atol=0)
+    assert not torch.allclose(out[0, 0], out[1, 0])  # tuples differ from each other
 
 
 def test_vcop_runs_the_backbone_once_per_tuple_position():
