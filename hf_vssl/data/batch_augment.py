@@ -8,7 +8,8 @@ A training preset of :mod:`hf_vssl.data.transforms` splits in two:
   cheap, and the batch travels to the device as uint8 (4x fewer bytes than float);
 - the **device part** (:class:`BatchAugment`), on the collated uint8 batch ``(B, T, C, L, L)``
   or ``(B, N, T, C, L, L)``: per-clip parameters drawn with torch's RNG on the batch's device
-  (each clip of a multi-clip sample its own, shared by all its frames), then for the whole batch
+  (each clip of a multi-clip sample its own, shared by all its frames; one per sample, shared by
+  its clips, for a preset with ``per_sample_params`` such as VCOP's), then for the whole batch
   one ``affine_grid`` + ``grid_sample`` (flip, rotation, the crop's place in its context), one
   colour matrix per clip applied with one ``baddbmm`` (jitter, grayscale, ``/255`` and the
   normalisation folded together), a clamp where the jitter fired and CVRL's gamma / blur /
@@ -119,6 +120,12 @@ class BatchAugment:
 
     def __call__(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         self._check(video)
+        if video.ndim == 6 and self.spec.per_sample_params:
+            # One draw per sample, shared by its N clips (VCOP's tuples); the crops were per clip.
+            samples, clips = video.shape[:2]
+            params = self.draw(samples, video.device, generator)
+            index = torch.arange(samples, device=video.device).repeat_interleave(clips)
+            return self.apply(video, params.select(index))
         num_clips = math.prod(video.shape[:-4])
         return self.apply(video, self.draw(num_clips, video.device, generator))
 

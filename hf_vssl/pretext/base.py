@@ -61,17 +61,6 @@ class PretextSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-#: The optimiser of the VCOP and PRP reference code (REFERENCE.md section 2: SGD 1e-3, momentum
-#: 0.9, weight decay 5e-4 at batch 8), shared by the classification-style pretext tasks.
-CLASSIFICATION_PRETEXT_OPTIMIZER: dict[str, Any] = {
-    "optimizer": "sgd",
-    "learning_rate": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "reference_batch_size": 8,
-}
-
-
 def scaled_hidden(hidden: int | None, reference: int, num_features: int, minimum: int = 32) -> int:
     """Head width: ``hidden`` if given, else ``reference`` scaled by ``num_features / 512``.
 
@@ -143,6 +132,11 @@ class PretextTask(nn.Module):
         """Called once the query backbone is initialised; non-contrastive tasks need nothing."""
 
     # -- what to optimise ----------------------------------------------------------------
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers of this task's submodules, by attribute name (e.g. PRP's
+        ``{"classifier": 10.0}``); the optimiser builder gives their parameters ``lr * scale``."""
+        return {}
+
     def forward(
         self,
         backbone: nn.Module,

@@ -48,7 +48,14 @@ from .geometry import (
     short_side_crop_box,
 )
 from .params import NUM_CLIP_UNIFORMS, ClipParams
-from .presets import TRANSFORM_PRESETS, VideoTransform, build_loader_transform, build_transform, fused_spec
+from .presets import (
+    TRANSFORM_PRESETS,
+    VideoTransform,
+    build_loader_transform,
+    build_transform,
+    fused_spec,
+    transform_sample_clips,
+)
 
 __all__ = [
     "GRAY_WEIGHTS",
@@ -78,4 +85,5 @@ __all__ = [
     "saturation_matrices",
     "short_side_crop_box",
     "solarize",
+    "transform_sample_clips",
 ]

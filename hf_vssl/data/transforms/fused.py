@@ -62,6 +62,12 @@ class FusedClipTransform:
         jitter_p: probability of the colour jitter (brightness, contrast, saturation factors in
             ``[0.6, 1.4]``, then a hue shift in ``[-0.1, 0.1]`` of a turn).
         grayscale_p / gamma_p / blur_p / solarize_p: CVRL's extra steps (0: never).
+        per_sample_params: draw the flip, rotation and colour once per *sample* and share them
+            among its clips (:meth:`transform_clips`, and :class:`~hf_vssl.data.batch_augment.BatchAugment`
+            on ``(B, N, ...)`` batches); crops stay per clip. VCOP's tuples: the original crops
+            each clip on its own, and the study's flip, rotation and jitter must not differ between
+            the clips of a tuple, or left/right and colour continuity would give away nothing of
+            the order but scramble it.
 
     The same object describes the split form of the preset (:mod:`hf_vssl.data.batch_augment`):
     :meth:`loader_crop` is the uint8 part a DataLoader worker runs, :meth:`clip_params` +
@@ -90,6 +96,7 @@ class FusedClipTransform:
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         solarize_p: float = 0.0,
         solarize_threshold: float = 0.5,
+        per_sample_params: bool = False,
     ):
         if crop not in ("short_side", "random_resized"):
             raise ValueError(f"crop must be 'short_side' or 'random_resized', got {crop!r}")
@@ -100,6 +107,7 @@ class FusedClipTransform:
         self.solarize_p, self.solarize_threshold = solarize_p, solarize_threshold
         self.gamma_range, self.blur_sigma = gamma_range, blur_sigma
         self.blur_kernel = max(3, image_size // 10) | 1  # ~10% of the image, odd
+        self.per_sample_params = bool(per_sample_params)
 
     # -- the crop (drawn where the frames are: per clip, on the CPU) --------------------------
 
@@ -219,11 +227,28 @@ class FusedClipTransform:
         clip = resample(video, theta, self.image_size, self.padding_mode)
         return self.finish(clip.unsqueeze(0), params)[0]
 
-    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+    def _draw(self, video: torch.Tensor) -> tuple[tuple[int, int, int, int], ClipParams]:
+        """One call's draw: the crop box and the clip's parameters (one ``torch.rand``)."""
         u = torch.rand(self._NUM_UNIFORMS, dtype=torch.float64)
         box = self.crop_box(video.shape[-2], video.shape[-1], u[: self._CROP_UNIFORMS].tolist())
         start = self._CROP_UNIFORMS
-        return self.apply(video, box, self.clip_params(u[start : start + NUM_CLIP_UNIFORMS].view(1, -1)))
+        return box, self.clip_params(u[start : start + NUM_CLIP_UNIFORMS].view(1, -1))
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        return self.apply(video, *self._draw(video))
+
+    def transform_clips(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The clips of one sample: as many calls, except that with ``per_sample_params`` every clip
+        takes the first clip's flip, rotation and colour (each still draws, and uses, its own crop)."""
+        shared = None
+        out = []
+        for video in videos:
+            box, params = self._draw(video)
+            if self.per_sample_params:
+                shared = params if shared is None else shared
+                params = shared
+            out.append(self.apply(video, box, params))
+        return out
 
     def __repr__(self) -> str:
         return (
