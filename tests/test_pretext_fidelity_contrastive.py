@@ -17,7 +17,14 @@ import torch
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl import VSSLConfig
 from hf_vssl.data.batch_augment import build_batch_augment
-from hf_vssl.data.transforms import build_loader_transform, build_transform
+from hf_vssl.data.transforms import (
+    build_loader_transform,
+    build_transform,
+    fused_spec,
+    transform_sample_clips,
+)
+from hf_vssl.data.transforms.fused import FusedClipTransform
+from hf_vssl.data.transforms.params import NUM_CLIP_UNIFORMS
 from hf_vssl.pretext import VSSLForPretraining, build_pretext_task
 from hf_vssl.pretext.contrastive import logit_gap, symmetric_info_nce
 from hf_vssl.pretext.tdl import intra_video_mixup
@@ -209,6 +216,42 @@ def test_cvrl_loss_adds_both_directions():
     mean_loss, _ = symmetric_info_nce(z[0], z[1], temperature=0.1)
     torch.testing.assert_close(out.loss, 2 * mean_loss)  # loss_a + loss_b of the reference
     assert {"logit_gap", "concentration"} <= set(out.metrics)
+
+
+def test_cvrl_augmentation_is_asymmetric_with_strong_jitter():
+    """The reference's pair: blur always on view 1, p=0.1 on view 2; solarize p=0.2 on view 2
+    only; jitter strength 0.8 (factors in [0.2, 1.8], hue +-0.2 of a turn), p=0.8; grayscale 0.2."""
+    spec = fused_spec("cvrl", SIZE)
+    n = 20000
+    u = torch.rand(n, NUM_CLIP_UNIFORMS, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    first = spec.clip_params(u, torch.zeros(n, dtype=torch.long))
+    second = spec.clip_params(u, torch.ones(n, dtype=torch.long))
+    assert first.blur.all() and not first.solarize.any()
+    assert second.blur.double().mean() == pytest.approx(0.1, abs=0.01)
+    assert second.solarize.double().mean() == pytest.approx(0.2, abs=0.01)
+    for params in (first, second):
+        assert params.jitter.double().mean() == pytest.approx(0.8, abs=0.01)
+        assert params.gray.double().mean() == pytest.approx(0.2, abs=0.01)
+        assert 0.2 <= params.factors.min() < 0.21 and 1.79 < params.factors.max() <= 1.8
+        assert params.hue.abs().max() == pytest.approx(2 * math.pi * 0.2, rel=1e-3)
+    # The device half draws each clip of a (B, 2, ...) batch with its position's view.
+    drawn = build_batch_augment("cvrl", SIZE).draw(2 * 500, generator=torch.Generator().manual_seed(1),
+                                                   clips_per_sample=2)
+    assert drawn.blur[0::2].all() and not drawn.solarize[0::2].any() and drawn.solarize[1::2].any()
+
+
+def test_cvrl_loader_path_gives_each_clip_its_view(monkeypatch):
+    views = []
+    draw = FusedClipTransform._draw
+
+    def spy(self, video, view=None):
+        views.append(view)
+        return draw(self, video, view)
+
+    monkeypatch.setattr(FusedClipTransform, "_draw", spy)
+    video = torch.randint(0, 256, (T, 3, 40, 48), dtype=torch.uint8)
+    clips = transform_sample_clips(build_transform("cvrl", SIZE), [video, video])
+    assert views == [0, 1] and all(c.shape == (T, 3, SIZE, SIZE) for c in clips)
 
 
 # -- all three: init, loading, randomness, diagnostics ------------------------------------------

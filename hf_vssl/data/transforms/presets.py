@@ -9,8 +9,12 @@
 - ``vcop``: the same steps, but the flip, rotation and colour jitter are drawn once per tuple
   and shared by its clips (the crop stays per clip, as in the original), so the clips of a tuple
   stay continuous with each other and only their order is to be found.
-- ``cvrl``: random resized crop (area 0.3-1, aspect 0.5-2), flip, colour jitter (p=0.8),
-  grayscale (p=0.2), gamma (p=0.5), gaussian blur (p=0.5), solarize (p=0.2).
+- ``cvrl``: as the CVRL reference (tensorflow/models ``official/projects/video_ssl``), per
+  view: random resized crop (area 0.3-1, aspect 0.5-2), flip, colour jitter (p=0.8) of strength
+  0.8 (brightness, contrast, saturation factors in [0.2, 1.8], hue +-0.2 of a turn), grayscale
+  (p=0.2); asymmetric between the two clips of a pair: gaussian blur always on the first, with
+  p=0.1 on the second, solarize (p=0.2) on the second only; plus the study's gamma (p=0.5). A
+  lone clip is augmented as a first view.
 - ``eval``: resize the shortest side + center crop, no randomness.
 """
 
@@ -39,15 +43,19 @@ def _vcop(image_size: int) -> FusedClipTransform:
 
 
 def _cvrl(image_size: int) -> FusedClipTransform:
+    """CVRL's asymmetric pair (see the module docstring)."""
     return FusedClipTransform(
         image_size,
         crop="random_resized",
         crop_scale=(0.3, 1.0),
         crop_ratio=(0.5, 2.0),
+        jitter_strength=0.8,
+        hue=0.2,
         grayscale_p=0.2,
         gamma_p=0.5,
-        blur_p=0.5,
-        solarize_p=0.2,
+        blur_p=1.0,
+        solarize_p=0.0,
+        views=({}, {"blur_p": 0.1, "solarize_p": 0.2}),
     )
 
 
@@ -97,7 +105,7 @@ class VideoTransform:
     def transform_clips(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The clips of one sample (a multi-clip task's tuple): one call each, except where the
         preset shares the flip, rotation and colour between them (``per_sample_params``)."""
-        if isinstance(self.augment, FusedClipTransform) and self.augment.per_sample_params:
+        if isinstance(self.augment, FusedClipTransform) and self.augment.per_sample:
             return self.augment.transform_clips([self._check(video) for video in videos])
         return [self(video) for video in videos]
 
