@@ -174,6 +174,20 @@ def test_tdl_head_is_one_linear_layer_with_l2_and_pytorch_init():
     assert (defaults["learning_rate"], defaults["weight_decay"], defaults["reference_batch_size"]) == (3e-3, 1e-4, 8)
 
 
+def test_tdl_augmentation_is_the_originals():
+    """TDL's original: +-10 deg rotation, resize + crop, jitter (0.5, 0.5, 0.25, hue 0.5) on every
+    clip, no flip (the study states none for TDL)."""
+    spec = fused_spec("tdl", SIZE)
+    assert (spec.rotation_degrees, spec.flip_p, spec.jitter_p, spec.crop) == (10.0, 0.0, 1.0, "short_side")
+    u = torch.rand(5000, NUM_CLIP_UNIFORMS, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    params = spec.clip_params(u)
+    assert params.jitter.all() and not params.flip.any()
+    low, high = params.factors.min(dim=0).values, params.factors.max(dim=0).values
+    torch.testing.assert_close(low, torch.tensor([0.5, 0.5, 0.75], dtype=torch.float64), atol=2e-3, rtol=0)
+    torch.testing.assert_close(high, torch.tensor([1.5, 1.5, 1.25], dtype=torch.float64), atol=2e-3, rtol=0)
+    assert params.hue.abs().max() == pytest.approx(math.pi, rel=1e-3)
+
+
 def test_intra_video_mixup_blends_each_clip_with_one_of_its_own_frames():
     clips = torch.randn(5, T, 3, 4, 4)
     generator = torch.Generator().manual_seed(3)

@@ -72,8 +72,9 @@ class FusedClipTransform:
         flip_p: probability of the horizontal flip.
         rotation_degrees: rotation angle uniform in ``[-d, d]`` (0: none).
         jitter_p: probability of the colour jitter (brightness, contrast, saturation factors in
-            ``[1 - jitter_strength, 1 + jitter_strength]``, default ``[0.6, 1.4]``, then a hue shift
-            in ``[-hue, hue]`` of a turn, default 0.1).
+            ``[max(1 - s, 0), 1 + s]`` for ``jitter_strength`` ``s`` (one value, or one each for
+            brightness, contrast, saturation; default 0.4: ``[0.6, 1.4]``), then a hue shift in
+            ``[-hue, hue]`` of a turn (default 0.1).
         grayscale_p / gamma_p / blur_p / solarize_p: CVRL's extra steps (0: never).
         views: per-view probabilities for the clips of one sample: clip ``k`` of a sample uses
             ``views[k]`` (a mapping of some of :data:`VIEW_PROBABILITIES` to values) over the
@@ -116,7 +117,7 @@ class FusedClipTransform:
         solarize_p: float = 0.0,
         solarize_threshold: float = 0.5,
         per_sample_params: bool = False,
-        jitter_strength: float = JITTER_STRENGTH,
+        jitter_strength: float | tuple[float, float, float] = JITTER_STRENGTH,
         hue: float = HUE,
         views: Sequence[Mapping[str, float]] = (),
     ):
@@ -133,7 +134,10 @@ class FusedClipTransform:
         self.gamma_range, self.blur_sigma = gamma_range, blur_sigma
         self.blur_kernel = max(3, image_size // 10) | 1  # ~10% of the image, odd
         self.per_sample_params = bool(per_sample_params)
-        self.jitter_strength, self.hue = float(jitter_strength), float(hue)
+        strength = (jitter_strength,) * 3 if isinstance(jitter_strength, (int, float)) else tuple(jitter_strength)
+        if len(strength) != 3 or min(strength) < 0:
+            raise ValueError(f"jitter_strength must be >= 0 or 3 such values, got {jitter_strength!r}")
+        self.jitter_strength, self.hue = tuple(float(v) for v in strength), float(hue)
         self.views = tuple(dict(view) for view in views)
 
     # -- the crop (drawn where the frames are: per clip, on the CPU) --------------------------
@@ -198,7 +202,8 @@ class FusedClipTransform:
         """Parameters of ``B`` clips from uniforms ``u`` ``(B, NUM_CLIP_UNIFORMS)`` (any device);
         ``view`` ``(B,)`` gives each clip's position in its sample where :attr:`views` differ."""
         log_low, log_high = math.log(self.gamma_range[0]), math.log(self.gamma_range[1])
-        strength = self.jitter_strength
+        low = u.new_tensor([max(1 - v, 0.0) for v in self.jitter_strength])
+        high = u.new_tensor([1 + v for v in self.jitter_strength])
 
         def p(name: str) -> float | torch.Tensor:
             return self._probability(name, view, u)
@@ -207,7 +212,7 @@ class FusedClipTransform:
             flip=u[:, U_FLIP] < p("flip_p"),
             angle=uniform(u[:, U_ANGLE], -self.rotation_degrees, self.rotation_degrees),
             jitter=u[:, U_JITTER_ON] < p("jitter_p"),
-            factors=uniform(u[:, U_B : U_S + 1], max(1 - strength, 0.0), 1 + strength),
+            factors=uniform(u[:, U_B : U_S + 1], low, high),
             hue=2 * math.pi * uniform(u[:, U_HUE], -self.hue, self.hue),
             gray=u[:, U_GRAY] < p("grayscale_p"),
             gamma_on=u[:, U_GAMMA_ON] < p("gamma_p"),

@@ -1,11 +1,13 @@
 """Augmentation presets: the one place a preset is defined, and the builders of the per-clip
 (:func:`build_transform`) and loader (:func:`build_loader_transform`) transforms.
 
-- ``rotnet`` / ``prp`` / ``rspnet`` / ``tdl``: resize the shortest side to
+- ``rotnet`` / ``prp`` / ``rspnet``: resize the shortest side to
   ``resize_size(image_size)`` (128 for 112) + random ``image_size`` crop, horizontal flip, small
   random rotation (+-10 deg; RotNet's 90 deg rotations are its pretext target and are applied by
-  the task), colour jitter (p=0.8). RSPNet's temporal augmentation is its clip sampling; the
-  study does not specify TDL's, so it gets the same set.
+  the task), colour jitter (p=0.8). RSPNet's temporal augmentation is its clip sampling.
+- ``tdl``: the study does not state TDL's, so its original's: +-10 deg rotation, the same
+  resize + random crop, colour jitter on every clip with brightness 0.5, contrast 0.5,
+  saturation 0.25, hue 0.5 (a full turn either way), no flip.
 - ``vcop``: the same steps, but the flip, rotation and colour jitter are drawn once per tuple
   and shared by its clips (the crop stays per clip, as in the original), so the clips of a tuple
   stay continuous with each other and only their order is to be found.
@@ -42,6 +44,19 @@ def _vcop(image_size: int) -> FusedClipTransform:
     )
 
 
+def _tdl(image_size: int) -> FusedClipTransform:
+    """TDL's original augmentation (see the module docstring)."""
+    return FusedClipTransform(
+        image_size,
+        crop="short_side",
+        rotation_degrees=_ROTATION_DEGREES,
+        flip_p=0.0,
+        jitter_p=1.0,
+        jitter_strength=(0.5, 0.5, 0.25),
+        hue=0.5,
+    )
+
+
 def _cvrl(image_size: int) -> FusedClipTransform:
     """CVRL's asymmetric pair (see the module docstring)."""
     return FusedClipTransform(
@@ -65,7 +80,7 @@ TRANSFORM_PRESETS: dict[str, Callable[[int], Callable[[torch.Tensor], torch.Tens
     "vcop": _vcop,
     "prp": _basic,
     "rspnet": _basic,
-    "tdl": _basic,
+    "tdl": _tdl,
     "cvrl": _cvrl,
     "eval": CenterCropTransform,
 }
