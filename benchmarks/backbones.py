@@ -101,7 +101,7 @@ def main() -> None:
             }
             for step in steps.values():  # warm-up (allocator, cuDNN autotune, oneDNN primitives)
                 timed(step, x, y, 2, device)
-            seconds = {key: 0.0 for key in steps}
+            seconds = dict.fromkeys(steps, 0.0)
             for _ in range(args.rounds):
                 for key, step in steps.items():
                     seconds[key] += timed(step, x, y, args.iters, device)

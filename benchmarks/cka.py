@@ -74,12 +74,12 @@ class StageNet(nn.Module):
         return x
 
 
-def _reference_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+def _reference_hsic(gram_k: torch.Tensor, gram_l: torch.Tensor) -> torch.Tensor:
     """Song et al.'s unbiased HSIC of zero-diagonal Grams, as public implementations write it."""
-    n = k.shape[0]
-    ones = torch.ones(n, 1, dtype=k.dtype, device=k.device)
-    kl = k @ l
-    value = torch.trace(kl) + (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2))
+    n = gram_k.shape[0]
+    ones = torch.ones(n, 1, dtype=gram_k.dtype, device=gram_k.device)
+    kl = gram_k @ gram_l
+    value = torch.trace(kl) + (ones.T @ gram_k @ ones) * (ones.T @ gram_l @ ones) / ((n - 1) * (n - 2))
     value = value - 2.0 / (n - 2) * (ones.T @ kl @ ones)
     return value.reshape(()) / (n * (n - 3))
 
@@ -104,11 +104,11 @@ def run_reference(model_a, model_b, batches) -> torch.Tensor:
             for j, feat_b in enumerate(stored["b"].values()):
                 x = feat_a.flatten(1).double()
                 y = feat_b.flatten(1).double()
-                k = (x @ x.T).fill_diagonal_(0)
-                l = (y @ y.T).fill_diagonal_(0)
-                hsic_xy[i, j] += _reference_hsic(k, l)
-                hsic_xx[i, j] += _reference_hsic(k, k)
-                hsic_yy[i, j] += _reference_hsic(l, l)
+                gram_k = (x @ x.T).fill_diagonal_(0)
+                gram_l = (y @ y.T).fill_diagonal_(0)
+                hsic_xy[i, j] += _reference_hsic(gram_k, gram_l)
+                hsic_xx[i, j] += _reference_hsic(gram_k, gram_k)
+                hsic_yy[i, j] += _reference_hsic(gram_l, gram_l)
     for handle in handles:
         handle.remove()
     return hsic_xy / torch.sqrt(hsic_xx * hsic_yy)

@@ -301,7 +301,7 @@ def main() -> None:
 
             task_transforms = {name: build_transform(name, 112) for name in multi}
         except ImportError:
-            task_transforms = {name: None for name in multi}
+            task_transforms = dict.fromkeys(multi)
         settings = {
             "raw_1": lambda: time_raw(records, indices, 1),
             "full_1": lambda: time_pipeline(records, one_clip, transform, 1),

@@ -16,7 +16,7 @@ import torch
 from .models import VSSLConfig, VSSLModel, list_backbones
 from .utils.profiling import count_gflops, count_parameters
 
-#: Published backbone sizes (REFERENCE.md section 3) at 1x3x16x112x112, backbone only.
+#: Published backbone sizes (docs/study_settings.md#backbones) at 1x3x16x112x112, backbone only.
 #: ``None`` where the study gives no number (params of the small nets are quoted with their
 #: classifier in the papers; the backbone-only estimate is given instead).
 STUDY_SIZES: dict[str, dict[str, float | None]] = {

@@ -1,4 +1,4 @@
-"""Robustness of a finetuned classifier to input noise (REFERENCE.md section 5).
+"""Robustness of a finetuned classifier to input noise (docs/study_settings.md#noise).
 
     python recipes/robustness.py --model_name_or_path outputs/rspnet-r21d-synthetic-finetune-synthetic
     python recipes/robustness.py --model_name_or_path ... --noises gaussian impulse --preset imagenet-c

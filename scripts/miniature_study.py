@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--pretrain_steps", type=int, default=500)
     parser.add_argument("--pretrain_lr", type=json.loads, default=None,
-                        help='JSON {task: learning rate}; default: each task\'s own (REFERENCE.md section 2)')
+                        help='JSON {task: learning rate}; default: each task\'s own (docs/study_settings.md#optimisers)')
     parser.add_argument("--pretrain_optimizer", choices=("sgd", "adamw"), default=None,
                         help="one optimiser for every task (default: each task's own)")
     parser.add_argument("--queue_size", type=int, default=128)

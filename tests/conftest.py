@@ -49,3 +49,13 @@ def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_corpus")
     return make_synthetic_dataset(root / "ucf101", layout="ucf101", seed=0, num_classes=4,
                                   videos_per_class=8, clips_per_group=2, num_frames=64, size=(48, 48))
+
+
+@pytest.fixture(scope="session")
+def real_videos(tmp_path_factory):
+    """name -> path of each container/codec combination of ``_real_videos`` (XVID+MP3 AVI,
+    1080p H.264 AVI, VFR MP4, rotated MOV), encoded once per session."""
+    from _real_videos import REAL_VIDEO_MAKERS
+
+    root = tmp_path_factory.mktemp("real_videos")
+    return {name: make(root / name) for name, make in REAL_VIDEO_MAKERS.items()}

@@ -34,16 +34,16 @@ def _related(x, q=40, noise=1.0, seed=1):
     return torch.relu(x @ w) + noise * torch.randn(x.shape[0], q, generator=g, dtype=torch.float64)
 
 
-def _song_hsic(k: torch.Tensor, l: torch.Tensor) -> float:
+def _song_hsic(gram_k: torch.Tensor, gram_l: torch.Tensor) -> float:
     """Unbiased HSIC written out as in Song et al. (2012), Eq. 5, on raw (uncentred) Grams."""
-    n = k.shape[0]
-    k = k.double().clone().fill_diagonal_(0)
-    l = l.double().clone().fill_diagonal_(0)
+    n = gram_k.shape[0]
+    gram_k = gram_k.double().clone().fill_diagonal_(0)
+    gram_l = gram_l.double().clone().fill_diagonal_(0)
     ones = torch.ones(n, 1, dtype=torch.float64)
     value = (
-        torch.trace(k @ l)
-        + (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2))
-        - 2.0 / (n - 2) * (ones.T @ k @ l @ ones)
+        torch.trace(gram_k @ gram_l)
+        + (ones.T @ gram_k @ ones) * (ones.T @ gram_l @ ones) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (ones.T @ gram_k @ gram_l @ ones)
     )
     return float(value) / (n * (n - 3))
 
@@ -92,10 +92,10 @@ def test_one_dimensional_linear_cka_is_squared_pearson():
 def test_unbiased_hsic_matches_song_formula_on_raw_grams():
     x, y = _features(n=40, p=8), _related(_features(n=40, p=8))
     # Raw Gram matrices of uncentred, offset features: the U-centring must absorb the offsets.
-    k = (x + 3.0) @ (x + 3.0).T
-    l = y @ y.T
-    assert hsic(k, l, debiased=True) == pytest.approx(_song_hsic(k, l), rel=1e-10)
-    assert hsic(k, k, debiased=True) == pytest.approx(_song_hsic(k, k), rel=1e-10)
+    gram_k = (x + 3.0) @ (x + 3.0).T
+    gram_l = y @ y.T
+    assert hsic(gram_k, gram_l, debiased=True) == pytest.approx(_song_hsic(gram_k, gram_l), rel=1e-10)
+    assert hsic(gram_k, gram_k, debiased=True) == pytest.approx(_song_hsic(gram_k, gram_k), rel=1e-10)
 
 
 def test_feature_space_and_gram_paths_agree():
@@ -181,8 +181,8 @@ def test_minibatch_accumulates_hsic_not_cka():
         for j, fb in enumerate(layers_b):
             xy = xx = yy = 0.0
             for rows in batches:
-                k, l = fa[rows] @ fa[rows].T, fb[rows] @ fb[rows].T
-                b_xy, b_xx, b_yy = _song_hsic(k, l), _song_hsic(k, k), _song_hsic(l, l)
+                gram_k, gram_l = fa[rows] @ fa[rows].T, fb[rows] @ fb[rows].T
+                b_xy, b_xx, b_yy = _song_hsic(gram_k, gram_l), _song_hsic(gram_k, gram_k), _song_hsic(gram_l, gram_l)
                 xy, xx, yy = xy + b_xy / 8, xx + b_xx / 8, yy + b_yy / 8
                 mean_of_batch_cka[i, j] += b_xy / (b_xx * b_yy) ** 0.5 / 8
             expected[i, j] = xy / (xx * yy) ** 0.5

@@ -17,7 +17,7 @@ from hf_vssl.data.clips import (
     decode_plan,
     sample_clips,
 )
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.datasets import BadVideoTracker, VideoClipDataset, collate_clips
 from hf_vssl.data.decoding import VideoDecodeError, open_video
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.video_io import encode_video
@@ -185,7 +185,7 @@ def test_sample_clips_plans_on_segment_length(tmp_path):
     )
     assert plan.indices[0].tolist() == [3, 4, 5, 6]
     assert ids(clips[0]) == [23, 24, 25, 26]
-    with pytest.raises(ClipTooLongError, match="c.mp4: the clip needs 16"):
+    with pytest.raises(ClipTooLongError, match=r"c.mp4: the clip needs 16"):
         sample_clips(
             path, UniformClipSampler(16, short_video="error"), np.random.default_rng(0), start=20, end=30
         )
@@ -206,6 +206,7 @@ class RatePlanSampler:
 
 
 def _records(tmp_path, n, bad=()):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     records = []
     for i in range(n):
         path = tmp_path / f"v{i}.mp4"
@@ -269,11 +270,60 @@ def test_dataset_raises_when_too_many_bad(tmp_path):
             dataset[i]
 
 
-def test_dataset_counts_short_videos_as_bad(tmp_path):
+def test_short_videos_follow_the_policy_video_by_video(tmp_path):
+    # A too-short video used to count as corrupt (and one among the first 32 probed refused the
+    # run); now each short video gets the dataset's policy when it is read.
     records = _records(tmp_path, 3)  # 20, 21, 22 frames
-    dataset = VideoClipDataset(records, UniformClipSampler(21, short_video="error"), max_bad_fraction=0.5)
-    assert dataset[0]["index"] == 1
-    assert "needs 21 frames but the video has only 20" in dataset.bad_videos[0][1]
+    sampler = UniformClipSampler(21, short_video="error", mode="center")
+    skip = VideoClipDataset(records, sampler, max_bad_fraction=0.0)
+    assert skip[0]["index"] == 1 and skip[2]["index"] == 2  # skipped, not a corruption: no raise
+    assert [v["video_id"] for v in skip.skipped_videos()["short"]] == ["v0"]
+    assert skip.skipped_videos()["corrupt"] == [] and skip.tracker.totals()["short"] == 1
+    loop = VideoClipDataset(records, sampler, short_video="loop")[0]
+    pad = VideoClipDataset(records, sampler, short_video="pad")[0]
+    assert loop["index"] == pad["index"] == 0
+    assert ids(loop["clips"][0]) == [*range(20), 0] and ids(pad["clips"][0]) == [*range(20), 19]
+    refuse = VideoClipDataset(records, sampler, short_video="refuse")
+    assert refuse[1]["index"] == 1  # the long videos are read
+    with pytest.raises(ClipTooLongError, match=r"v0\.mp4: the clip needs 21 frames but the video has only 20"):
+        refuse[0]
+    with pytest.raises(ValueError, match="short_video must be one of"):
+        VideoClipDataset(records, sampler, short_video="error")
+
+
+def test_evaluation_dataset_skips_bad_videos_without_substitutes(tmp_path):
+    records = _records(tmp_path, 5, bad={2})
+    dataset = VideoClipDataset(records, UniformClipSampler(4), max_bad_fraction=0.5, substitute=False)
+    samples = [dataset[i] for i in range(5)]
+    assert samples[2]["skipped"] and samples[2]["video_id"] == "v2"
+    assert [s["index"] for s in samples] == [0, 1, 2, 3, 4]  # nobody stands in for v2
+    batch = collate_clips(samples[1:4])
+    assert batch["index"].tolist() == [1, 3] and batch["video_ids"] == ["v1", "v3"]
+    assert batch["skipped_video_ids"] == ["v2"] and batch["skipped_index"].tolist() == [2]
+    assert batch["pixel_values"].shape[0] == 2
+    empty = collate_clips([samples[2]])
+    assert empty["pixel_values"] is None and empty["labels"].numel() == 0 and empty["skipped_video_ids"] == ["v2"]
+    assert dataset.skipped_videos()["corrupt"] == [{"index": 2, "video_id": "v2", "path": records[2].path}]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_bad_video_tolerance_does_not_depend_on_worker_count(tmp_path, num_workers):
+    # Per-worker counts let two workers pass data that stops a run with none; the tolerance is
+    # now a fraction of all the videos, counted in memory every worker shares.
+    def run(records, **kwargs):
+        dataset = VideoClipDataset(records, UniformClipSampler(4), **kwargs)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=num_workers,
+                                             collate_fn=collate_clips)
+        return dataset, [index for batch in loader for index in batch["index"].tolist()]
+
+    one_bad = _records(tmp_path / "one", 10, bad={7})
+    dataset, read = run(one_bad, max_bad_fraction=0.1)  # 1 of 10 is within 10 %
+    assert read == [0, 1, 2, 3, 4, 5, 6, 8, 8, 9]  # training: v7 replaced by the next video
+    assert [v["index"] for v in dataset.skipped_videos()["corrupt"]] == [7]  # seen by the main process
+    dataset, read = run(one_bad, max_bad_fraction=0.1, substitute=False)
+    assert read == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    with pytest.raises(RuntimeError, match=r"2 of 10 videos could not be used"):
+        run(_records(tmp_path / "two", 10, bad={2, 7}), max_bad_fraction=0.1)
 
 
 def test_noise_applied_before_transform_with_video_id_key(tmp_path):
@@ -292,3 +342,16 @@ def test_collate_rejects_mixed_shapes():
     b = {"clips": [torch.zeros(4, 3, 8, 9)], "info": {}, "label": 0, "video_id": "b", "index": 1}
     with pytest.raises(ValueError, match="one shape"):
         collate_clips([a, b])
+
+
+def test_tracker_rule_on_counts_summed_over_ranks():
+    # Each rank counts its own reads; the loop sums totals() over ranks and applies one rule.
+    ranks = [BadVideoTracker(max_bad_fraction=0.25, min_seen=4) for _ in range(2)]
+    for rank, tracker in enumerate(ranks):
+        tracker.ok()
+        tracker.bad(f"r{rank}", f"video{rank}.mp4", "corrupt")  # 1 of 2 on each rank: under min_seen
+    sums = {key: sum(t.totals()[key] for t in ranks) for key in ("read", "corrupt", "short")}
+    assert sums == {"read": 4, "corrupt": 2, "short": 0}
+    with pytest.raises(RuntimeError, match=r"2 of 4 videos could not be used \(50\.0% > max_bad_fraction=25\.0%\)"):
+        ranks[0].check_totals(sums["corrupt"], sums["read"])
+    ranks[0].check_totals(1, 4)  # within the tolerance

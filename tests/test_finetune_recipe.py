@@ -115,7 +115,7 @@ def test_empty_or_missing_test_split_stops_before_training(tiny_corpus, tmp_path
     (root / "ucfTrainTestlist" / "testlist01.txt").write_text("")
     args = [*TINY, "--init", "random", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
             "--image_size", "32", "--dataset", "ucf101", "--dataset_root", str(root), "--max_steps", "1"]
-    with pytest.raises(ValueError, match="split 'test'.*no videos"):
+    with pytest.raises(ValueError, match=r"split 'test'.*no videos"):
         run_finetuning(parse_args(FinetuningArguments, [*args, "--output_dir", str(tmp_path / "a")]))
     (root / "ucfTrainTestlist" / "testlist01.txt").unlink()
     with pytest.raises(FileNotFoundError, match="testlist01"):
@@ -126,7 +126,7 @@ def test_empty_or_missing_test_split_stops_before_training(tiny_corpus, tmp_path
 def test_input_the_backbone_cannot_take_is_refused_before_training(pretrained, tiny_corpus, tmp_path):
     args = [*TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus),
             "--output_dir", str(tmp_path / "run"), "--image_size", "8", "--max_steps", "1"]
-    with pytest.raises(ValueError, match="--image_size 8.*at least"):
+    with pytest.raises(ValueError, match=r"--image_size 8.*at least"):
         run_finetuning(parse_args(FinetuningArguments, args))
     assert not (tmp_path / "run").exists()
 

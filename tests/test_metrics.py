@@ -53,7 +53,7 @@ def test_relative_robustness_known_values():
     metric = load_metric("relative_robustness")
     assert metric.compute(clean_accuracy=[0.8], noisy_accuracy=[0.6]) == {
         "relative_decrease": pytest.approx(0.25), "relative_robustness": pytest.approx(0.75)}
-    # REFERENCE.md: R21D RSPNet clean 78.0, Gaussian severity 1 16.7.
+    # docs/study_settings.md#noise: R21D RSPNet clean 78.0, Gaussian severity 1 16.7.
     result = metric.compute(clean_accuracy=[0.780, 0.780], noisy_accuracy=[0.167, 0.780])
     assert result["relative_decrease"] == pytest.approx((0.613 / 0.780 + 0.0) / 2)
     assert result["relative_robustness"] == pytest.approx(1 - result["relative_decrease"])

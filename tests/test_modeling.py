@@ -56,7 +56,9 @@ def test_model_forward_shapes_and_hidden_states():
     pixel_values = torch.randn(2, 8, 3, 32, 32)
     out = model(pixel_values, output_hidden_states=True)
     assert out.pooler_output.shape == (2, model.num_features)
-    assert len(out.hidden_states) == len(model.backbone.stage_names) >= 4
+    # The stem output first, then one per stage, as transformers models report the embedding output.
+    assert model.hidden_state_names == ("stem", *model.backbone.stage_names)
+    assert len(out.hidden_states) == len(model.backbone.stage_names) + 1 == 5
     assert out.last_hidden_state is out.hidden_states[-1]
     assert model(pixel_values).hidden_states is None
 

@@ -1,4 +1,4 @@
-"""Noise statistics follow REFERENCE.md section 5; temporal perturbations do what they say."""
+"""Noise statistics follow docs/study_settings.md#noise; temporal perturbations do what they say."""
 
 from __future__ import annotations
 

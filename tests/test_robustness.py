@@ -57,7 +57,7 @@ def test_report_contents_are_complete_and_deterministic(classifier, tiny_corpus,
     assert set(cells) == {(n, s) for n in NOISES for s in [0, *SEVERITIES]}
     clean = report["clean_top1"]
     assert 0.0 < clean <= 1.0
-    for (noise, severity), cell in cells.items():
+    for (_noise, severity), cell in cells.items():
         assert 0.0 <= cell["top1"] <= 1.0
         assert cell["relative_decrease"] == pytest.approx((clean - cell["top1"]) / clean)
         assert cell["relative_robustness"] == pytest.approx(cell["top1"] / clean)

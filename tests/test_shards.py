@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
+from _real_videos import ffprobe_count, frame_marker, pyav_frames
 
-from hf_vssl.data.decoding import open_video
+from hf_vssl.data.decoding import decode_frames, num_frames, open_video
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.shards import (
     ReencodeOptions,
@@ -16,6 +18,7 @@ from hf_vssl.data.shards import (
     build_shards,
     iter_shard_samples,
     read_manifest,
+    reencode_video,
     sample_key,
     video_field,
 )
@@ -158,3 +161,34 @@ def test_noisy_shards_from_records_load_as_video(corpus, tmp_path):
     rows = list(load_video_dataset(tmp_path / "noisy"))
     assert len(rows) == 2 and rows[0]["video"].metadata.codec == "ffv1"
     assert json.loads(json.dumps(rows[0]["json"]))["container"] == "mkv"
+
+
+def test_real_container_codec_combinations_survive_shards_with_every_frame(real_videos, tmp_path):
+    # UCF101's XVID+MP3 AVIs and a 1080p H.264 AVI were dropped ("Requested next frame while
+    # there are no more frames left to decode"); every file must be kept with all its frames,
+    # counted as FFmpeg counts them, both as original bytes and re-encoded.
+    records = [VideoRecord(str(path), i, f"c{i}", name.replace(".", "_"), "train", "real")
+               for i, (name, path) in enumerate(sorted(real_videos.items()))]
+    expected = {record.video_id: len(pyav_frames(Path(record.path))) for record in records}
+    for record in records:
+        assert ffprobe_count(Path(record.path)) in (None, expected[record.video_id])
+    for reencode in (None, ReencodeOptions(short_side=64, gop_size=4)):
+        out = tmp_path / ("kept" if reencode is None else "reencoded")
+        report = build_shards(records, out, reencode=reencode, num_workers=1)
+        assert report.skipped == [] and report.written == len(records)
+        for data, meta in iter_shard_samples(out):
+            assert meta["num_frames"] == expected[meta["video_id"]]
+            decoder = open_video(data, name=meta["video_id"])
+            assert num_frames(decoder) == expected[meta["video_id"]]
+            if reencode is not None:
+                frames = decode_frames(decoder, list(range(num_frames(decoder))))
+                assert min(frames.shape[-2:]) == 64
+                if meta["video_id"] == "rotated_mov":  # displayed portrait: 64 wide, 86 high
+                    assert frames.shape[-2:] == (86, 64)
+
+
+def test_reencoded_b_frame_avi_keeps_frame_order(real_videos):
+    path = real_videos["xvid_mp3.avi"]
+    data, count = reencode_video(path, ReencodeOptions(short_side=None))
+    frames = decode_frames(open_video(data, name="re-encoded"), list(range(count))).permute(0, 2, 3, 1).numpy()
+    assert count == len(pyav_frames(path)) and frame_marker(frames).tolist() == list(range(count))

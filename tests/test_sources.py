@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from torchcodec.decoders import VideoDecoder
 
-from hf_vssl.data.sources import SOURCES, list_sources, load_source
+from hf_vssl.data.sources import SOURCES, UnlabelledSplitError, default_eval_split, list_sources, load_source
 from hf_vssl.data.synthetic import LAYOUTS, make_synthetic_dataset, read_metadata
 
 SMALL = {"seed": 1, "num_classes": 3, "videos_per_class": 4, "clips_per_group": 2, "num_frames": 16, "size": (32, 32), "num_workers": 1}
@@ -90,8 +90,8 @@ def test_three_folds_partition_by_group(corpora, layout):
         train = load_source(layout, corpora[layout], "train", fold)
         test = load_source(layout, corpora[layout], "test", fold)
         assert len(train) + len(test) == 12
-        group = lambda r: (r.label, r.video_id.rsplit("_c", 1)[0])
-        assert not {group(r) for r in train} & {group(r) for r in test}
+        groups = [{(r.label, r.video_id.rsplit("_c", 1)[0]) for r in records} for records in (train, test)]
+        assert not groups[0] & groups[1]
         everything |= {r.video_id for r in test}
     assert len(everything) == 12  # every group is held out in some fold
 
@@ -259,3 +259,57 @@ def test_videofolder_flat_layout(copy_of):
     shutil.move(str(root / "test"), str(flat))
     records = load_source("videofolder", flat, "test")
     assert len(records) == 6 and {r.label_name for r in records} == {"move_left", "move_right", "move_up"}
+
+
+# ---- label spaces and the splits evaluation may use --------------------------------------------
+
+
+@pytest.mark.parametrize("layout", sorted(NAMES))
+def test_report_carries_the_whole_label_space(corpora, layout):
+    report = load_source(layout, corpora[layout], "train", return_report=True)
+    assert report.id2label() == dict(enumerate(NAMES[layout]))
+
+
+def test_ucf101_label_space_is_classind_even_for_a_partial_copy(copy_of):
+    # A partial copy (videos of some classes only) used to give max(seen label) + 1 outputs with
+    # made-up names for the classes it did not see; the label space is classInd.txt's.
+    root = copy_of("ucf101")
+    lists = root / "ucfTrainTestlist"
+    extra = [f"Action{i:03d}" for i in range(4, 102)]
+    names = [*NAMES["ucf101"], *extra]
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(names)))
+    shutil.rmtree(root / "UCF-101" / "MoveRight")  # this copy lacks a class's videos
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the missing videos are reported, not the point here
+        report = load_source("ucf101", root, "train", return_report=True)
+    assert {r.label_name for r in report.records} == {"MoveLeft", "MoveUp"}
+    id2label = report.id2label()
+    assert len(id2label) == 101 and id2label[1] == "MoveRight" and id2label[40] == "Action041"
+    assert id2label[100] == "Action101"
+
+
+@pytest.mark.parametrize("layout", ["kinetics400", "ssv2"])
+def test_unlabelled_test_split_is_refused_where_labels_are_needed(corpora, copy_of, layout):
+    # Evaluating on the official (unlabelled) test split crashed finetuning after training and
+    # gave retrieval a silent top-1 of 0.
+    assert default_eval_split(layout) == "val" and SOURCES[layout].unlabelled_splits == ("test",)
+    assert {r.label for r in load_source(layout, corpora[layout], "test")} == {-1}  # still listable
+    with pytest.raises(UnlabelledSplitError, match=r"split 'test' of .* no labels for 6 of its 6 videos "
+                                                   r"\(the official list carries none\); evaluate on .*'val'"):
+        load_source(layout, corpora[layout], "test", require_labels=True)
+    records = load_source(layout, corpora[layout], default_eval_split(layout), require_labels=True)
+    assert len(records) == 6 and min(r.label for r in records) >= 0
+
+
+def test_a_labelled_copy_of_an_officially_unlabelled_split_is_accepted(copy_of):
+    root = copy_of("kinetics400")
+    rows = (root / "validate.csv").read_text().replace(",val\n", ",test\n").replace(",val\r\n", ",test\r\n")
+    (root / "test.csv").write_text(rows)
+    records = load_source("kinetics400", root, "test", require_labels=True)
+    assert len(records) == 6 and min(r.label for r in records) >= 0
+
+
+@pytest.mark.parametrize("layout", ["ucf101", "hmdb51", "diving48", "videofolder"])
+def test_held_out_test_split_is_the_evaluation_default_elsewhere(corpora, layout):
+    assert default_eval_split(layout) == "test"
+    assert len(load_source(layout, corpora[layout], "test", require_labels=True)) == EXPECTED[layout]["test"]

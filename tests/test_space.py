@@ -28,7 +28,7 @@ from hf_vssl.data.decoding import decode_frames, num_frames, open_video
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LABELS = {i: name for i, name in enumerate(["left", "right", "up", "down", "orbit", "swing"])}
+LABELS = dict(enumerate(["left", "right", "up", "down", "orbit", "swing"]))
 TINY = {"backbone": "r3d", "width_multiplier": 0.125, "num_frames": 8, "image_size": 32}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_vssl.data.clips import UniformClipSampler
+from hf_vssl.data.clips import ClipTooLongError, UniformClipSampler
 from hf_vssl.data.datasets import collate_clips
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.shards import build_shards
@@ -137,14 +137,19 @@ def test_bad_videos_are_skipped_and_counted(make_video, tmp_path):
     assert read == [v for i, v in enumerate(ids) if i not in (1, 4)]
     assert [name.rsplit(":", 1)[-1] for name, _ in stream.bad_videos] == ["vid01", "vid04"]
     assert "needs 6 frames but the video has only 4" in stream.bad_videos[0][1]
+    # Short videos skipped by policy are reported, not counted as corrupt; "refuse" stops.
+    assert stream.tracker.totals() == {"read": 6, "corrupt": 0, "short": 2}
     strict = StreamingClipDataset(
         load_video_dataset(tmp_path / "short"),
         UniformClipSampler(6, short_video="error"),
-        min_seen=4,
+        short_video="refuse",
         shuffle=False,
     )
-    with pytest.raises(RuntimeError, match="max_bad_fraction"):
+    with pytest.raises(ClipTooLongError, match=r"vid01: the clip needs 6 frames but the video has only 4"):
         list(strict)
+    looped = StreamingClipDataset(load_video_dataset(tmp_path / "short"), UniformClipSampler(6, short_video="error"),
+                                  short_video="loop", shuffle=False)
+    assert [sample["video_id"] for sample in looped] == ids
 
 
 def _free_port() -> int:
@@ -153,6 +158,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_read_every_video_exactly_once(make_video, tmp_path):
     even_ids = _make_shards(make_video, tmp_path / "even", 16, 4)  # 4 shards: 2 per rank, 1 per worker
     odd_ids = _make_shards(make_video, tmp_path / "odd", 10, 2)  # 5 shards: split by example

@@ -110,7 +110,7 @@ def test_frames_keep_their_own_content():
 
 
 def test_unknown_preset_lists_valid_ones():
-    with pytest.raises(ValueError, match="cvrl.*eval|eval.*cvrl"):
+    with pytest.raises(ValueError, match=r"cvrl.*eval|eval.*cvrl"):
         build_transform("simclr", SIZE)
 
 

@@ -1,6 +1,6 @@
 """Centred Kernel Alignment (CKA) between layer representations.
 
-Definitions (REFERENCE.md section 6; Kornblith et al. 2019, Nguyen, Raghu & Kornblith 2021):
+Definitions (docs/study_settings.md#cka; Kornblith et al. 2019, Nguyen, Raghu & Kornblith 2021):
 
 - ``HSIC(K, L)`` with the *biased* estimator is ``<HKH, HLH> / (n - 1)^2`` (``H`` = centring
   matrix); the *unbiased* estimator of Song et al. (2012) needs ``n > 3``.

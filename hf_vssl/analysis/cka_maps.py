@@ -122,7 +122,9 @@ def resolve_stage_modules(model: VSSLModel, pixel_values: torch.Tensor) -> list[
                for name, module in model.backbone.named_modules() if name]
     try:
         with torch.no_grad():
-            stages = model(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+            hidden_states = model(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        by_name = model.hidden_states_by_name(hidden_states)  # the stem output is not a CKA stage
+        stages = [by_name[name] for name in model.backbone.stage_names]
     finally:
         for handle in handles:
             handle.remove()
@@ -169,7 +171,9 @@ class StageGrams:
         return torch.autocast(device.type, dtype=self.autocast_dtype)
 
     def _from_hidden_states(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        stages = self.model(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        hidden_states = self.model(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        by_name = self.model.hidden_states_by_name(hidden_states)
+        stages = [by_name[name] for name in self.layer_names]
         return [self._to_gram(stage.reshape(stage.shape[0], -1)) for stage in stages]
 
     @torch.no_grad()

@@ -1,6 +1,6 @@
 """Robustness of a video classifier to input noise: the evaluation re-run on noisy variants of the test set.
 
-Each noise kind (REFERENCE.md section 5; temporal perturbations too) at severities 1-5 is applied
+Each noise kind (docs/study_settings.md#noise; temporal perturbations too) at severities 1-5 is applied
 to the uint8 frames of every test clip, seeded per (seed, video id), then the model is tested
 exactly as after finetuning (:func:`hf_vssl.training.evaluation.evaluate_classifier`, video-level
 top-1). Severity 0 is the clean test set. Relative decrease / robustness come from the shipped

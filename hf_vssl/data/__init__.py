@@ -1,6 +1,6 @@
 """The video data layer: sources -> records -> (shards | files) -> clips -> batches.
 
-Public entry points:
+Public entry points (names fixed by docs/design.md#contract):
 
 - :func:`load_source` parses an official dataset layout into :class:`VideoRecord` s;
 - :func:`build_shards` writes WebDataset shards, :func:`load_video_dataset` streams them back
@@ -23,7 +23,8 @@ _EXPORTS = {
     "VideoDecodeError": "decoding", "open_video": "decoding",
     "VideoRecord": "records",
     "ReencodeOptions": "shards", "ShardReport": "shards", "build_noisy_shards": "shards", "build_shards": "shards",
-    "SOURCES": "sources", "list_sources": "sources", "load_source": "sources",
+    "SOURCES": "sources", "UnlabelledSplitError": "sources", "default_eval_split": "sources", "list_sources": "sources",
+    "load_source": "sources",
     "StreamingClipDataset": "streaming", "load_video_dataset": "streaming",
     "balanced_subset": "subsets", "load_subset": "subsets", "save_subset": "subsets", "select_by_ids": "subsets",
 }
@@ -46,6 +47,7 @@ __all__ = [
     "ShardReport",
     "StreamingClipDataset",
     "UniformClipSampler",
+    "UnlabelledSplitError",
     "VideoClipDataset",
     "VideoDecodeError",
     "VideoRecord",
@@ -54,6 +56,7 @@ __all__ = [
     "build_shards",
     "collate_clips",
     "decode_plan",
+    "default_eval_split",
     "list_sources",
     "load_source",
     "load_subset",

@@ -6,11 +6,17 @@ their own samplers; :class:`UniformClipSampler` covers the common cases (random 
 VCOP-style consecutive clips, test-time multi-clip). :func:`decode_plan` decodes the union of
 a plan's frames once, so a two-clip plan costs about one clip's decode when the clips are close.
 
-Short videos follow an explicit policy (``short_video``):
+Short videos follow an explicit policy. Inside :class:`UniformClipSampler` (``short_video``):
 
 - ``"loop"``: indices past the end wrap around to the start (``i % video_len``);
 - ``"pad"``: indices past the end repeat the last frame;
 - ``"error"``: raise :class:`ClipTooLongError` naming the needed and available frame counts.
+
+For any sampler (a pretext task's raises :class:`ClipTooLongError` for a video it cannot
+plan), :func:`sample_clips` applies a per-video policy (:data:`SHORT_VIDEO_ACTIONS`):
+``"loop"`` / ``"pad"`` plan the clips for the length the sampler needs and fold the indices
+back into the video as above; ``"skip"`` and ``"refuse"`` raise, and the datasets skip the
+video or stop the run.
 """
 
 from __future__ import annotations
@@ -20,8 +26,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torchcodec.decoders import VideoDecoder
+
+from .decoding import VideoDecodeError, decode_frames, num_frames, open_video
 
 SHORT_VIDEO_POLICIES = ("loop", "pad", "error")
+#: What a dataset does with a video its sampler finds too short, decided per video.
+SHORT_VIDEO_ACTIONS = ("skip", "loop", "pad", "refuse")
 SAMPLING_MODES = ("random", "center", "uniform")
 
 
@@ -213,8 +224,6 @@ def segment_bounds(
     that is empty or starts past the end raises :class:`~hf_vssl.data.decoding.VideoDecodeError`
     naming the file, so datasets count it as a bad video.
     """
-    from .decoding import VideoDecodeError
-
     begin = int(start or 0)
     stop = total_frames if end is None else min(int(end), total_frames)
     if begin < 0 or begin >= stop:
@@ -238,10 +247,6 @@ def decode_plan(
     are relative to the segment ``[start, end)`` of the file (a record's annotated segment;
     ``end`` exclusive, clamped to the file). The union of all clips' frames is decoded once.
     """
-    from torchcodec.decoders import VideoDecoder
-
-    from .decoding import decode_frames, num_frames, open_video
-
     decoder = source if isinstance(source, VideoDecoder) else open_video(source, name=name)
     label = name if name is not None else getattr(decoder, "_hf_vssl_name", None)
     begin, stop = segment_bounds(num_frames(decoder), start, end, label)
@@ -258,6 +263,27 @@ def decode_plan(
     return list(torch.split(frames, sizes)) if len(sizes) > 1 else [frames]
 
 
+def fit_plan(
+    sampler: ClipSampler, video_len: int, rng: np.random.Generator, short_video: str = "skip"
+) -> ClipPlan:
+    """``sampler.plan(video_len, rng)``, with a too-short video handled by ``short_video``.
+
+    ``"loop"`` / ``"pad"``: the sampler plans for the length it needs and every index past the
+    video's end wraps around (loop) or repeats the last frame (pad); ``"skip"`` / ``"refuse"``:
+    the :class:`ClipTooLongError` propagates (the dataset skips the video or stops).
+    """
+    if short_video not in SHORT_VIDEO_ACTIONS:
+        raise ValueError(f"short_video must be one of {SHORT_VIDEO_ACTIONS}, got {short_video!r}")
+    try:
+        return sampler.plan(video_len, rng)
+    except ClipTooLongError as error:
+        if short_video not in ("loop", "pad") or video_len < 1:
+            raise
+        plan = sampler.plan(max(int(error.needed), video_len), rng)
+    fold = (lambda ix: ix % video_len) if short_video == "loop" else (lambda ix: np.minimum(ix, video_len - 1))
+    return ClipPlan([fold(np.asarray(ix, dtype=np.int64)) for ix in plan.indices], dict(plan.info))
+
+
 def sample_clips(
     source: Any,
     sampler: ClipSampler,
@@ -265,18 +291,18 @@ def sample_clips(
     start: int | None = 0,
     end: int | None = None,
     name: str | None = None,
+    short_video: str = "skip",
 ) -> tuple[list[torch.Tensor], ClipPlan]:
-    """Open ``source``, plan clips for its segment with ``sampler`` and decode them.
+    """Open ``source``, plan clips for its segment with ``sampler`` (:func:`fit_plan` with
+    ``short_video``) and decode them.
 
     The whole per-video read path in one call: returns ``(clips, plan)``.
     """
-    from .decoding import num_frames, open_video
-
     decoder = open_video(source, name=name)
     label = name if name is not None else getattr(decoder, "_hf_vssl_name", None)
     begin, stop = segment_bounds(num_frames(decoder), start, end, label)
     try:
-        plan = sampler.plan(stop - begin, rng)
+        plan = fit_plan(sampler, stop - begin, rng, short_video)
     except ClipTooLongError as error:
         raise ClipTooLongError(error.needed, error.available, label) from None
     return decode_plan(decoder, plan, begin, stop, name=label), plan
@@ -284,6 +310,7 @@ def sample_clips(
 
 __all__ = [
     "SAMPLING_MODES",
+    "SHORT_VIDEO_ACTIONS",
     "SHORT_VIDEO_POLICIES",
     "ClipPlan",
     "ClipSampler",
@@ -291,6 +318,7 @@ __all__ = [
     "UniformClipSampler",
     "clip_indices",
     "decode_plan",
+    "fit_plan",
     "sample_clips",
     "segment_bounds",
 ]

@@ -12,12 +12,20 @@ exactly-resumable training possible. Transforms draw from torch's global RNG, wh
 from the sample's generator inside a forked RNG state, so they are covered as long as they use
 torch's RNG (``torch.rand``, ``torch.randint``, ...).
 
-Bad videos (:class:`~hf_vssl.data.decoding.VideoDecodeError`,
-:class:`~hf_vssl.data.clips.ClipTooLongError`) are logged once with path and reason, counted in
-``bad_videos`` and replaced deterministically by the next index. Once at least ``min_seen``
-videos were read (or the whole dataset, if smaller), more than ``max_bad_fraction`` bad ones
-raise a ``RuntimeError``: a corpus that is mostly broken should stop the run, not train on the
-few survivors. Counts are per process (each DataLoader worker keeps its own).
+Bad videos: a :class:`~hf_vssl.data.decoding.VideoDecodeError` marks a video *corrupt*; a
+:class:`~hf_vssl.data.clips.ClipTooLongError` (the sampler needs more frames than the video has)
+marks it *short*, and the dataset's ``short_video`` policy decides, per video: ``"skip"`` it,
+``"loop"`` or ``"pad"`` its frames up to the length the sampler needs, or ``"refuse"`` (stop with
+a one-line error naming the file). Each corrupt or skipped video is logged once with its path
+and reason. Training (``substitute=True``) replaces it deterministically by the next index;
+evaluation (``substitute=False``) never substitutes: the sample comes back marked ``skipped``,
+:func:`collate_clips` leaves it out of the batch and lists it, so no video is scored twice.
+
+The :class:`BadVideoTracker` keeps its counts in shared memory, so every DataLoader worker and
+the main process see the same ones: a map-style dataset stops as soon as more than
+``max_bad_fraction`` of *all* its videos are known corrupt, which does not depend on the number
+of workers or the order of reads. Counts are per process group member (rank); a loop that runs
+on several ranks sums :meth:`BadVideoTracker.totals` over them (see its docstring).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from .clips import ClipSampler, ClipTooLongError, sample_clips
+from .clips import SHORT_VIDEO_ACTIONS, ClipSampler, ClipTooLongError, sample_clips
 from .decoding import VideoDecodeError
 from .records import VideoRecord
 from .transforms import transform_sample_clips
@@ -45,48 +53,108 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 Noise = Callable[[torch.Tensor, str], torch.Tensor]
 
 
-class BadVideoTracker:
-    """Counts videos read and bad ones; warns once per bad video; raises past the tolerance."""
+#: Per-video status codes in :attr:`BadVideoTracker.status`.
+UNREAD_OR_OK, CORRUPT, SHORT = 0, 1, 2
+_MAX_WORKER_ROWS = 64  # one counter row per DataLoader worker (+ the main process): no shared writes
 
-    def __init__(self, max_bad_fraction: float = 0.01, min_seen: int = 100):
+
+class BadVideoTracker:
+    """Corrupt and skipped-short videos of one dataset, counted across DataLoader workers.
+
+    Args:
+        num_videos: size of a map-style dataset (per-video status in shared memory; the
+            tolerance is ``max_bad_fraction x num_videos`` corrupt videos, checked at every new
+            one); None for a stream (the tolerance is a fraction of the videos read, checked
+            once ``min_seen`` were read).
+        max_bad_fraction: tolerated fraction of corrupt videos (short videos skipped by policy
+            are reported but do not count).
+        min_seen: streams only (see ``num_videos``).
+
+    :attr:`bad_videos` lists ``(path, reason)`` of the videos *this process* met (their reasons
+    are also logged); :meth:`bad_indices` and :meth:`totals` read the shared state, so the main
+    process sees what its workers found. Several ranks: sum :meth:`totals` over them (e.g.
+    ``accelerator.reduce``) and pass the sums to :meth:`check_totals` at the end of an epoch.
+    """
+
+    def __init__(self, max_bad_fraction: float = 0.01, min_seen: int = 100, num_videos: int | None = None):
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction!r}")
         self.max_bad_fraction = float(max_bad_fraction)
         self.min_seen = max(1, int(min_seen))
-        self.seen = 0
+        self.num_videos = None if num_videos is None else int(num_videos)
+        self.status = torch.zeros(self.num_videos or 0, dtype=torch.int8).share_memory_()
+        # Rows: worker id + 1 (0: the main process); columns: read, corrupt, short.
+        self._counts = torch.zeros(_MAX_WORKER_ROWS + 1, 3, dtype=torch.int64).share_memory_()
         self.bad_videos: list[tuple[str, str]] = []
         self._bad_keys: set[Any] = set()
 
+    def _row(self) -> torch.Tensor:
+        info = torch.utils.data.get_worker_info()
+        return self._counts[0 if info is None else 1 + info.id % _MAX_WORKER_ROWS]
+
+    def _indexed(self, key: Any) -> bool:
+        return self.num_videos is not None and isinstance(key, int)
+
     def is_known_bad(self, key: Any) -> bool:
+        """Whether ``key`` (a map-style index: found by any worker) was already found unusable."""
+        if self._indexed(key):
+            return bool(self.status[key] != UNREAD_OR_OK)
         return key in self._bad_keys
 
     def ok(self) -> None:
-        self.seen += 1
+        self._row()[0] += 1
 
-    def bad(self, key: Any, path: str, reason: str) -> None:
-        self.seen += 1
-        if key not in self._bad_keys:
-            self._bad_keys.add(key)
-            self.bad_videos.append((path, reason))
-            logger.warning("skipping bad video %s: %s", path, reason)
+    def bad(self, key: Any, path: str, reason: str, *, short: bool = False) -> None:
+        """Record that ``key`` (``path``) is corrupt (or short, skipped by policy); raise past the tolerance."""
+        row = self._row()
+        row[0] += 1
+        if self.is_known_bad(key):
+            return
+        if self._indexed(key):
+            self.status[key] = SHORT if short else CORRUPT
+        self._bad_keys.add(key)
+        row[2 if short else 1] += 1
+        self.bad_videos.append((path, reason))
+        logger.warning("skipping %s video %s: %s", "short" if short else "bad", path, reason)
         self.check()
 
+    def bad_indices(self, kind: int = CORRUPT) -> list[int]:
+        """Indices of a map-style dataset found ``kind`` (:data:`CORRUPT` or :data:`SHORT`) so far, by any worker."""
+        return (self.status == kind).nonzero().flatten().tolist()
+
+    def totals(self) -> dict[str, int]:
+        """``{"read", "corrupt", "short"}`` over every worker of this process."""
+        read, corrupt, short = self._counts.sum(0).tolist()
+        if self.num_videos is not None:  # distinct videos, not reads
+            corrupt, short = len(self.bad_indices(CORRUPT)), len(self.bad_indices(SHORT))
+        return {"read": int(read), "corrupt": int(corrupt), "short": int(short)}
+
     def check(self) -> None:
-        if self.seen < self.min_seen:
+        """Raise ``RuntimeError`` once the corrupt videos exceed the tolerance."""
+        totals = self.totals()
+        self.check_totals(totals["corrupt"], self.num_videos if self.num_videos is not None else totals["read"])
+
+    def check_totals(self, corrupt: int, total: int) -> None:
+        """The tolerance rule on counts (summed over ranks by the caller for a distributed run):
+        ``corrupt > max_bad_fraction x total`` raises, for streams only once ``total >= min_seen``."""
+        if self.num_videos is None and total < self.min_seen:
             return
-        fraction = len(self.bad_videos) / self.seen
-        if fraction > self.max_bad_fraction:
+        if total and corrupt > self.max_bad_fraction * total:
             listed = "; ".join(f"{path}: {reason}" for path, reason in self.bad_videos[:5])
-            more = f" (and {len(self.bad_videos) - 5} more)" if len(self.bad_videos) > 5 else ""
+            more = f" (and {len(self.bad_videos) - 5} more here)" if len(self.bad_videos) > 5 else ""
             raise RuntimeError(
-                f"{len(self.bad_videos)} of {self.seen} videos read could not be used ({fraction:.1%} > "
+                f"{corrupt} of {total} videos could not be used ({corrupt / total:.1%} > "
                 f"max_bad_fraction={self.max_bad_fraction:.1%}): {listed}{more}. Fix or drop them "
                 "(build_shards validates and reports bad inputs) or raise max_bad_fraction."
             )
 
 
 def _reason(error: Exception) -> str:
-    return error.reason if isinstance(error, VideoDecodeError) else str(error)
+    """The problem without the file name (the log line and the lists name the file)."""
+    if isinstance(error, VideoDecodeError):
+        return error.reason
+    source = getattr(error, "source", None)
+    return str(error).removeprefix(f"{source}: ") if source else str(error)
 
 
 def build_sample(
@@ -102,10 +170,12 @@ def build_sample(
     end: int | None = None,
     transform: Transform | None = None,
     noise: Noise | None = None,
+    short_video: str = "skip",
 ) -> dict[str, Any]:
     """Decode, perturb and transform the clips of one video into a sample dict (shared by the
-    map-style and the streaming dataset). Raises the errors of :data:`BAD_VIDEO_ERRORS`."""
-    clips, plan = sample_clips(source, sampler, rng, start=start, end=end, name=name)
+    map-style and the streaming dataset). Raises the errors of :data:`BAD_VIDEO_ERRORS`
+    (``short_video``: see :func:`~hf_vssl.data.clips.fit_plan`)."""
+    clips, plan = sample_clips(source, sampler, rng, start=start, end=end, name=name, short_video=short_video)
     if noise is not None:
         # Clip 0 uses the bare video id so a one-clip sample matches NoiseTransform(video, id).
         clips = [noise(clip, video_id if k == 0 else f"{video_id}/clip{k}") for k, clip in enumerate(clips)]
@@ -150,10 +220,16 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
         noise: ``(clip, key) -> clip`` applied to uint8 clips before ``transform`` (e.g.
             :class:`hf_vssl.data.noise.NoiseTransform`); ``key`` is the video id.
         seed: base seed of the per-sample generators.
-        max_bad_fraction / min_seen: tolerance for bad videos (module docstring).
+        max_bad_fraction: tolerated fraction of corrupt videos among all records (module
+            docstring); ``min_seen`` is kept for streams and unused here.
+        short_video: ``"skip"``, ``"loop"``, ``"pad"`` or ``"refuse"``, applied to each video
+            its sampler finds too short (module docstring).
+        substitute: replace an unusable video by the next usable index (training); False
+            returns a ``skipped`` sample instead (evaluation: no video is scored twice).
 
     ``__getitem__(i)`` returns the sample dict; ``index`` is the record actually read (``i``, or
-    its replacement when ``i`` is bad).
+    its replacement when ``i`` is bad). A skipped sample is ``{"skipped": True, "index": i,
+    "video_id", "label", "reason"}``.
     """
 
     def __init__(
@@ -165,18 +241,32 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
         seed: int = 0,
         max_bad_fraction: float = 0.01,
         min_seen: int = 100,
+        short_video: str = "skip",
+        substitute: bool = True,
     ):
         if len(records) == 0:
             raise ValueError("VideoClipDataset needs at least one record")
+        if short_video not in SHORT_VIDEO_ACTIONS:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO_ACTIONS}, got {short_video!r}")
         self.records = list(records)
         self.sampler, self.transform, self.noise, self.seed = sampler, transform, noise, int(seed)
-        self.tracker = BadVideoTracker(max_bad_fraction, min(min_seen, len(self.records)))
+        self.short_video, self.substitute = short_video, bool(substitute)
+        self.tracker = BadVideoTracker(max_bad_fraction, min_seen, num_videos=len(self.records))
         self._init_epoch()
 
     @property
     def bad_videos(self) -> list[tuple[str, str]]:
-        """``(path, reason)`` of the bad videos met in this process."""
+        """``(path, reason)`` of the unusable videos met in this process (reasons are logged)."""
         return self.tracker.bad_videos
+
+    def skipped_videos(self) -> dict[str, list[dict[str, Any]]]:
+        """``{"corrupt": [...], "short": [...]}``: every video found unusable so far by any
+        DataLoader worker, as ``{"index", "video_id", "path"}`` (for ``metrics.json`` and cards)."""
+        def listed(kind: int) -> list[dict[str, Any]]:
+            return [{"index": i, "video_id": self.records[i].video_id, "path": self.records[i].path}
+                    for i in self.tracker.bad_indices(kind)]
+
+        return {"corrupt": listed(CORRUPT), "short": listed(SHORT)}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -187,9 +277,11 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {n} videos")
         i %= n
         epoch = self.epoch
-        for attempt in range(n):
+        for attempt in range(n if self.substitute else 1):
             idx = (i + attempt) % n
             if self.tracker.is_known_bad(idx):
+                if not self.substitute:
+                    return self._skipped(idx, "found unusable before")
                 continue
             record = self.records[idx]
             key = [self.seed, epoch, i] if attempt == 0 else [self.seed, epoch, i, attempt]
@@ -206,13 +298,24 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
                     end=record.end,
                     transform=self.transform,
                     noise=self.noise,
+                    short_video=self.short_video,
                 )
             except BAD_VIDEO_ERRORS as error:
-                self.tracker.bad(idx, record.path, _reason(error))
+                short = isinstance(error, ClipTooLongError)
+                if short and self.short_video == "refuse":
+                    raise ClipTooLongError(error.needed, error.available, record.path) from None
+                self.tracker.bad(idx, record.path, _reason(error), short=short)
+                if not self.substitute:
+                    return self._skipped(idx, _reason(error))
                 continue
             self.tracker.ok()
             return sample
         raise RuntimeError(f"none of the {n} videos could be read; first problems: {self.bad_videos[:3]}")
+
+    def _skipped(self, index: int, reason: str) -> dict[str, Any]:
+        record = self.records[index]
+        return {"skipped": True, "index": index, "video_id": record.video_id, "label": int(record.label),
+                "reason": reason}
 
 
 def stable_key_seed(key: str) -> int:
@@ -226,9 +329,21 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns ``pixel_values`` ``(B, T, C, H, W)`` for one clip per sample or ``(B, N, T, C, H, W)``
     for ``N`` clips, ``labels`` (int64), ``index`` (int64), ``video_ids`` (list of str) and every
     ``info`` field as a tensor of shape ``(B, ...)`` at the top level (e.g. ``batch["rate"]``).
+
+    Samples marked ``skipped`` (evaluation datasets, ``substitute=False``) are left out; the
+    batch then also carries ``skipped_video_ids`` and ``skipped_index``. A batch of skipped
+    samples only has ``pixel_values=None`` and empty ``labels`` / ``index``.
     """
     if not samples:
         raise ValueError("collate_clips got an empty batch")
+    skipped = [s for s in samples if s.get("skipped")]
+    if skipped:
+        batch = collate_clips([s for s in samples if not s.get("skipped")]) if len(skipped) < len(samples) else {
+            "pixel_values": None, "labels": torch.zeros(0, dtype=torch.int64),
+            "index": torch.zeros(0, dtype=torch.int64), "video_ids": []}
+        batch["skipped_video_ids"] = [s["video_id"] for s in skipped]
+        batch["skipped_index"] = torch.tensor([s["index"] for s in skipped], dtype=torch.int64)
+        return batch
     num_clips = {len(s["clips"]) for s in samples}
     if len(num_clips) != 1:
         raise ValueError(f"samples in a batch must have the same number of clips, got {sorted(num_clips)}")
@@ -264,6 +379,8 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 __all__ = [
     "BAD_VIDEO_ERRORS",
+    "CORRUPT",
+    "SHORT",
     "BadVideoTracker",
     "VideoClipDataset",
     "build_sample",

@@ -16,17 +16,31 @@ mode trusts the header: a truncated AVI opens with its declared length and fails
 missing frames are decoded; :func:`decode_frames` raises :class:`VideoDecodeError` then, and
 :func:`probe_video` (used when building shards) scans the file and reports the truncation
 up front.
+
+Sequential decoding: torchcodec indexes frames by their timestamps, and in AVI files whose
+video stream has B-frames (XVID as in UCF101, H.264-in-AVI) those timestamps are decode-order
+ones. Random access there returns *other* frames than asked for (measured: two frames off) and
+decoding up to the last frame fails with "Requested next frame while there are no more frames
+left to decode", although FFmpeg reads every frame. :func:`open_video` marks such files, and
+:func:`decode_frames` / :func:`decode_all` read them with :func:`decode_sequential` (PyAV, every
+frame from the start in presentation order, as FFmpeg does, with the display rotation applied
+as torchcodec does); any other file whose torchcodec decode fails gets the same fallback before
+it counts as truncated.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import av
 import numpy as np
 import torch
 from torchcodec.decoders import VideoDecoder
+from torchcodec.transforms import Resize
 
 VideoSource = str | os.PathLike | bytes | bytearray
 
@@ -67,13 +81,10 @@ def _check_path(path: str) -> None:
 
 def _diagnose(source: VideoSource, error: Exception) -> str:
     """Explain why torchcodec refused ``source``; runs only on the failure path (uses PyAV)."""
-    import av
-
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     detail = detail.split(", ")[-1] if "SingleStreamDecoder" in detail else detail  # drop C++ file:line
     try:
-        handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else os.fspath(source)
-        with av.open(handle) as container:
+        with av.open(_av_input(source)) as container:
             kinds = [stream.type for stream in container.streams]
             if not container.streams.video:
                 found = ", ".join(kinds) if kinds else "no streams at all"
@@ -124,7 +135,15 @@ def open_video(
     else:
         raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
 
-    mode = "approximate" if seek_mode == "auto" else seek_mode
+    facts = stream_facts(data)
+    sequential = facts.sequential
+    # A file read sequentially is counted by the scan (exact), not by its header: the header of
+    # a B-frame AVI may count frames the decoder never outputs. Approximate mode maps an index
+    # to a time at the average rate, which is another frame's time where the rate varies.
+    if sequential or (seek_mode == "auto" and facts.variable_frame_rate):
+        mode = "exact"
+    else:
+        mode = "approximate" if seek_mode == "auto" else seek_mode
     try:
         decoder = VideoDecoder(data, seek_mode=mode, num_ffmpeg_threads=num_threads)
         if seek_mode == "auto" and decoder.metadata.num_frames_from_header is None:
@@ -134,7 +153,130 @@ def open_video(
     if not decoder.metadata.num_frames:
         raise VideoDecodeError(label, "the video stream contains no frames")
     decoder._hf_vssl_name = label  # lets decode_frames name the file in its errors
+    decoder._hf_vssl_source = data  # what the sequential fallback re-reads
+    decoder._hf_vssl_sequential = sequential
     return decoder
+
+
+def _av_input(data: VideoSource) -> str | io.BytesIO:
+    return io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray)) else os.fspath(data)
+
+
+def _is_avi(data: VideoSource) -> bool:
+    """Whether ``data`` starts like a RIFF AVI file (12 bytes read)."""
+    if isinstance(data, (bytes, bytearray)):
+        head = bytes(data[:12])
+    else:
+        with open(data, "rb") as handle:
+            head = handle.read(12)
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
+class StreamFacts(NamedTuple):
+    """What the container header says about how a video must be indexed.
+
+    ``sequential``: an AVI file whose video stream has B-frames (torchcodec's index is off
+    there: read it with :func:`decode_sequential`); ``variable_frame_rate``: the average rate
+    differs from the stream's base rate (approximate seeking would pick other frames).
+    """
+
+    sequential: bool
+    variable_frame_rate: bool
+
+
+def stream_facts(data: VideoSource) -> StreamFacts:
+    """:class:`StreamFacts` of a path or bytes (one header read with PyAV; cached per file)."""
+    if isinstance(data, (bytes, bytearray)):
+        return _read_facts(bytes(data))
+    path = os.fspath(data)
+    stat = os.stat(path)
+    return _cached_facts(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_facts(path: str, size: int, mtime_ns: int) -> StreamFacts:
+    return _read_facts(path)  # size and mtime key the cache: a rewritten file is read again
+
+
+def _read_facts(data: str | bytes) -> StreamFacts:
+    try:
+        with av.open(_av_input(data)) as container:
+            if not container.streams.video:
+                return StreamFacts(False, False)
+            stream = container.streams.video[0]
+            sequential = _is_avi(data) and bool(stream.codec_context.has_b_frames)
+            base, average = stream.base_rate, stream.average_rate
+            variable = bool(base and average) and abs(float(average) / float(base) - 1) > 0.01
+            return StreamFacts(sequential, variable)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return StreamFacts(False, False)  # unreadable: torchcodec's open reports why
+
+
+def decode_sequential(
+    source: VideoSource,
+    indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    name: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Decode frames ``indices`` (default: all) by reading the video from its first frame.
+
+    Every frame FFmpeg outputs counts, in presentation order; decoding stops after the last
+    requested frame. The display rotation is applied (as torchcodec does); ``size`` (height,
+    width, after the rotation) scales each frame as it is decoded. Returns uint8 ``(N, C, H, W)``
+    in the order of ``indices`` (repeats allowed).
+
+    Raises:
+        VideoDecodeError: the file cannot be read or ends before a requested frame.
+    """
+    label = _source_name(source, name)
+    wanted = None if indices is None else np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+    last = None if wanted is None else int(wanted[-1])
+    keep = None if wanted is None else set(wanted.tolist())
+    frames: dict[int, np.ndarray] = {}
+    rotation = 0
+    count = 0
+    try:
+        with av.open(_av_input(source)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(label, "no video stream")
+            for count, frame in enumerate(container.decode(container.streams.video[0]), start=1):
+                index = count - 1
+                if keep is None or index in keep:
+                    rotation = int(round(getattr(frame, "rotation", 0) or 0))
+                    frames[index] = _to_rgb(frame, size, rotation)
+                if last is not None and index >= last:
+                    break
+    except av.error.FFmpegError as error:
+        # FFmpeg stops at the damage; the frames before it were read.
+        if last is None or count <= last:
+            raise VideoDecodeError(
+                label, f"truncated or corrupt: decoding stopped after {count} frames: {error}"
+            ) from error
+    if last is not None and last >= count:
+        raise VideoDecodeError(
+            label, f"truncated or corrupt: frame {last} requested but only {count} frames could be decoded"
+        )
+    if not frames:
+        raise VideoDecodeError(label, "the video stream contains no frames")
+    order = sorted(frames)
+    stack = torch.from_numpy(np.stack([frames[i] for i in order])).permute(0, 3, 1, 2)
+    if indices is None:
+        return stack.contiguous()
+    position = {index: k for k, index in enumerate(order)}
+    pick = [position[int(i)] for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+    return stack.index_select(0, torch.tensor(pick, dtype=torch.int64)).contiguous()
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, rotation: int) -> np.ndarray:
+    """One decoded frame as uint8 ``(H, W, 3)``, scaled to ``size`` (after rotation) and rotated."""
+    quarter_turns = (rotation // 90) % 4
+    if size is not None:
+        height, width = size if quarter_turns % 2 == 0 else (size[1], size[0])
+        frame = frame.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    image = frame.to_ndarray(format="rgb24")
+    # A display rotation of r degrees shows the stored image turned by r (counter-clockwise).
+    return np.ascontiguousarray(np.rot90(image, k=quarter_turns)) if quarter_turns else image
 
 
 def num_frames(decoder: VideoDecoder) -> int:
@@ -165,9 +307,14 @@ def decode_frames(
         raise IndexError(
             f"{label}: frame indices must lie in [0, {total}), got min {unique[0]} max {unique[-1]}"
         )
+    source = getattr(decoder, "_hf_vssl_source", None)
+    if getattr(decoder, "_hf_vssl_sequential", False):
+        return decode_sequential(source, idx, name=label)
     try:
         frames = decoder.get_frames_at(unique.tolist()).data
     except (RuntimeError, ValueError) as error:
+        if source is not None:  # torchcodec's index may be what failed: FFmpeg may read on
+            return decode_sequential(source, idx, name=label)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise VideoDecodeError(
             label,
@@ -176,6 +323,33 @@ def decode_frames(
     if unique.size == idx.size and np.array_equal(unique, idx):
         return frames
     return frames.index_select(0, torch.from_numpy(inverse.reshape(-1)))
+
+
+def decode_all(decoder: VideoDecoder, size: tuple[int, int] | None = None, name: str | None = None) -> torch.Tensor:
+    """Every frame of an :func:`open_video` decoder -> uint8 ``(N, C, H, W)``, scaled to ``size``
+    (height, width) on the decoder side when given.
+
+    One pass from frame 0 with torchcodec; files it cannot read that way (see the module
+    docstring) are read with :func:`decode_sequential`, so the result has every frame FFmpeg
+    reads.
+    """
+    label = name if name is not None else getattr(decoder, "_hf_vssl_name", "<video>")
+    source = decoder._hf_vssl_source
+    meta = decoder.metadata
+    if not getattr(decoder, "_hf_vssl_sequential", False):
+        try:
+            if size is not None and tuple(size) != (meta.height, meta.width):
+                decoder = VideoDecoder(source, seek_mode="exact", transforms=[Resize(tuple(size))])
+            return decoder.get_frames_in_range(0, int(meta.num_frames)).data
+        except (RuntimeError, ValueError):
+            pass  # the sequential read below decides whether the file is really damaged
+    scaled = None if size is None or tuple(size) == (meta.height, meta.width) else tuple(size)
+    frames = decode_sequential(source, None, name=label, size=scaled)
+    if frames.shape[0] < int(meta.num_frames):
+        raise VideoDecodeError(
+            label, f"truncated or corrupt: {frames.shape[0]} of its {int(meta.num_frames)} frames could be decoded"
+        )
+    return frames
 
 
 def probe_video(source: VideoSource, name: str | None = None) -> dict:
@@ -191,7 +365,10 @@ def probe_video(source: VideoSource, name: str | None = None) -> dict:
     total = num_frames(decoder)
     declared = meta.num_frames_from_header
     # Allow a tiny mismatch (some AVI muxers count a dummy packet); a real cut loses much more.
-    if declared and total < declared - max(1, int(0.02 * declared)):
+    # A B-frame AVI's header counts packets, not frames (packed B-frames leave placeholders):
+    # reading it to the end below is its check.
+    sequential = getattr(decoder, "_hf_vssl_sequential", False)
+    if declared and not sequential and total < declared - max(1, int(0.02 * declared)):
         raise VideoDecodeError(
             label, f"truncated: the header declares {declared} frames but only {total} are present"
         )
@@ -205,4 +382,15 @@ def probe_video(source: VideoSource, name: str | None = None) -> dict:
     }
 
 
-__all__ = ["SEEK_MODES", "VideoDecodeError", "decode_frames", "num_frames", "open_video", "probe_video"]
+__all__ = [
+    "SEEK_MODES",
+    "StreamFacts",
+    "VideoDecodeError",
+    "decode_all",
+    "decode_frames",
+    "decode_sequential",
+    "num_frames",
+    "open_video",
+    "probe_video",
+    "stream_facts",
+]

@@ -1,6 +1,6 @@
 """Input perturbations for the robustness study: pixel noises and temporal perturbations.
 
-The four pixel noises follow the video robustness benchmark (the study's robustness settings): frames are
+The four pixel noises follow the video robustness benchmark (docs/study_settings.md#noise): frames are
 scaled to [0, 1], every frame (indeed every value) gets fresh noise, the result is clipped to
 [0, 1] and rounded back to uint8. Severity 1..5 picks the constant ``c`` from the preset's table;
 severity 0 means "clean" and returns an unchanged copy.
@@ -35,7 +35,7 @@ PIXEL_NOISES = ("gaussian", "shot", "impulse", "speckle")
 TEMPORAL_PERTURBATIONS = ("sampling_rate", "reversal", "jumbled", "frozen")
 NOISE_KINDS = PIXEL_NOISES + TEMPORAL_PERTURBATIONS
 
-#: Constant ``c`` per severity 1..5 for each preset (the study's robustness settings).
+#: Constant ``c`` per severity 1..5 for each preset (docs/study_settings.md#noise).
 NOISE_PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
     "video-p": {
         "gaussian": (0.08, 0.12, 0.18, 0.26, 0.38),

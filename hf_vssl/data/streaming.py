@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .clips import ClipSampler
+from .clips import SHORT_VIDEO_ACTIONS, ClipSampler, ClipTooLongError
 from .datasets import (
     BAD_VIDEO_ERRORS,
     BadVideoTracker,
@@ -76,7 +76,7 @@ def dataset_base(path_or_repo_id: str | os.PathLike, revision: str | None = None
 
 def _read_json(url: str) -> dict[str, Any] | None:
     if url.startswith("hf://"):
-        from huggingface_hub import HfFileSystem
+        from huggingface_hub import HfFileSystem  # heavy import, only for Hub-hosted shards
 
         filesystem = HfFileSystem()
         if not filesystem.exists(url):
@@ -90,7 +90,7 @@ def _read_json(url: str) -> dict[str, Any] | None:
 
 
 def _features(video_field: str):
-    from datasets import Features, Value, Video
+    from datasets import Features, Value, Video  # heavy import (seconds): only streaming needs it
 
     types = {"label": "int64", "start": "int64", "end": "int64", "num_frames": "int64"}
     return Features(
@@ -117,7 +117,7 @@ def load_video_dataset(
     container, filename), ``__key__``, ``__url__``. Without a manifest, shards matching
     ``*-{split}-*.tar`` are loaded and their schema inferred.
     """
-    from datasets import Video, load_dataset
+    from datasets import Video, load_dataset  # heavy import (seconds): only streaming needs it
 
     base = dataset_base(path_or_repo_id, revision)
     manifest = _read_json(f"{base}/{MANIFEST_NAME}")
@@ -163,7 +163,11 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         rank / world_size: this process in the job (default: ``torch.distributed`` if
             initialised, else ``RANK``/``WORLD_SIZE``, else 0/1).
         shuffle / shuffle_buffer: shuffle shard order per epoch and examples in a buffer.
-        max_bad_fraction / min_seen: bad-video tolerance (per worker); bad videos are skipped.
+        max_bad_fraction / min_seen: tolerated fraction of corrupt videos among those read (by
+            every worker of this process), checked once ``min_seen`` were read; bad videos are
+            skipped.
+        short_video: ``"skip"``, ``"loop"``, ``"pad"`` or ``"refuse"`` for each video the sampler
+            finds too short (see :class:`hf_vssl.data.datasets.VideoClipDataset`).
 
     ``index`` in the samples is -1 (a stream has no global index; use ``video_id``). See the
     module docstring for the sharding rule and why the DataLoader stays out of
@@ -183,7 +187,9 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         min_seen: int = 100,
         shuffle: bool = True,
         shuffle_buffer: int = 16,
+        short_video: str = "skip",
     ):
+        # heavy imports (seconds): only streaming needs them
         import datasets
         from datasets.distributed import split_dataset_by_node
 
@@ -210,6 +216,9 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
             dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
         self.dataset = dataset
         self.sampler, self.transform, self.noise, self.seed = sampler, transform, noise, int(seed)
+        if short_video not in SHORT_VIDEO_ACTIONS:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO_ACTIONS}, got {short_video!r}")
+        self.short_video = short_video
         self.tracker = BadVideoTracker(max_bad_fraction, min_seen)
         self._init_epoch()
 
@@ -251,9 +260,13 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
                     end=meta.get("end"),
                     transform=self.transform,
                     noise=self.noise,
+                    short_video=self.short_video,
                 )
             except BAD_VIDEO_ERRORS as error:
-                self.tracker.bad(name, name, _reason(error))
+                short = isinstance(error, ClipTooLongError)
+                if short and self.short_video == "refuse":
+                    raise ClipTooLongError(error.needed, error.available, name) from None
+                self.tracker.bad(name, name, _reason(error), short=short)
                 continue
             self.tracker.ok()
             yield sample

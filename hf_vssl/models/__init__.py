@@ -1,6 +1,6 @@
 """hf_vssl's transformers classes.
 
-Everything a checkpoint's remote code needs sits flat in this folder (see DESIGN.md): config,
+Everything a checkpoint's remote code needs sits flat in this folder (docs/design.md#remote-code): config,
 backbones, model classes and the video processor, importing only installed libraries and each
 other relatively.
 """

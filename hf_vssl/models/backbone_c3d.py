@@ -70,7 +70,7 @@ class C3D(VideoBackbone):
             raise ValueError(f"C3D needs at least 8 frames of 16x16 pixels, got input of shape {tuple(x.shape)}")
         stages = []
         for group in self.groups:
-            x = group(x)
+            x = self.run_stage(group, x)
             stages.append(x)
         return stages
 

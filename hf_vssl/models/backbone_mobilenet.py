@@ -69,6 +69,7 @@ class MobileNet3D(VideoBackbone):
     """3D MobileNetV2; see the module docstring for the stage layout."""
 
     stage_names = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
+    _no_split_modules = ["InvertedResidual"]
 
     def __init__(self, width_multiplier: float = 1.0, in_channels: int = 3):
         super().__init__()
@@ -98,7 +99,7 @@ class MobileNet3D(VideoBackbone):
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs = []
         for stage in self.stages:
-            x = stage(x)
+            x = self.run_stage(stage, x)
             outputs.append(x)
         return outputs
 

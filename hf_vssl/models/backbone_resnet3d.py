@@ -147,10 +147,13 @@ class ResNet3D(VideoBackbone):
         in_channels: channels of the input clip.
 
     Stages 2-4 halve time, height and width in their first block; the stem halves only
-    height and width. ``forward_stages`` returns the four stage outputs ``(B, C, T, H, W)``.
+    height and width. ``forward_stages`` returns the stem output and the four stage outputs
+    ``(B, C, T, H, W)``.
     """
 
     stage_names = ("layer1", "layer2", "layer3", "layer4")
+    embedding_name = "stem"
+    _no_split_modules = ["BasicBlock"]
 
     def __init__(self, conv_builder: type, blocks_per_stage: Sequence[int], width_multiplier: float = 1.0,
                  in_channels: int = 3) -> None:
@@ -179,12 +182,12 @@ class ResNet3D(VideoBackbone):
         return nn.Sequential(*layers)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        stages = []
+        x = self.run_stage(self.stem, x)
+        hidden = [x]
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            stages.append(x)
-        return stages
+            x = self.run_stage(layer, x)
+            hidden.append(x)
+        return hidden
 
 
 def _build(config, conv_builder: type, blocks_per_stage: Sequence[int]) -> ResNet3D:

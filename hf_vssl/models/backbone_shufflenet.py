@@ -98,6 +98,7 @@ class ShuffleNet3D(VideoBackbone):
     """3D ShuffleNet V1; stages: ``stem``, ``stage1``, ``stage2``, ``stage3`` (each a 2x downsampling)."""
 
     stage_names = ("stem", "stage1", "stage2", "stage3")
+    _no_split_modules = ["ShuffleUnit"]
 
     def __init__(self, width_multiplier: float = 1.0, in_channels: int = 3, groups: int = GROUPS):
         super().__init__()
@@ -126,9 +127,9 @@ class ShuffleNet3D(VideoBackbone):
         self.init_weights_he()
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = [self.stem(x)]
+        outputs = [self.run_stage(self.stem, x)]
         for stage in self.stages:
-            outputs.append(stage(outputs[-1]))
+            outputs.append(self.run_stage(stage, outputs[-1]))
         return outputs
 
 

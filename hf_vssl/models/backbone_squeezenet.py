@@ -52,6 +52,7 @@ class SqueezeNet3D(VideoBackbone):
     """3D SqueezeNet 1.1 with bypass; see the module docstring for the stage layout."""
 
     stage_names = ("stem", "fire1", "fire2", "fire3", "fire4")
+    _no_split_modules = ["Fire"]
 
     def __init__(self, width_multiplier: float = 1.0, in_channels: int = 3):
         super().__init__()
@@ -79,9 +80,9 @@ class SqueezeNet3D(VideoBackbone):
         self.init_weights_he()
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = [self.stem(x)]
+        outputs = [self.run_stage(self.stem, x)]
         for group in self.fires:
-            outputs.append(group(outputs[-1]))
+            outputs.append(self.run_stage(group, outputs[-1]))
         return outputs
 
 

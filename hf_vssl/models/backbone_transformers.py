@@ -5,11 +5,15 @@ transformers' ``TimesformerModel`` and ``VivitModel``), built from scratch with 
 (nothing is downloaded), without its classifier. It takes ``(B, C, T, H, W)``, converts it to
 what the wrapped model expects, and returns:
 
-* swin-t: the four stage outputs as ``(B, C, T, H, W)``; pooled = final LayerNorm + mean.
-* mvit: the token sequence ``(B, 1 + T*H*W, C)`` at the end of each of the four stages;
-  pooled = final LayerNorm of the class token.
-* timesformer / vivit: every layer's hidden state ``(B, tokens, hidden_size)``; pooled = final
-  LayerNorm of the CLS token (what their ``ForVideoClassification`` heads read).
+* swin-t: the patch embedding and the four stage outputs as ``(B, C, T, H, W)``; pooled = final
+  LayerNorm + mean.
+* mvit: the token sequence ``(B, 1 + T*H*W, C)`` after the patch embedding and at the end of
+  each of the four stages; pooled = final LayerNorm of the class token.
+* timesformer / vivit: the embedding output and every layer's hidden state
+  ``(B, tokens, hidden_size)``, and on request each layer's attention weights; pooled = final
+  LayerNorm of the CLS token (what their ``ForVideoClassification`` heads read). The wrapped
+  model's own gradient checkpointing and attention implementation (``attn_implementation``,
+  SDPA for ViViT) are used as they are.
 
 ``config.backbone_kwargs`` (a dict or None) overrides architecture fields, e.g.
 ``{"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}`` for a tiny swin or
@@ -21,6 +25,7 @@ This file is part of the remote code that checkpoints carry (see ``backbone_base
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -31,7 +36,7 @@ from torchvision.models.video.mvit import MSBlockConfig, MViT
 from torchvision.models.video.swin_transformer import PatchEmbed3d, SwinTransformer3d
 from transformers import PreTrainedConfig, TimesformerConfig, TimesformerModel, VivitConfig, VivitModel
 
-from .backbone_base import VideoBackbone
+from .backbone_base import BackboneOutput, VideoBackbone
 
 
 def _overrides(config, defaults: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -74,14 +79,17 @@ class SwinBackbone(VideoBackbone):
         self.num_features = self.model.num_features
         self.stage_names = tuple(f"stage{i + 1}" for i in range(len(swin_kwargs["depths"])))
 
+    embedding_name = "patch_embed"
+    _no_split_modules = ["SwinTransformerBlock", "PatchMerging"]
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.model.pos_drop(self.model.patch_embed(x))  # (B, T, H, W, C)
-        stages = []
+        hidden = [x.permute(0, 4, 1, 2, 3)]
         for module in self.model.features:  # [stage, merge, stage, merge, ..., stage]
-            x = module(x)
+            x = self.run_stage(module, x)
             if isinstance(module, nn.Sequential):
-                stages.append(x.permute(0, 4, 1, 2, 3))
-        return stages
+                hidden.append(x.permute(0, 4, 1, 2, 3))
+        return hidden
 
     def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
         return self.model.norm(last_stage.permute(0, 2, 3, 4, 1)).flatten(1, 3).mean(dim=1)
@@ -158,10 +166,13 @@ class MViTBackbone(VideoBackbone):
         )
         self.model.head = nn.Identity()
         self.input_shape = (num_frames, image_size, image_size)
-        ends = torch.cumsum(torch.tensor(depths), 0) - 1
-        self._stage_ends = frozenset(int(i) for i in ends)
+        # Plain Python: from_pretrained builds the model on the meta device, where a tensor has no values.
+        self._stage_ends = frozenset(end - 1 for end in itertools.accumulate(depths))
         self.num_features = setting[-1].output_channels
         self.stage_names = tuple(f"stage{i + 1}" for i in range(len(depths)))
+
+    embedding_name = "patch_embed"
+    _no_split_modules = ["MultiscaleBlock"]
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         if tuple(x.shape[2:]) != self.input_shape or x.shape[1] != 3:
@@ -171,12 +182,12 @@ class MViTBackbone(VideoBackbone):
         x = m.conv_proj(x).flatten(2).transpose(1, 2)
         x = m.pos_encoding(x)
         thw = (m.pos_encoding.temporal_size,) + m.pos_encoding.spatial_size
-        stages = []
+        hidden = [x]
         for index, block in enumerate(m.blocks):
-            x, thw = block(x, thw)
+            x, thw = self.run_stage(block, x, thw)
             if index in self._stage_ends:
-                stages.append(x)
-        return stages
+                hidden.append(x)
+        return hidden
 
     def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
         return self.model.norm(last_stage[:, 0])
@@ -195,18 +206,35 @@ def build_mvit(config) -> MViTBackbone:
 
 
 class HFViTBackbone(VideoBackbone):
-    """A transformers video ViT (``TimesformerModel`` / ``VivitModel``); every layer's hidden state."""
+    """A transformers video ViT (``TimesformerModel`` / ``VivitModel``); the embedding and every layer's hidden state.
+
+    Gradient checkpointing is the wrapped model's own (its layers carry the flag), so this
+    adapter never checkpoints by itself.
+    """
+
+    embedding_name = "embeddings"
+    has_attentions = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.num_features = model.config.hidden_size
         self.stage_names = tuple(f"layer{i + 1}" for i in range(model.config.num_hidden_layers))
+        self._no_split_modules = sorted(model._no_split_modules)
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # transformers video models take (B, T, C, H, W).
-        out = self.model(pixel_values=x.transpose(1, 2), output_hidden_states=True, return_dict=True)
-        return list(out.hidden_states[1:])  # [0] is the embedding output
+    def forward(self, x: torch.Tensor, output_attentions: bool = False) -> BackboneOutput:
+        if output_attentions and self.model.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions=True needs the eager attention, but this {type(self.model).__name__} uses "
+                f"{self.model.config._attn_implementation!r}; load the model with attn_implementation='eager' "
+                "(or call model.set_attn_implementation('eager'))."
+            )
+        # transformers video models take (B, T, C, H, W); hidden_states[0] is the embedding output.
+        out = self.model(pixel_values=x.transpose(1, 2), output_hidden_states=True,
+                         output_attentions=output_attentions, return_dict=True)
+        stages = tuple(out.hidden_states[1:])
+        return BackboneOutput(self.pool(stages[-1]), stages, out.hidden_states[0],
+                              tuple(out.attentions) if output_attentions else None)
 
     def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
         # hidden_states hold the pre-LayerNorm layer outputs; LayerNorm is per token, so norming
@@ -215,10 +243,16 @@ class HFViTBackbone(VideoBackbone):
 
 
 def _hf_config(config_class, config, name: str, **fixed: Any):
-    """``config_class`` built with the model's own fields overridable by ``backbone_kwargs``."""
+    """``config_class`` built with the model's own fields overridable by ``backbone_kwargs``.
+
+    The attention implementation the outer model settled on (``config._attn_implementation``,
+    set by ``from_pretrained(..., attn_implementation=...)``) is handed to the wrapped model.
+    """
     generic = set(PreTrainedConfig().to_dict())  # output_hidden_states, id2label, ... are not architecture
     architecture = {k: v for k, v in config_class().to_dict().items() if k not in generic and k not in fixed}
-    return config_class(**_overrides(config, architecture, name), **fixed)
+    hf_config = config_class(**_overrides(config, architecture, name), **fixed)
+    hf_config._attn_implementation = getattr(config, "_attn_implementation", None)
+    return hf_config
 
 
 def build_timesformer(config) -> HFViTBackbone:

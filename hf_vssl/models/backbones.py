@@ -43,6 +43,8 @@ class BackboneSpec:
     """CNNs scale their channels; transformer adapters ignore the multiplier."""
     fixed_input_shape: bool = False
     """Transformers with learned position embeddings need exactly ``num_frames`` x ``image_size``."""
+    attn_implementations: tuple[str, ...] = ()
+    """Attention implementations besides ``"eager"`` that the wrapped model supports (``"sdpa"``)."""
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -71,7 +73,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("timesformer", build_timesformer, "large", "TimeSformer (transformers, from config)",
                      min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
         BackboneSpec("vivit", build_vivit, "large", "ViViT (transformers, from config)",
-                     min_frames=2, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
+                     min_frames=2, min_size=16, honours_width_multiplier=False, fixed_input_shape=True,
+                     attn_implementations=("sdpa",)),
     )
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from transformers.image_utils import PILImageResampling
 from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.video_utils import default_sample_indices_fn
 
 #: Per-channel mean and std of Kinetics-400 frames in [0, 1] (the pytorchvideo convention).
 #: The training transforms (``hf_vssl.data.transforms``) normalise with the same constants.
@@ -32,10 +33,14 @@ def central_clip_indices(total_frames: int, num_frames: int, frame_stride: int =
 class VSSLVideoProcessor(BaseVideoProcessor):
     r"""Turns videos into the ``pixel_values`` of hf_vssl models, shape ``(B, T, C, H, W)``.
 
-    Frame sampling takes the central clip of ``num_frames`` frames at ``frame_stride`` (the
-    evaluation protocol of the study); then the shortest side is resized to ``size`` and the
-    frames are center-cropped to ``crop_size`` and normalised with :data:`VIDEO_MEAN` /
-    :data:`VIDEO_STD`.
+    Frame sampling follows transformers' ``BaseVideoProcessor.sample_frames`` contract:
+    ``num_frames`` and ``fps`` are mutually exclusive. By default (or with ``num_frames``) it takes
+    the central clip of ``num_frames`` frames at ``frame_stride`` (the evaluation protocol of the
+    study; short videos loop); with ``fps`` (per call or set on the processor, which then needs
+    the video's own frame rate in its metadata) it takes ``fps`` frames per second of video,
+    spread uniformly over the whole video, as transformers' default sampler does. Then the
+    shortest side is resized to ``size`` and the frames are center-cropped to ``crop_size`` and
+    normalised with :data:`VIDEO_MEAN` / :data:`VIDEO_STD`.
 
     Example:
 
@@ -70,13 +75,28 @@ class VSSLVideoProcessor(BaseVideoProcessor):
         super().__init__(**kwargs)
         if frame_stride is not None:
             self.frame_stride = int(frame_stride)
+        if kwargs.get("fps") is not None and "num_frames" not in kwargs:
+            self.num_frames = None  # a processor sampling by rate has no default clip length to clash with
 
-    def sample_frames(self, metadata, num_frames: int | None = None, fps=None, **kwargs) -> np.ndarray:
-        """Central clip of ``num_frames`` frames at ``self.frame_stride`` (looping short videos)."""
+    def sample_frames(self, metadata, num_frames: int | None = None, fps: float | None = None, **kwargs) -> np.ndarray:
+        """Indices of the frames to read: ``fps`` frames per second over the whole video, else the central clip.
+
+        Raises ``ValueError`` when both ``num_frames`` and ``fps`` are given, or ``fps`` without the
+        video's frame rate in ``metadata``.
+        """
+        if fps is not None and num_frames is not None:
+            raise ValueError("`num_frames` and `fps` are mutually exclusive arguments, please use only one!")
+        fps = fps if fps is not None or num_frames is not None else getattr(self, "fps", None)
+        if fps is not None:
+            return default_sample_indices_fn(metadata, fps=fps)
         num_frames = num_frames if num_frames is not None else self.num_frames
         return central_clip_indices(int(metadata.total_num_frames), int(num_frames), self.frame_stride)
 
     def preprocess(self, videos, **kwargs):
+        if kwargs.get("fps") is not None:
+            # transformers fills unset arguments from the processor's attributes; a per-call fps
+            # replaces the default clip length rather than clashing with it.
+            kwargs.setdefault("num_frames", None)
         batch = super().preprocess(videos, **kwargs)
         # transformers names the output `pixel_values_videos`; our models (and the
         # video-classification pipeline, which calls `model(**inputs)`) expect `pixel_values`.

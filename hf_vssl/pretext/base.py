@@ -2,7 +2,7 @@
 
 A pretext task is an ``nn.Module`` that owns what the task adds to the backbone (heads,
 momentum encoders, feature queues) and a small settings dataclass whose defaults are the
-study's (REFERENCE.md section 2). It answers four questions:
+study's (docs/study_settings.md#pretext-tasks). It answers four questions:
 
 - *what to read*: :meth:`PretextTask.sampler` returns a ``ClipSampler`` for the data layer, and
   :attr:`PretextTask.transform_preset` names the per-clip augmentation;
@@ -85,7 +85,7 @@ class PretextTask(nn.Module):
     settings_class: ClassVar[type[PretextSettings]]
     transform_preset: ClassVar[str]
     optimizer_defaults: ClassVar[dict[str, Any]] = {}
-    """The original work's optimiser (REFERENCE.md section 2): ``optimizer``, ``learning_rate`` at
+    """The original work's optimiser (docs/study_settings.md#optimisers): ``optimizer``, ``learning_rate`` at
     ``reference_batch_size`` (scaled linearly to the run's total batch), ``momentum``, ``weight_decay``."""
 
     def __init__(self, settings: PretextSettings, num_features: int):

@@ -416,14 +416,14 @@ class MoCoTask:
         self._online_backbone = (backbone,)
 
     @torch.no_grad()
-    def init_key_encoder(self) -> None:
+    def init_vssl_buffers(self) -> None:
         """Start the key encoder as a copy of the (initialised or loaded) backbone and heads.
 
-        ``VSSLForPretraining.initialize_weights`` calls it once the rest of the model is
-        initialised or loaded (transformers' per-module ``_init_weights`` never visits this
-        module: it holds no tensors of its own). Key-encoder tensors that ``from_pretrained``
-        loaded keep their saved EMA values (see :meth:`MomentumEncoder.copy_missing_from`).
-        Before :meth:`attach_backbone` there is nothing to copy.
+        The model-init hook (``VSSLPreTrainedModel._init_weights``), called on this module after
+        its children (the heads) and the backbone (an earlier sibling) are initialised or loaded.
+        Key-encoder tensors that ``from_pretrained`` loaded keep their saved EMA values (see
+        :meth:`MomentumEncoder.copy_missing_from`). Before :meth:`attach_backbone` there is
+        nothing to copy.
         """
         key_encoder = getattr(self, "key_encoder", None)
         online = getattr(self, "_online_backbone", None)

@@ -34,7 +34,7 @@ class VSSLPretrainingOutput(ModelOutput):
 class VSSLForPretraining(VSSLPreTrainedModel):
     """Backbone (:attr:`vssl`, the query encoder) + the pretext task named by ``config.pretext_task``.
 
-    ``config.pretext_config`` overrides the task's defaults (REFERENCE.md section 2). The batch
+    ``config.pretext_config`` overrides the task's defaults (docs/study_settings.md#pretext-tasks). The batch
     comes from the task's own sampler (:meth:`sampler`) and transform (:attr:`transform_preset`),
     so a recipe needs only the model::
 
@@ -61,14 +61,6 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         self.post_init()
         # After post_init, so the momentum copies start equal to the initialised online weights.
         self.pretext.attach_backbone(self.vssl)
-
-    def initialize_weights(self) -> None:
-        """transformers' initialisation, then the momentum key encoder re-copied from the
-        initialised or loaded backbone and heads where the checkpoint did not hold it."""
-        super().initialize_weights()
-        init_key_encoder = getattr(self.pretext, "init_key_encoder", None)
-        if init_key_encoder is not None:
-            init_key_encoder()
 
     @property
     def transform_preset(self) -> str:

@@ -2,7 +2,7 @@
 
 The study distils several self-supervised teachers (different backbones, source datasets or
 pretext tasks) into one student and finds that the student beats every teacher when the
-teachers carry complementary information (REFERENCE.md section 4). Here:
+teachers carry complementary information (docs/study_settings.md#distillation). Here:
 
 - **teachers**: any number of hf_vssl checkpoints (any backbone, any pretext task), frozen in
   eval mode, run under ``torch.no_grad()`` (and bf16 autocast with ``--bf16``). Each teacher

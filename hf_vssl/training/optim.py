@@ -17,7 +17,7 @@ SWITCHED_OPTIMIZER_LR = {"sgd": 0.01, "adamw": 1e-3}
 def resolve_optimizer_settings(
     task_defaults: dict[str, Any] | None, total_batch_size: int | None = None, **overrides: Any
 ) -> dict[str, Any]:
-    """The task's defaults (REFERENCE.md section 2) with the user's non-``None`` overrides on top.
+    """The task's defaults (docs/study_settings.md#optimisers) with the user's non-``None`` overrides on top.
 
     A default learning rate quoted at ``reference_batch_size`` is scaled linearly to
     ``total_batch_size`` (the linear scaling rule); a learning rate the user gives is used as is.

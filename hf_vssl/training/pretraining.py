@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 class PretrainingArguments(LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
-    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own, scaled to the batch (REFERENCE.md section 2)"})
+    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own, scaled to the batch (docs/study_settings.md#optimisers)"})
 
     config: str | None = field(
         default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}

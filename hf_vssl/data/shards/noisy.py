@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from hf_vssl.data.decoding import VideoDecodeError, open_video
+from hf_vssl.data.decoding import VideoDecodeError, decode_all, open_video
 from hf_vssl.data.noise import NoiseTransform
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.video_io import encode_video
@@ -24,11 +24,9 @@ def _noisy_task(task: tuple) -> tuple:
     source, name, meta, kind, severity, preset, seed = task
     try:
         decoder = open_video(source, name=name, seek_mode="exact")
-        frames = decoder.get_frames_in_range(0, int(decoder.metadata.num_frames)).data
+        frames = decode_all(decoder)
     except VideoDecodeError as error:
         return ("bad", name, error.reason)
-    except (RuntimeError, ValueError) as error:
-        return ("bad", name, f"decoding failed (truncated or corrupt?): {error}")
     noisy = NoiseTransform(kind, severity, preset, seed)(frames, meta["video_id"])
     fps = float(decoder.metadata.average_fps or 25.0)
     data = encode_video(noisy, None, fps=fps, **NOISY_ENCODING)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from torchcodec.decoders import VideoDecoder
-from torchcodec.transforms import Resize
-
-from hf_vssl.data.decoding import VideoDecodeError, open_video
+from hf_vssl.data.decoding import VideoDecodeError, decode_all, open_video
 from hf_vssl.data.video_io import encode_video
 
 
@@ -53,18 +49,7 @@ def reencode_video(source: Any, options: ReencodeOptions, name: str | None = Non
     label = getattr(probe, "_hf_vssl_name", name)
     meta = probe.metadata
     height, width = scaled_size(int(meta.height), int(meta.width), options.short_side)
-    data = os.fspath(source) if isinstance(source, (str, os.PathLike)) else bytes(source)
-    try:
-        decoder = (
-            probe
-            if (height, width) == (meta.height, meta.width)
-            else VideoDecoder(data, seek_mode="exact", transforms=[Resize((height, width))])
-        )
-        frames = decoder.get_frames_in_range(0, int(meta.num_frames)).data
-    except (RuntimeError, ValueError) as error:
-        raise VideoDecodeError(
-            label, f"decoding for re-encode failed (truncated or corrupt?): {error}"
-        ) from error
+    frames = decode_all(probe, size=(height, width))
     fps = float(meta.average_fps or 25.0)
     encoded = encode_video(
         frames,

@@ -20,14 +20,23 @@ from typing import Any
 
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.sources import diving48, hmdb51, kinetics400, ssv2, synthetic, ucf101, videofolder
-from hf_vssl.data.sources._common import AnnotationProblem, SourceReport, SourceSpec
+from hf_vssl.data.sources._common import AnnotationProblem, SourceReport, SourceSpec, UnlabelledSplitError
 
 SOURCES: dict[str, SourceSpec] = {
     module.SOURCE.name: module.SOURCE
     for module in (ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder, synthetic)
 }
 
-__all__ = ["SOURCES", "AnnotationProblem", "SourceReport", "SourceSpec", "list_sources", "load_source"]
+__all__ = [
+    "SOURCES",
+    "AnnotationProblem",
+    "SourceReport",
+    "SourceSpec",
+    "UnlabelledSplitError",
+    "default_eval_split",
+    "list_sources",
+    "load_source",
+]
 
 
 def list_sources() -> list[str]:
@@ -35,8 +44,22 @@ def list_sources() -> list[str]:
     return sorted(SOURCES)
 
 
+def default_eval_split(name: str) -> str:
+    """The labelled held-out split that evaluating on source ``name`` reads by default
+    (``val`` for Kinetics-400 and SSv2, whose official ``test`` lists carry no labels)."""
+    return _spec(name).eval_split
+
+
+def _spec(name: str) -> SourceSpec:
+    key = name.lower()
+    if key not in SOURCES:
+        raise ValueError(f"unknown source {name!r}; expected one of {list_sources()}")
+    return SOURCES[key]
+
+
 def load_source(name: str, root: str | os.PathLike | None, split: str = "train", fold: int = 1, *,
-                return_report: bool = False, **kwargs: Any) -> list[VideoRecord] | SourceReport:
+                return_report: bool = False, require_labels: bool = False,
+                **kwargs: Any) -> list[VideoRecord] | SourceReport:
     """Parse ``split`` (in ``fold``) of dataset ``name`` stored at ``root``.
 
     Args:
@@ -46,15 +69,17 @@ def load_source(name: str, root: str | os.PathLike | None, split: str = "train",
         split: "train", "test", "val" (aliases such as "validate"/"validation" are accepted;
             UCF101/HMDB51/Diving48/synthetic map "val" to their held-out "test").
         fold: official fold (UCF101/HMDB51/synthetic-in-those-layouts: 1-3; otherwise 1).
-        return_report: return the :class:`SourceReport` (records + skipped entries) instead
-            of the list of records.
+        return_report: return the :class:`SourceReport` (records, skipped entries and the
+            whole label space: ``report.id2label()`` names every class the annotation lists,
+            e.g. UCF101's 101 from ``classInd.txt``) instead of the list of records.
+        require_labels: for anything that scores against labels (evaluation, finetuning):
+            raise :class:`UnlabelledSplitError` (one line naming the split and the labelled one
+            to use) for a split without labels, instead of returning records labelled -1.
         **kwargs: source options, e.g. ``label_set="appearance"`` (synthetic),
             ``videos_dir=`` / ``annotations_dir=`` (where a layout differs from the official one).
     """
-    key = name.lower()
-    if key not in SOURCES:
-        raise ValueError(f"unknown source {name!r}; expected one of {list_sources()}")
-    spec = SOURCES[key]
+    spec = _spec(name)
+    key = spec.name
     if root is None:
         if key != "synthetic":
             raise ValueError(f"source {name!r} needs a root folder")
@@ -70,6 +95,8 @@ def load_source(name: str, root: str | os.PathLike | None, split: str = "train",
     fold = spec.check_fold(fold)
     report = SourceReport(key, split, fold)
     spec.parse(root, split, fold, report, **kwargs)
+    if require_labels:
+        spec.check_labelled(split, report.records, root)
     if report.problems:
         warnings.warn(report.summary(), UserWarning, stacklevel=2)
     return report if return_report else report.records

@@ -45,6 +45,24 @@ class SourceReport:
     fold: int
     records: list[VideoRecord] = field(default_factory=list)
     problems: list[AnnotationProblem] = field(default_factory=list)
+    #: the whole label space in index order, as the annotation lists it (classes without a
+    #: video in this split or copy included).
+    class_names: list[str] = field(default_factory=list)
+
+    def id2label(self) -> dict[int, str]:
+        """Index -> class name over the whole label space (:attr:`class_names`); a source that
+        lists no classes falls back to the labels its records carry."""
+        if self.class_names:
+            return dict(enumerate(self.class_names))
+        names = {r.label: r.label_name for r in self.records if r.label >= 0}
+        return {i: names[i] for i in sorted(names)}
+
+    def set_classes(self, index: dict[str, int]) -> None:
+        """Record the label space from a ``{class name: index}`` map covering ``0..N-1``."""
+        names = sorted(index, key=index.__getitem__)
+        if [index[name] for name in names] != list(range(len(names))):
+            raise ValueError(f"{self.source}: class indices must be 0..{len(names) - 1}, got {sorted(index.values())}")
+        self.class_names = names
 
     def skip(self, file: str | os.PathLike, line: int | None, reason: str) -> None:
         """Record that the entry at ``file:line`` was skipped because of ``reason``."""
@@ -110,6 +128,10 @@ def index_videos(folder: Path) -> dict[str, Path]:
     return index
 
 
+class UnlabelledSplitError(ValueError):
+    """A split without labels was asked for where labels are needed (evaluation, finetuning)."""
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """A registered dataset source.
@@ -117,6 +139,10 @@ class SourceSpec:
     ``parse(root, split, fold, report, **kwargs)`` appends to ``report.records`` and reports
     skipped entries with ``report.skip``; ``load_source`` has already checked ``split`` (one of
     ``splits`` after ``aliases``; any name when ``splits`` is None) and ``fold`` (in ``folds``).
+
+    ``eval_split`` names the labelled held-out split evaluation uses by default;
+    ``unlabelled_splits`` the splits whose official lists carry no labels (Kinetics' and SSv2's
+    ``test``): :func:`~hf_vssl.data.sources.load_source` refuses them with ``require_labels=True``.
 
     ``write_annotations(root, classes, videos)`` is the other direction: it writes the layout's
     annotation files for videos already in place under ``root`` (the synthetic corpus uses it).
@@ -133,6 +159,10 @@ class SourceSpec:
     aliases: dict[str, str] = field(default_factory=dict)
     description: str = ""
     write_annotations: Any = None
+    #: the split evaluation reads unless told otherwise (the labelled held-out one).
+    eval_split: str = "test"
+    #: splits whose official annotations carry no labels (their records get label -1).
+    unlabelled_splits: tuple[str, ...] = ()
 
     def canonical_split(self, split: str) -> str:
         split = self.aliases.get(split, split)
@@ -140,6 +170,20 @@ class SourceSpec:
             accepted = sorted(set(self.splits) | set(self.aliases))
             raise ValueError(f"source {self.name!r} has no split {split!r}; expected one of {accepted}")
         return split
+
+    def check_labelled(self, split: str, records: list[VideoRecord], root: Any = None) -> None:
+        """Raise :class:`UnlabelledSplitError` if a record of ``split`` has no label (-1).
+
+        A copy whose list of an officially unlabelled split does carry labels passes.
+        """
+        unlabelled = sum(1 for record in records if record.label < 0)
+        if unlabelled:
+            where = f" at {root}" if root is not None else ""
+            official = " (the official list carries none)" if split in self.unlabelled_splits else ""
+            raise UnlabelledSplitError(
+                f"split {split!r} of {self.name}{where} has no labels for {unlabelled} of its {len(records)} "
+                f"videos{official}; evaluate on the labelled split {self.eval_split!r}"
+            )
 
     def check_fold(self, fold: int) -> int:
         if fold not in self.folds:

@@ -32,6 +32,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         [root / "rgb", root / "videos"], "Diving48 video folder")
     vocab = json_file(annotations / "Diving48_vocab.json", list, "Diving48 vocabulary")
     names = ["_".join(map(str, item)) if isinstance(item, (list, tuple)) else str(item) for item in vocab]
+    report.class_names = names
     split_path = annotations / _SPLIT_FILES[split]
     for number, entry in enumerate(json_file(split_path, list, f"Diving48 {split} list"), start=1):
         if not isinstance(entry, dict) or not entry.get("vid_name"):

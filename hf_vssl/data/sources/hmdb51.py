@@ -33,6 +33,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
     if not files:
         raise FileNotFoundError(f"missing HMDB51 split files: expected {splits}/<class>{suffix}")
     classes = sorted(f.name[: -len(suffix)] for f in files)
+    report.class_names = classes
     wanted = _SPLIT_CODES[split]
     for label, class_name in enumerate(classes):
         split_file = splits / f"{class_name}{suffix}"

@@ -50,6 +50,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
     label_source = rows if split == "train" or not (annotations / "train.csv").is_file() else _read_rows(annotations / "train.csv")
     labels = sorted({row["label"] for _, row in label_source if row.get("label")})
     label_ids = {name: i for i, name in enumerate(labels)}
+    report.class_names = labels
     files = index_videos(videos)
     for number, row in rows:
         youtube_id = (row.get("youtube_id") or "").strip()
@@ -103,4 +104,4 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
 SOURCE = SourceSpec("kinetics400", parse, splits=("train", "val", "test"),
                     aliases={"validate": "val", "validation": "val"},
                     description="Kinetics-400, 400 classes, train/val/test CSVs",
-                    write_annotations=write_annotations)
+                    write_annotations=write_annotations, eval_split="val", unlabelled_splits=("test",))

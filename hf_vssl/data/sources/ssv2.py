@@ -50,6 +50,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         label_ids = {name: int(index) for name, index in raw_labels.items()}
     except (TypeError, ValueError) as error:
         raise ValueError(f"{label_path}: every value must be an integer index: {error}") from error
+    report.set_classes(label_ids)
     split_path = annotations / _SPLIT_FILES[split]
     entries = json_file(split_path, list, f"SSv2 {split} list")
     for number, entry in enumerate(entries, start=1):
@@ -107,4 +108,4 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
 SOURCE = SourceSpec("ssv2", parse, splits=("train", "val", "test"),
                     aliases={"validation": "val", "validate": "val"},
                     description="Something-Something V2, 174 classes, train/validation/test JSONs",
-                    write_annotations=write_annotations)
+                    write_annotations=write_annotations, eval_split="val", unlabelled_splits=("test",))

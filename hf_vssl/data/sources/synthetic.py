@@ -40,6 +40,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, label_set:
         raise ValueError(f"the synthetic corpus at {root} ({metadata['layout']} layout) has folds "
                          f"{metadata['folds']}, got {fold!r}")
     names = classes[label_set]
+    report.class_names = list(names)
     for number, video in enumerate(metadata["videos"], start=1):
         if video["splits"][str(fold)] != split:
             continue

@@ -41,6 +41,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
     videos = Path(videos_dir) if videos_dir is not None else root / "UCF-101"
     lists = Path(lists_dir) if lists_dir is not None else root / "ucfTrainTestlist"
     classes = read_class_index(lists / "classInd.txt", report)
+    report.set_classes(classes)  # the label space is classInd.txt's, whatever videos are present
     names = {label: name for name, label in classes.items()}
     split_file = require_file(lists / f"{split}list0{fold}.txt", f"UCF101 {split} list of fold {fold}")
     for number, text in text_lines(split_file):

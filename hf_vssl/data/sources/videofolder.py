@@ -40,6 +40,7 @@ def parse(root: Path, split: str, fold: int, report: SourceReport) -> None:
         classes = [c.name for c in _subdirs(root)]
     if not classes:
         raise FileNotFoundError(f"no class folders in {folder}; expected {folder}/<class>/<video>")
+    report.class_names = list(classes)
     for stray in sorted(p for p in folder.iterdir() if _is_video(p)):
         report.skip(stray, None, "video outside any class folder")
     for label, class_name in enumerate(classes):

@@ -24,29 +24,9 @@ normalisation.
 """
 
 from .blur import gaussian_blur
-from .center_crop import CenterCropTransform
-from .colour import (
-    GRAY_WEIGHTS,
-    apply_colour,
-    colour_affine,
-    grayscale_matrix,
-    hue_matrices,
-    hue_matrix,
-    jitter_affine,
-    saturation_matrices,
-    solarize,
-)
+from .colour import apply_colour, grayscale_matrix, hue_matrix, jitter_affine, solarize
 from .fused import FusedClipTransform
-from .geometry import (
-    RESIZE_RATIO,
-    crop_affine,
-    crop_thetas,
-    random_resized_crop_box,
-    resample,
-    resample_batch,
-    resize_size,
-    short_side_crop_box,
-)
+from .geometry import crop_affine, crop_thetas, resample, resample_batch, resize_size
 from .params import NUM_CLIP_UNIFORMS, ClipParams
 from .presets import (
     TRANSFORM_PRESETS,
@@ -58,32 +38,24 @@ from .presets import (
 )
 
 __all__ = [
-    "GRAY_WEIGHTS",
     "NUM_CLIP_UNIFORMS",
-    "RESIZE_RATIO",
     "TRANSFORM_PRESETS",
-    "CenterCropTransform",
     "ClipParams",
     "FusedClipTransform",
     "VideoTransform",
     "apply_colour",
     "build_loader_transform",
     "build_transform",
-    "colour_affine",
     "crop_affine",
     "crop_thetas",
     "fused_spec",
     "gaussian_blur",
     "grayscale_matrix",
-    "hue_matrices",
     "hue_matrix",
     "jitter_affine",
-    "random_resized_crop_box",
     "resample",
     "resample_batch",
     "resize_size",
-    "saturation_matrices",
-    "short_side_crop_box",
     "solarize",
     "transform_sample_clips",
 ]
