@@ -180,26 +180,46 @@ def test_rotnet_rotates_each_clip_by_its_label():
 
 
 def test_rspnet_clips_play_at_the_labelled_speeds():
+    """The sampler's two windows, cut by the task on the device, give the query and the key at
+    speed a and the other-speed key at speed b, from the key's window (same start)."""
     task = build_pretext_task("rspnet", 64)
     sampler = task.sampler(T, stride=2)
     rng = np.random.default_rng(3)
-    for _ in range(30):
-        plan = sampler.plan(60, rng)
-        query, key, other = plan.indices
+    plans = [sampler.plan(60, rng) for _ in range(30)]
+    # Each "frame" of a window carries its video frame index, so the cut shows which frames it read.
+    windows = torch.tensor(np.stack([np.stack(plan.indices) for plan in plans]), dtype=torch.float32)
+    windows = windows.view(*windows.shape, 1, 1, 1)
+    same = torch.tensor([plan.info["query_speed"] for plan in plans])
+    other = torch.tensor([plan.info["other_speed"] for plan in plans])
+    query, key, other_key = (clip.view(len(plans), T).long().numpy() for clip in task.cut_clips(windows, same, other))
+    for i, plan in enumerate(plans):
         a = task.settings.speeds[plan.info["query_speed"]] * 2
         b = task.settings.speeds[plan.info["other_speed"]] * 2
         assert a != b
-        assert (np.diff(query) == a).all() and (np.diff(key) == a).all() and (np.diff(other) == b).all()
-        assert key[0] == other[0] and max(c.max() for c in plan.indices) < 60
+        assert (np.diff(query[i]) == a).all() and (np.diff(key[i]) == a).all() and (np.diff(other_key[i]) == b).all()
+        assert query[i][0] == plan.indices[0][0] and key[i][0] == other_key[i][0] == plan.indices[1][0]
+        assert max(window.max() for window in plan.indices) < 60
+    assert len(plans[0].indices[0]) == 12  # 8 frames at 1x and 2x share 4: the window decodes 12, not 16
 
 
-def test_tdl_negative_comes_from_another_interval():
+def test_tdl_negative_starts_two_or_more_frames_from_the_anchor():
+    """As the reference (start distance >= 2, overlap allowed), every allowed start reachable."""
     sampler = build_pretext_task("tdl", 64).sampler(T)
     rng = np.random.default_rng(0)
-    for _ in range(30):
+    offsets = []
+    for _ in range(2000):
         anchor, positive, negative = sampler.plan(17, rng).indices
         np.testing.assert_array_equal(anchor, positive)
-        assert not set(anchor) & set(negative) and max(anchor.max(), negative.max()) < 17
+        assert (np.diff(negative) == 1).all() and max(anchor.max(), negative.max()) < 17
+        offsets.append(int(negative[0]) - int(anchor[0]))
+    assert min(abs(o) for o in offsets) == 2 and {-9, -2, 2, 9} <= set(offsets)
+    assert any(abs(o) < T for o in offsets)  # overlapping intervals are allowed
+    disjoint = build_pretext_task("tdl", 64, {"negative_min_offset": T}).sampler(T)
+    for _ in range(50):
+        anchor, _, negative = disjoint.plan(17, rng).indices
+        assert not set(anchor) & set(negative)
+    with pytest.raises(VideoTooShortError):
+        sampler.plan(T + 1, rng)  # one start too few for a second one 2 frames away
 
 
 def test_cvrl_interval_distribution_decreases_linearly():
@@ -218,7 +238,7 @@ def test_cvrl_interval_distribution_decreases_linearly():
     "name, config, frames, video, hint",
     [("vcop", {"num_clips": 5}, 16, 100, "num_clips=4 fits"),
      ("prp", {}, 16, 64, r"rates=\[1, 2, 4\] fit"),
-     ("tdl", {}, 16, 20, "num_frames<=10"),
+     ("tdl", {}, 16, 17, "num_frames<=15"),
      ("rspnet", {}, 16, 20, "num_frames<=10")],
 )
 def test_validate_refuses_impossible_settings_with_a_way_out(name, config, frames, video, hint):
@@ -303,6 +323,8 @@ def test_moco_tasks_report_batch_accuracy(name):
     backbone.eval()
     task.eval()
     pixel_values, info, _ = make_batch(task, np.random.default_rng(0))
+    if name == "rspnet":  # one speed for all, so a key cut from another sample's window is that sample's query
+        info = {"query_speed": torch.zeros(BATCH, dtype=torch.long), "other_speed": torch.ones(BATCH, dtype=torch.long)}
     own = pixel_values.clone()
     own[:, 1] = own[:, 0]
     _, metrics = task(backbone, own, **info)

@@ -8,7 +8,9 @@ A training preset of :mod:`hf_vssl.data.transforms` splits in two:
   cheap, and the batch travels to the device as uint8 (4x fewer bytes than float);
 - the **device part** (:class:`BatchAugment`), on the collated uint8 batch ``(B, T, C, L, L)``
   or ``(B, N, T, C, L, L)``: per-clip parameters drawn with torch's RNG on the batch's device
-  (each clip of a multi-clip sample its own, shared by all its frames), then for the whole batch
+  (each clip of a multi-clip sample its own, shared by all its frames; one per sample, shared by
+  its clips, for a preset with ``per_sample_params`` such as VCOP's; with the probabilities of
+  its position's view for a preset with ``views`` such as CVRL's), then for the whole batch
   one ``affine_grid`` + ``grid_sample`` (flip, rotation, the crop's place in its context), one
   colour matrix per clip applied with one ``baddbmm`` (jitter, grayscale, ``/255`` and the
   normalisation folded together), a clamp where the jitter fired and CVRL's gamma / blur /
@@ -65,10 +67,14 @@ class BatchAugment:
         self.image_size, self.input_size = spec.image_size, spec.loader_size
 
     def draw(self, num_clips: int, device: torch.device | str = "cpu",
-             generator: torch.Generator | None = None) -> ClipParams:
-        """Parameters of ``num_clips`` clips (float32 on ``device``)."""
+             generator: torch.Generator | None = None, clips_per_sample: int = 1) -> ClipParams:
+        """Parameters of ``num_clips`` clips (float32 on ``device``), in samples of
+        ``clips_per_sample`` clips (each clip drawn with its view's probabilities)."""
         u = torch.rand(num_clips, NUM_CLIP_UNIFORMS, device=device, generator=generator)
-        return self.spec.clip_params(u)
+        view = None
+        if clips_per_sample > 1 and self.spec.views:
+            view = torch.arange(num_clips, device=u.device) % clips_per_sample
+        return self.spec.clip_params(u, view)
 
     def _check(self, video: torch.Tensor) -> None:
         size = self.input_size
@@ -119,8 +125,15 @@ class BatchAugment:
 
     def __call__(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         self._check(video)
+        if video.ndim == 6 and self.spec.per_sample_params:
+            # One draw per sample, shared by its N clips (VCOP's tuples); the crops were per clip.
+            samples, clips = video.shape[:2]
+            params = self.draw(samples, video.device, generator)
+            index = torch.arange(samples, device=video.device).repeat_interleave(clips)
+            return self.apply(video, params.select(index))
         num_clips = math.prod(video.shape[:-4])
-        return self.apply(video, self.draw(num_clips, video.device, generator))
+        per_sample = video.shape[1] if video.ndim == 6 else 1
+        return self.apply(video, self.draw(num_clips, video.device, generator, per_sample))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(preset={self.preset!r}, image_size={self.image_size}, "

@@ -42,6 +42,7 @@ from torch.utils.data import default_collate
 from .clips import SHORT_VIDEO_ACTIONS, ClipSampler, ClipTooLongError, sample_clips
 from .decoding import VideoDecodeError
 from .records import VideoRecord
+from .transforms import transform_sample_clips
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def build_sample(
         # global RNG is left as it was: augmentation becomes a function of (seed, epoch, index).
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(rng.integers(0, 2**63 - 1)))  # CPU only: 100x cheaper
-            clips = [transform(clip) for clip in clips]
+            clips = transform_sample_clips(transform, clips)
     return {
         "clips": clips,
         "info": dict(plan.info),

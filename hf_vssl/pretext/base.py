@@ -61,17 +61,6 @@ class PretextSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-#: The optimiser of the VCOP and PRP reference code (docs/study_settings.md#optimisers: SGD 1e-3, momentum
-#: 0.9, weight decay 5e-4 at batch 8), shared by the classification-style pretext tasks.
-CLASSIFICATION_PRETEXT_OPTIMIZER: dict[str, Any] = {
-    "optimizer": "sgd",
-    "learning_rate": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "reference_batch_size": 8,
-}
-
-
 def scaled_hidden(hidden: int | None, reference: int, num_features: int, minimum: int = 32) -> int:
     """Head width: ``hidden`` if given, else ``reference`` scaled by ``num_features / 512``.
 
@@ -152,10 +141,30 @@ class PretextTask(nn.Module):
         """Called once the query backbone is initialised; non-contrastive tasks need nothing."""
 
     # -- what to optimise ----------------------------------------------------------------
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers of this task's submodules, by attribute name (e.g. PRP's
+        ``{"classifier": 10.0}``); the optimiser builder gives their parameters ``lr * scale``."""
+        return {}
+
     def forward(
-        self, backbone: nn.Module, pixel_values: torch.Tensor, **info: torch.Tensor
+        self,
+        backbone: nn.Module,
+        pixel_values: torch.Tensor,
+        generator: torch.Generator | None = None,
+        **info: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, metrics)``; every random draw uses ``generator`` (on the batch's device) when
+        given, else torch's global RNG."""
         raise NotImplementedError
+
+    def check_collapse(self, logged_metrics: dict[str, float]) -> str | None:
+        """A warning when the logged (host-side, averaged) metrics show the objective collapsing.
+
+        Called by the training loop at its logging boundaries with the values it is about to
+        log, so the check costs no extra host sync. ``None`` means nothing to report; tasks
+        with a collapse diagnostic override this.
+        """
+        return None
 
     # -- helpers -------------------------------------------------------------------------
     def _expect_clips(self, pixel_values: torch.Tensor) -> torch.Tensor:

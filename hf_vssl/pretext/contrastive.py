@@ -7,7 +7,11 @@
   the same queue. The queue and its pointer are persistent buffers, so they are checkpointed,
   and the pointer arithmetic stays on the device (no host sync per step).
 - :func:`info_nce` (query vs. one positive key and a set of negatives) and
-  :func:`symmetric_info_nce` (SimCLR / CVRL, in-batch negatives), computed in float32.
+  :func:`symmetric_info_nce` (SimCLR / CVRL, in-batch negatives), computed in float32;
+  :func:`info_nce_logits` gives the logits themselves, so a task can log diagnostics from them.
+- Collapse diagnostics (detached tensors, no host sync): :func:`logit_gap` (positive logit minus
+  the mean negative logit; 0 when every key looks alike) and :func:`concentration` (norm of the
+  mean of L2-normalised embeddings; 1 when they all point one way).
 - :func:`concat_all_gather` (no gradient) and :func:`gather_with_grad`; both are the identity in
   a single process.
 
@@ -37,6 +41,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as hf_init
 
 from .base import accuracy
 
@@ -99,17 +104,20 @@ def local_slice(gathered: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def batch_shuffle(
+    x: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Shuffle-BN, step 1: gather ``x`` from all ranks and hand each rank a random slice.
 
     Returns ``(x_for_this_rank, unshuffle_index)``; ``unshuffle_index`` is ``None`` in a single
-    process, where ``x`` is returned unchanged.
+    process, where ``x`` is returned unchanged. The permutation is drawn from ``generator`` (on
+    ``x``'s device) when given, else from torch's global RNG; rank 0's draw is broadcast.
     """
     world_size, rank = _world()
     if world_size == 1:
         return x, None
     x_all = concat_all_gather(x)
-    permutation = torch.randperm(x_all.shape[0], device=x.device)
+    permutation = torch.randperm(x_all.shape[0], device=x.device, generator=generator)
     dist.broadcast(permutation, src=0)  # every rank must agree on one permutation
     unshuffle = torch.argsort(permutation)
     return x_all[permutation.view(world_size, -1)[rank]], unshuffle
@@ -167,6 +175,29 @@ class MomentumEncoder(nn.Module):
         for encoder, module in zip(self.encoders, online):
             encoder.load_state_dict(module.state_dict())
 
+    @torch.no_grad()
+    def copy_missing_from(self, *online: nn.Module) -> None:
+        """Copy the online weights and buffers into every tensor of the copy that was *not* loaded.
+
+        ``from_pretrained`` marks the tensors it loaded (transformers' ``_is_hf_initialized``);
+        :func:`transformers.initialization.copy_` skips those. So after loading a checkpoint
+        that holds the key encoder, the saved EMA weights stay; after loading one without it
+        (a backbone-only checkpoint), the key encoder starts as a copy of the *loaded* backbone.
+        Outside ``from_pretrained`` nothing is marked and everything is copied. Every parameter
+        of the copy ends without gradient.
+        """
+        if len(online) != len(self.encoders):
+            raise ValueError(f"expected {len(self.encoders)} online modules, got {len(online)}.")
+        for encoder, module in zip(self.encoders, online):
+            keys, queries = encoder.state_dict(keep_vars=True), module.state_dict(keep_vars=True)
+            if keys.keys() != queries.keys():
+                raise ValueError("online modules do not match the momentum copy (different state dict keys).")
+            for name, key in keys.items():
+                hf_init.copy_(key, queries[name].detach())
+        # from_pretrained re-creates the parameters it did not load with requires_grad=True.
+        for parameter in self.encoders.parameters():
+            parameter.requires_grad_(False)
+
     def forward(self, index: int, *args, **kwargs):
         """Run the ``index``-th copied module."""
         return self.encoders[index](*args, **kwargs)
@@ -190,6 +221,19 @@ class FeatureQueue(nn.Module):
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
+    def init_vssl_buffers(self) -> None:
+        """(Re)initialise the queue (random L2-normalised keys) and the pointer (0).
+
+        Called by ``VSSLPreTrainedModel._init_weights``; tensors that ``from_pretrained`` loaded
+        are left alone (transformers' guarded :func:`~transformers.initialization.copy_`), so a
+        checkpoint's queue survives and a checkpoint without one gets a fresh, valid queue
+        instead of the uninitialised memory of a meta-device build.
+        """
+        fresh = torch.randn(self.queue.shape, device=self.queue.device, dtype=torch.float32)
+        hf_init.copy_(self.queue, F.normalize(fresh, dim=1).to(self.queue.dtype))
+        hf_init.copy_(self.pointer, torch.zeros((), dtype=self.pointer.dtype, device=self.pointer.device))
+
+    @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, gathered: bool = False) -> None:
         """Replace the oldest entries with ``keys`` (``(B, dim)``; pass ``gathered=True`` if already global)."""
         keys = keys.detach()
@@ -210,11 +254,30 @@ class FeatureQueue(nn.Module):
         return self.queue.detach().clone()
 
 
-def _cross_entropy_and_accuracy(
+def cross_entropy_and_accuracy(
     logits: torch.Tensor, target: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 cross-entropy of ``logits`` against class indices ``target`` and the detached top-1."""
     logits = logits.float()
     return F.cross_entropy(logits, target), accuracy(logits, target)
+
+
+def info_nce_logits(
+    query: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    temperature: float = 0.07,
+    extra_negatives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """float32 logits ``(B, 1 [+ 1] [+ K])`` of :func:`info_nce`: the positive in column 0, then
+    the per-query extra negative (if any), then the shared negatives."""
+    query, positive = query.float(), positive.float()
+    columns = [(query * positive).sum(dim=1, keepdim=True)]
+    if extra_negatives is not None:
+        columns.append((query * extra_negatives.float()).sum(dim=1, keepdim=True))
+    if negatives is not None:
+        columns.append(query @ negatives.float().t())
+    return torch.cat(columns, dim=1) / temperature
 
 
 def info_nce(
@@ -234,15 +297,56 @@ def info_nce(
     Returns:
         ``(loss, top1_accuracy)``; the accuracy is detached.
     """
-    query, positive = query.float(), positive.float()
-    columns = [(query * positive).sum(dim=1, keepdim=True)]
-    if extra_negatives is not None:
-        columns.append((query * extra_negatives.float()).sum(dim=1, keepdim=True))
-    if negatives is not None:
-        columns.append(query @ negatives.float().t())
-    logits = torch.cat(columns, dim=1) / temperature
-    target = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
-    return _cross_entropy_and_accuracy(logits, target)
+    logits = info_nce_logits(query, positive, negatives, temperature, extra_negatives)
+    return positive_first_cross_entropy(logits)
+
+
+def positive_first_cross_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, top1_accuracy)`` of logits whose column 0 is every row's positive."""
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return cross_entropy_and_accuracy(logits, target)
+
+
+def logit_gap(logits: torch.Tensor, positive: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of (positive logit - mean negative logit), detached, no host sync.
+
+    ``positive`` ``(B,)`` gives each row's positive column (default: column 0, the others
+    negatives). A collapsed embedding (every clip mapped to one point) gives 0, whatever the
+    temperature; a learning one grows positive. Columns holding ``finfo.min`` (masked self
+    similarities) are left out.
+    """
+    with torch.no_grad():
+        logits = logits.float()
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        if positive is None:
+            positive = torch.zeros_like(rows)
+        valid = logits > torch.finfo(logits.dtype).min
+        valid[rows, positive] = False
+        negative_mean = torch.where(valid, logits, 0.0).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        return (logits[rows, positive] - negative_mean).mean()
+
+
+def concentration(embeddings: torch.Tensor) -> torch.Tensor:
+    """Norm of the mean of ``(B, D)`` L2-normalised embeddings, detached: 1 when all point one way
+    (collapse), about ``1/sqrt(B)`` for spread-out ones."""
+    with torch.no_grad():
+        return embeddings.float().mean(dim=0).norm()
+
+
+#: A logged :func:`concentration` above this means the embedding collapsed (every clip at one point).
+COLLAPSED_CONCENTRATION = 0.99
+
+
+def concentration_warning(task: str, logged_metrics: dict[str, float]) -> str | None:
+    """``check_collapse`` of the instance-contrastive tasks: a warning when the logged
+    ``concentration`` exceeds :data:`COLLAPSED_CONCENTRATION`, else ``None``."""
+    value = logged_metrics.get("concentration")
+    if value is None or value <= COLLAPSED_CONCENTRATION:
+        return None
+    return (
+        f"{task}'s embedding looks collapsed: the mean embedding has norm {value:.4f} (1 = every clip at one "
+        f"point); positive-vs-negative logit gap {logged_metrics.get('logit_gap', float('nan')):.4g}."
+    )
 
 
 def batch_instance_accuracy(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -258,6 +362,29 @@ def batch_instance_accuracy(query: torch.Tensor, keys: torch.Tensor) -> torch.Te
         return accuracy(similarity, torch.arange(query.shape[0], device=query.device))
 
 
+def symmetric_info_nce_logits(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float = 0.1,
+    z1_all: torch.Tensor | None = None,
+    z2_all: torch.Tensor | None = None,
+    offset: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (2B, 2N), positive_index (2B,))`` of :func:`symmetric_info_nce`; each query's own
+    column holds ``finfo(float32).min``."""
+    z1_all = z1 if z1_all is None else z1_all
+    z2_all = z2 if z2_all is None else z2_all
+    batch, total = z1.shape[0], z1_all.shape[0]
+    queries = torch.cat([z1, z2]).float()
+    keys = torch.cat([z1_all, z2_all]).float()
+    logits = queries @ keys.t() / temperature
+    rows = torch.arange(batch, device=z1.device) + offset
+    self_index = torch.cat([rows, rows + total])
+    positive_index = torch.cat([rows + total, rows])
+    logits = logits.scatter(1, self_index[:, None], torch.finfo(logits.dtype).min)
+    return logits, positive_index
+
+
 def symmetric_info_nce(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -271,19 +398,10 @@ def symmetric_info_nce(
     ``z1``/``z2`` are this rank's ``(B, D)`` L2-normalised views; ``z1_all``/``z2_all`` the views
     of all ranks ``(N, D)`` (default: the local ones) and ``offset`` this rank's first row in
     them. Each of the ``2B`` local queries scores ``2N - 1`` candidates (itself excluded) and must
-    pick the other view of its own video.
+    pick the other view of its own video. The loss is the mean over the ``2B`` queries.
     """
-    z1_all = z1 if z1_all is None else z1_all
-    z2_all = z2 if z2_all is None else z2_all
-    batch, total = z1.shape[0], z1_all.shape[0]
-    queries = torch.cat([z1, z2]).float()
-    keys = torch.cat([z1_all, z2_all]).float()
-    logits = queries @ keys.t() / temperature
-    rows = torch.arange(batch, device=z1.device) + offset
-    self_index = torch.cat([rows, rows + total])
-    positive_index = torch.cat([rows + total, rows])
-    logits = logits.scatter(1, self_index[:, None], torch.finfo(logits.dtype).min)
-    return _cross_entropy_and_accuracy(logits, positive_index)
+    logits, positive_index = symmetric_info_nce_logits(z1, z2, temperature, z1_all, z2_all, offset)
+    return cross_entropy_and_accuracy(logits, positive_index)
 
 
 class MoCoTask:
@@ -317,6 +435,24 @@ class MoCoTask:
 
     def attach_backbone(self, backbone: nn.Module) -> None:
         self.key_encoder = MomentumEncoder(backbone, *self.heads, momentum=self.settings.momentum)
+        # A plain attribute (a tuple is not registered as a submodule): the backbone belongs to
+        # VSSLForPretraining; init_vssl_buffers needs it to re-copy the key encoder after loading.
+        self._online_backbone = (backbone,)
+
+    @torch.no_grad()
+    def init_vssl_buffers(self) -> None:
+        """Start the key encoder as a copy of the (initialised or loaded) backbone and heads.
+
+        The model-init hook (``VSSLPreTrainedModel._init_weights``), called on this module after
+        its children (the heads) and the backbone (an earlier sibling) are initialised or loaded.
+        Key-encoder tensors that ``from_pretrained`` loaded keep their saved EMA values (see
+        :meth:`MomentumEncoder.copy_missing_from`). Before :meth:`attach_backbone` there is
+        nothing to copy.
+        """
+        key_encoder = getattr(self, "key_encoder", None)
+        online = getattr(self, "_online_backbone", None)
+        if key_encoder is not None and online is not None:
+            key_encoder.copy_missing_from(online[0], *self.heads)
 
     def _check_attached(self) -> MomentumEncoder:
         key_encoder = getattr(self, "key_encoder", None)  # registered submodule once attached
@@ -333,10 +469,11 @@ class MoCoTask:
         self._check_attached().update(backbone, *self.heads)
 
     @torch.no_grad()
-    def encode_keys(self, clips: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, T, C, H, W)`` -> one ``(B, dim)`` key per head, from the momentum encoder with shuffle-BN."""
+    def encode_keys(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """``(B, T, C, H, W)`` -> one ``(B, dim)`` key per head, from the momentum encoder with
+        shuffle-BN (its permutation drawn from ``generator`` when given)."""
         key_encoder = self._check_attached()
-        shuffled, unshuffle = batch_shuffle(clips)
+        shuffled, unshuffle = batch_shuffle(clips, generator)
         features = key_encoder(0, shuffled, return_dict=True).pooler_output
         keys = [key_encoder(i + 1, features) for i in range(len(self.heads))]
         return [local_slice(batch_unshuffle(k, unshuffle)) for k in keys]

@@ -37,19 +37,39 @@ def resolve_optimizer_settings(
     return settings
 
 
+def lr_scales(model: nn.Module) -> dict[str, float]:
+    """Parameter name -> learning-rate multiplier, from every submodule's ``lr_scales()`` hook
+    (:meth:`hf_vssl.pretext.PretextTask.lr_scales`); parameters not named keep scale 1."""
+    scales: dict[str, float] = {}
+    for prefix, module in model.named_modules():
+        hook = getattr(module, "lr_scales", None)
+        if not callable(hook):
+            continue
+        for child, scale in hook().items():
+            path = f"{prefix}.{child}" if prefix else child
+            for name, _ in model.get_submodule(path).named_parameters():
+                scales[f"{path}.{name}"] = float(scale)
+    return scales
+
+
 def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD (with momentum) or AdamW; no weight decay on biases and normalisation parameters."""
-    decay, no_decay = [], []
+    """SGD (with momentum) or AdamW; no weight decay on biases and normalisation parameters.
+
+    Parameters a module's ``lr_scales()`` hook names get their own groups at ``lr * scale``
+    (schedules scale every group's rate alike, so the ratio holds).
+    """
+    lr = float(settings["learning_rate"])
+    scales = lr_scales(model)
+    grouped: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+        grouped.setdefault((parameter.ndim > 1, scales.get(name, 1.0)), []).append(parameter)
     groups = [
-        {"params": decay, "weight_decay": float(settings["weight_decay"])},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": float(settings["weight_decay"]) if decay else 0.0, "lr": lr * scale}
+        for (decay, scale), params in sorted(grouped.items(), key=lambda item: (not item[0][0], item[0][1]))
     ]
     name = settings["optimizer"].lower()
-    lr = float(settings["learning_rate"])
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=float(settings.get("momentum", 0.9)), nesterov=False)
     if name == "adamw":

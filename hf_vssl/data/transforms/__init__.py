@@ -28,7 +28,14 @@ from .colour import apply_colour, grayscale_matrix, hue_matrix, jitter_affine, s
 from .fused import FusedClipTransform
 from .geometry import crop_affine, crop_thetas, resample, resample_batch, resize_size
 from .params import NUM_CLIP_UNIFORMS, ClipParams
-from .presets import TRANSFORM_PRESETS, VideoTransform, build_loader_transform, build_transform, fused_spec
+from .presets import (
+    TRANSFORM_PRESETS,
+    VideoTransform,
+    build_loader_transform,
+    build_transform,
+    fused_spec,
+    transform_sample_clips,
+)
 
 __all__ = [
     "NUM_CLIP_UNIFORMS",
@@ -50,4 +57,5 @@ __all__ = [
     "resample_batch",
     "resize_size",
     "solarize",
+    "transform_sample_clips",
 ]

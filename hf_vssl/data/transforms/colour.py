@@ -23,7 +23,8 @@ from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 from .params import ClipParams, Rows, one_clip_params
 
 # Colour jitter as in MoCo v2 / BYOL-style pipelines: (0.4, 0.4, 0.4, hue 0.1) with p=0.8.
-JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4}
+JITTER_STRENGTH = 0.4
+JITTER = {"brightness": JITTER_STRENGTH, "contrast": JITTER_STRENGTH, "saturation": JITTER_STRENGTH}
 HUE = 0.1
 JITTER_P = 0.8
 
@@ -62,8 +63,6 @@ def colour_constants(device: torch.device, dtype: torch.dtype) -> dict[str, torc
         "std": torch.tensor(STD, dtype=f64),
         "low": torch.tensor(_LOW, dtype=f64),
         "high": torch.tensor(_HIGH, dtype=f64),
-        "jitter_low": torch.tensor([1 - JITTER[k] for k in ("brightness", "contrast", "saturation")], dtype=f64),
-        "jitter_span": torch.tensor([2 * JITTER[k] for k in ("brightness", "contrast", "saturation")], dtype=f64),
     }
     return {name: value.to(device=device, dtype=dtype) for name, value in values.items()}
 

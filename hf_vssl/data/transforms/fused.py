@@ -14,13 +14,22 @@ Randomness comes from the **global torch RNG** (one ``torch.rand`` draw per call
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torchvision.transforms.v2 import functional as F
 
 from .blur import blur_clips
-from .colour import HUE, JITTER_P, apply_colour, clamp_normalised, colour_affine, colour_constants, solarize
+from .colour import (
+    HUE,
+    JITTER_P,
+    JITTER_STRENGTH,
+    apply_colour,
+    clamp_normalised,
+    colour_affine,
+    colour_constants,
+    solarize,
+)
 from .geometry import (
     crop_thetas,
     cut_region,
@@ -49,6 +58,9 @@ from .params import (
     uniform,
 )
 
+#: The per-clip probabilities a view of :class:`FusedClipTransform` may set.
+VIEW_PROBABILITIES = ("flip_p", "jitter_p", "grayscale_p", "gamma_p", "blur_p", "solarize_p")
+
 
 class FusedClipTransform:
     """One training augmentation: fused geometry, fused colour, optional CVRL extras.
@@ -60,8 +72,22 @@ class FusedClipTransform:
         flip_p: probability of the horizontal flip.
         rotation_degrees: rotation angle uniform in ``[-d, d]`` (0: none).
         jitter_p: probability of the colour jitter (brightness, contrast, saturation factors in
-            ``[0.6, 1.4]``, then a hue shift in ``[-0.1, 0.1]`` of a turn).
+            ``[max(1 - s, 0), 1 + s]`` for ``jitter_strength`` ``s`` (one value, or one each for
+            brightness, contrast, saturation; default 0.4: ``[0.6, 1.4]``), then a hue shift in
+            ``[-hue, hue]`` of a turn (default 0.1).
         grayscale_p / gamma_p / blur_p / solarize_p: CVRL's extra steps (0: never).
+        views: per-view probabilities for the clips of one sample: clip ``k`` of a sample uses
+            ``views[k]`` (a mapping of some of :data:`VIEW_PROBABILITIES` to values) over the
+            arguments above; clips past the last view, and single clips, use the arguments.
+            CVRL's asymmetric pair: blur always on its first view, with p=0.1 on the second,
+            solarize only on the second (:meth:`transform_clips`, and
+            :class:`~hf_vssl.data.batch_augment.BatchAugment` on ``(B, N, ...)`` batches).
+        per_sample_params: draw the flip, rotation and colour once per *sample* and share them
+            among its clips (:meth:`transform_clips`, and :class:`~hf_vssl.data.batch_augment.BatchAugment`
+            on ``(B, N, ...)`` batches); crops stay per clip. VCOP's tuples: the original crops
+            each clip on its own, and the study's flip, rotation and jitter must not differ between
+            the clips of a tuple, or left/right and colour continuity would give away nothing of
+            the order but scramble it.
 
     The same object describes the split form of the preset (:mod:`hf_vssl.data.batch_augment`):
     :meth:`loader_crop` is the uint8 part a DataLoader worker runs, :meth:`clip_params` +
@@ -90,9 +116,16 @@ class FusedClipTransform:
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         solarize_p: float = 0.0,
         solarize_threshold: float = 0.5,
+        per_sample_params: bool = False,
+        jitter_strength: float | tuple[float, float, float] = JITTER_STRENGTH,
+        hue: float = HUE,
+        views: Sequence[Mapping[str, float]] = (),
     ):
         if crop not in ("short_side", "random_resized"):
             raise ValueError(f"crop must be 'short_side' or 'random_resized', got {crop!r}")
+        unknown = sorted({key for view in views for key in view} - set(VIEW_PROBABILITIES))
+        if unknown:
+            raise ValueError(f"views may set {', '.join(VIEW_PROBABILITIES)}; got {', '.join(unknown)}")
         self.image_size, self.crop = image_size, crop
         self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
         self.flip_p, self.rotation_degrees, self.jitter_p = flip_p, float(rotation_degrees), jitter_p
@@ -100,6 +133,12 @@ class FusedClipTransform:
         self.solarize_p, self.solarize_threshold = solarize_p, solarize_threshold
         self.gamma_range, self.blur_sigma = gamma_range, blur_sigma
         self.blur_kernel = max(3, image_size // 10) | 1  # ~10% of the image, odd
+        self.per_sample_params = bool(per_sample_params)
+        strength = (jitter_strength,) * 3 if isinstance(jitter_strength, (int, float)) else tuple(jitter_strength)
+        if len(strength) != 3 or min(strength) < 0:
+            raise ValueError(f"jitter_strength must be >= 0 or 3 such values, got {jitter_strength!r}")
+        self.jitter_strength, self.hue = tuple(float(v) for v in strength), float(hue)
+        self.views = tuple(dict(view) for view in views)
 
     # -- the crop (drawn where the frames are: per clip, on the CPU) --------------------------
 
@@ -150,22 +189,37 @@ class FusedClipTransform:
 
     # -- per-clip parameters and the part after the geometry (shared with BatchAugment) -------
 
-    def clip_params(self, u: torch.Tensor) -> ClipParams:
-        """Parameters of ``B`` clips from uniforms ``u`` ``(B, NUM_CLIP_UNIFORMS)`` (any device)."""
-        k = colour_constants(u.device, u.dtype)
+    def _probability(self, name: str, view: torch.Tensor | None, like: torch.Tensor) -> float | torch.Tensor:
+        """``name``'s probability: the argument, or per clip from :attr:`views` (``view``: each
+        clip's position in its sample, ``(B,)``)."""
+        base = getattr(self, name)
+        if view is None or not self.views:
+            return base
+        table = like.new_tensor([v.get(name, base) for v in self.views] + [base])
+        return table[view.clamp(max=len(self.views))]
+
+    def clip_params(self, u: torch.Tensor, view: torch.Tensor | None = None) -> ClipParams:
+        """Parameters of ``B`` clips from uniforms ``u`` ``(B, NUM_CLIP_UNIFORMS)`` (any device);
+        ``view`` ``(B,)`` gives each clip's position in its sample where :attr:`views` differ."""
         log_low, log_high = math.log(self.gamma_range[0]), math.log(self.gamma_range[1])
+        low = u.new_tensor([max(1 - v, 0.0) for v in self.jitter_strength])
+        high = u.new_tensor([1 + v for v in self.jitter_strength])
+
+        def p(name: str) -> float | torch.Tensor:
+            return self._probability(name, view, u)
+
         return ClipParams(
-            flip=u[:, U_FLIP] < self.flip_p,
+            flip=u[:, U_FLIP] < p("flip_p"),
             angle=uniform(u[:, U_ANGLE], -self.rotation_degrees, self.rotation_degrees),
-            jitter=u[:, U_JITTER_ON] < self.jitter_p,
-            factors=k["jitter_low"] + u[:, U_B : U_S + 1] * k["jitter_span"],
-            hue=2 * math.pi * uniform(u[:, U_HUE], -HUE, HUE),
-            gray=u[:, U_GRAY] < self.grayscale_p,
-            gamma_on=u[:, U_GAMMA_ON] < self.gamma_p,
+            jitter=u[:, U_JITTER_ON] < p("jitter_p"),
+            factors=uniform(u[:, U_B : U_S + 1], low, high),
+            hue=2 * math.pi * uniform(u[:, U_HUE], -self.hue, self.hue),
+            gray=u[:, U_GRAY] < p("grayscale_p"),
+            gamma_on=u[:, U_GAMMA_ON] < p("gamma_p"),
             gamma=torch.exp(uniform(u[:, U_GAMMA], log_low, log_high)),
-            blur=u[:, U_BLUR_ON] < self.blur_p,
+            blur=u[:, U_BLUR_ON] < p("blur_p"),
             sigma=uniform(u[:, U_SIGMA], *self.blur_sigma),
-            solarize=u[:, U_SOLARIZE] < self.solarize_p,
+            solarize=u[:, U_SOLARIZE] < p("solarize_p"),
         )
 
     @property
@@ -219,11 +273,36 @@ class FusedClipTransform:
         clip = resample(video, theta, self.image_size, self.padding_mode)
         return self.finish(clip.unsqueeze(0), params)[0]
 
-    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+    def _draw(self, video: torch.Tensor, view: int | None = None) -> tuple[tuple[int, int, int, int], ClipParams]:
+        """One call's draw: the crop box and the clip's parameters (one ``torch.rand``); ``view``:
+        the clip's position in its sample (:attr:`views`)."""
         u = torch.rand(self._NUM_UNIFORMS, dtype=torch.float64)
         box = self.crop_box(video.shape[-2], video.shape[-1], u[: self._CROP_UNIFORMS].tolist())
         start = self._CROP_UNIFORMS
-        return self.apply(video, box, self.clip_params(u[start : start + NUM_CLIP_UNIFORMS].view(1, -1)))
+        views = None if view is None else torch.tensor([view])
+        return box, self.clip_params(u[start : start + NUM_CLIP_UNIFORMS].view(1, -1), views)
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        return self.apply(video, *self._draw(video))
+
+    @property
+    def per_sample(self) -> bool:
+        """Whether the clips of a sample are not independent calls (shared or per-view parameters)."""
+        return self.per_sample_params or bool(self.views)
+
+    def transform_clips(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The clips of one sample: as many calls, except that with ``per_sample_params`` every clip
+        takes the first clip's flip, rotation and colour (each still draws, and uses, its own crop),
+        and that clip ``k`` draws with the probabilities of ``views[k]``."""
+        shared = None
+        out = []
+        for k, video in enumerate(videos):
+            box, params = self._draw(video, k)
+            if self.per_sample_params:
+                shared = params if shared is None else shared
+                params = shared
+            out.append(self.apply(video, box, params))
+        return out
 
     def __repr__(self) -> str:
         return (
