@@ -44,9 +44,6 @@ from hf_vssl.models import (
     VSSLVideoProcessor,
 )
 from hf_vssl.pretext import VSSLForPretraining
-from hf_vssl.pretext.contrastive import FeatureQueue, MoCoTask
-from hf_vssl.pretext.heads import PairwiseOrderHead
-from hf_vssl.pretext.rotnet import RotNetTask
 
 # gradient_checkpointing_enable() is the name the contract asks for (transformers v5 calls it deprecated).
 pytestmark = pytest.mark.filterwarnings("ignore:`gradient_checkpointing_.*:FutureWarning")
@@ -270,7 +267,7 @@ class VSSLModelTesterMixin:
                 with torch.no_grad():
                     as_dict = model(**self._inputs(model_class, inputs, labels=True), return_dict=True, **kwargs)
                     as_tuple = model(**self._inputs(model_class, inputs, labels=True), return_dict=False, **kwargs)
-                flat_dict = [v for v in as_dict.to_tuple()]
+                flat_dict = list(as_dict.to_tuple())
                 self.assertEqual(len(flat_dict), len(as_tuple))
                 for a, b in zip(flat_dict, as_tuple):
                     for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
@@ -604,17 +601,6 @@ PRETRAINING = {"backbone": "r21d", "width_multiplier": 0.125, "num_frames": 4, "
 PRETEXT_CONFIG = {"rotnet": None, "vcop": None, "rspnet": {"queue_size": 16}}
 
 
-def _hook_missing(module_class: type) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(
-        not callable(getattr(module_class, "init_vssl_buffers", None)), strict=True,
-        reason=f"{module_class.__name__}.init_vssl_buffers() (the pretext side of the model-init hooks) is not "
-               "implemented yet, so from_pretrained leaves its buffers as allocated memory",
-    )
-
-
-TASK_HOOKS = {"rotnet": RotNetTask, "vcop": PairwiseOrderHead, "rspnet": FeatureQueue}
-
-
 def _pretraining(task: str) -> VSSLForPretraining:
     return VSSLForPretraining(VSSLConfig(**PRETRAINING, pretext_task=task, pretext_config=PRETEXT_CONFIG[task]))
 
@@ -631,8 +617,7 @@ def _pretext_batch(model: VSSLForPretraining, seed: int = 0) -> dict[str, torch.
     return batch
 
 
-@pytest.mark.parametrize("task", [pytest.param(t, marks=_hook_missing(TASK_HOOKS[t])) for t in ("rotnet", "vcop")]
-                         + ["rspnet"])  # RSPNet's queue, pointer and key encoder are all in the state dict
+@pytest.mark.parametrize("task", ["rotnet", "vcop", "rspnet"])
 def test_pretraining_round_trip_keeps_every_tensor(task, tmp_path):
     model = _pretraining(task).train()
     model(**_pretext_batch(model, seed=1)).loss.backward()  # moves BN statistics, queue and pointer
@@ -650,7 +635,7 @@ def test_pretraining_round_trip_keeps_every_tensor(task, tmp_path):
         assert torch.equal(loaded(**_pretext_batch(loaded)).loss, before)
 
 
-@pytest.mark.parametrize("task", [pytest.param(t, marks=_hook_missing(TASK_HOOKS[t])) for t in TASK_HOOKS])
+@pytest.mark.parametrize("task", ["rotnet", "vcop", "rspnet"])
 def test_pretraining_init_weights_covers_every_tensor(task):
     # Every buffer equal to the constructor's (the RSPNet queue: unit rows, the pointer 0), nothing left unset.
     config = VSSLConfig(**PRETRAINING, pretext_task=task, pretext_config=PRETEXT_CONFIG[task])
@@ -665,11 +650,6 @@ def test_pretraining_init_weights_covers_every_tensor(task):
             assert torch.equal(model.get_buffer(name), buffer), name
 
 
-@pytest.mark.xfail(
-    not callable(getattr(MoCoTask, "init_vssl_buffers", None)), strict=True,
-    reason="RSPNet's key encoder is copied from the query backbone in __init__, while from_pretrained still has "
-           "it on the meta device; MoCoTask.init_vssl_buffers() (the pretext side of the hooks) is not implemented yet",
-)
 def test_rspnet_key_encoder_starts_as_the_loaded_backbone(tmp_path):
     model = _pretraining("rspnet")
     with torch.no_grad():
