@@ -38,6 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from typing_extensions import Self
 
+from hf_vssl.foundation.loading import foundation_family
+from hf_vssl.foundation.vision import load_vision_backbone
 from hf_vssl.models import VSSLConfig, VSSLModel
 
 from .capture import LayerGramCapture
@@ -339,8 +341,12 @@ def load_vssl_model(path_or_id: str | Path) -> VSSLModel:
       classification and distillation checkpoints all carry the backbone);
     - a ``checkpoints/checkpoint-N`` folder of a training run (``model.safetensors`` without a
       config): the architecture from the run's ``config.json`` (or ``training_args.yaml``), the
-      backbone weights from the checkpoint.
+      backbone weights from the checkpoint;
+    - a foundation model (X-CLIP, CLIP, SigLIP; folder or Hub id): its vision tower, one stage
+      per encoder layer (:func:`hf_vssl.foundation.vision.load_vision_backbone`).
     """
+    if foundation_family(path_or_id) is not None:
+        return load_vision_backbone(path_or_id)
     path = Path(path_or_id)
     weights = path / "model.safetensors"
     if path.is_dir() and not (path / "config.json").is_file():
