@@ -39,6 +39,7 @@ from hf_vssl.foundation import (
 )
 from hf_vssl.foundation.class_names import class_names_from_labels, read_class_names_file
 from hf_vssl.foundation.prompts import build_prompts
+from hf_vssl.foundation.table import main as zero_shot_table
 from hf_vssl.models import VSSLConfig, VSSLModel
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 from hf_vssl.training.arguments import parse_args
@@ -244,6 +245,8 @@ def test_zero_shot_recipe_on_the_synthetic_corpus_is_exact(tiny_models, tiny_cor
     assert "model-index" in card and "zero_shot/video_top1" in card and "zero-shot" in card
     with pytest.raises(FileExistsError, match="already holds a metrics.json"):  # a new folder per run
         _recipe("zero_shot").main(args)
+    row = f"| `{tiny_models['clip']}` | clip | hf_vssl synthetic corpus | test (1) | 1 | {100 * share_up:.1f} |"
+    assert row in zero_shot_table([str(output)])
 
 
 def _colour_videos(root: Path) -> Path:
