@@ -7,8 +7,10 @@ the synthetic corpus (and of colour videos the tests encode).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,8 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
+from hf_vssl.analysis.cka_maps import CKAArguments
+from hf_vssl.analysis.robustness import RobustnessArguments
 from hf_vssl.data.video_io import encode_video
 from hf_vssl.foundation import (
     ENSEMBLE_TEMPLATES,
@@ -39,6 +43,7 @@ from hf_vssl.foundation import (
 )
 from hf_vssl.foundation.class_names import class_names_from_labels, read_class_names_file
 from hf_vssl.foundation.prompts import build_prompts
+from hf_vssl.foundation.run import ZeroShotArguments
 from hf_vssl.foundation.table import main as zero_shot_table
 from hf_vssl.models import VSSLConfig, VSSLModel
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
@@ -245,7 +250,7 @@ def test_zero_shot_recipe_on_the_synthetic_corpus_is_exact(tiny_models, tiny_cor
     assert "model-index" in card and "zero_shot/video_top1" in card and "zero-shot" in card
     with pytest.raises(FileExistsError, match="already holds a metrics.json"):  # a new folder per run
         _recipe("zero_shot").main(args)
-    row = f"| `{tiny_models['clip']}` | clip | hf_vssl synthetic corpus | test (1) | 1 | {100 * share_up:.1f} |"
+    row = f"| `{tiny_models['clip']}` | clip | hf_vssl synthetic corpus | test (1) | 4x1 | 1 | {100 * share_up:.1f} |"
     assert row in zero_shot_table([str(output)])
 
 
@@ -289,10 +294,11 @@ def test_robustness_recipe_takes_a_zero_shot_model(tiny_models, tiny_corpus, tmp
     output = tmp_path / "xclip-run"
     common = ["--model_name_or_path", str(tiny_models["xclip"]), "--dataset_root", str(tiny_corpus),
               "--output_dir", str(output), "--eval_clips", "1", "--per_device_eval_batch_size", "4",
-              "--prompt_templates", "a video of {}.", "{}"]
+              "--prompt_templates", "a video of {}.", "{}", "--frame_stride", "2"]
     _recipe("zero_shot").main(common)
     zero_shot = json.loads((output / "metrics.json").read_text())
     assert zero_shot["zero_shot"]["family"] == "xclip" and zero_shot["evaluation"]["num_frames"] == 4
+    assert zero_shot["evaluation"]["frame_stride"] == 2
     assert zero_shot["zero_shot"]["templates"] == ["a video of {}.", "{}"]
 
     assert _recipe("robustness").main([*common, "--noises", "gaussian", "--severities", "1", "5"]) == output
@@ -371,3 +377,13 @@ def test_refusals(tiny_models, tmp_path):
                      "--output_dir", str(tmp_path / "x")])
     with pytest.raises(ValueError, match="at least 2 classes"):
         ZeroShotVideoClassifier(load_foundation_model(tiny_models["clip"]), ["only one"])
+
+
+def test_every_flag_in_the_documentation_exists():
+    """docs/foundation_models.md's commands use only flags the recipes accept."""
+    known = {f.name for cls in (ZeroShotArguments, RobustnessArguments, CKAArguments, FinetuningArguments)
+             for f in dataclasses.fields(cls)} | {"json", "num_frames", "output_dir", "model_name_or_path"}
+    text = (REPO / "docs" / "foundation_models.md").read_text()
+    flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]+)", text))
+    assert {"model_name_or_path", "prompt_ensemble", "frame_stride", "compare_to", "mode"} <= flags
+    assert flags <= known, sorted(flags - known)

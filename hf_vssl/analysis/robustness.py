@@ -29,7 +29,7 @@ import torch
 from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, NOISE_PRESETS, PIXEL_NOISES, NoiseTransform
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.foundation.arguments import (
-    ZeroShotPromptArguments,
+    FoundationModelArguments,
     build_zero_shot_classifier,
     dataset_class_names,
 )
@@ -205,11 +205,11 @@ def write_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
 
 
 @dataclass
-class RobustnessArguments(ZeroShotPromptArguments):
+class RobustnessArguments(FoundationModelArguments):
     """Settings of ``recipes/robustness.py``. Dataset settings default to the checkpoint's ``metrics.json``.
 
     A foundation model (X-CLIP, CLIP, SigLIP) is tested as a zero-shot classifier of the dataset's
-    classes, prompted by the ``ZeroShotPromptArguments`` settings (docs/foundation_models.md).
+    classes, prompted by the ``FoundationModelArguments`` settings (docs/foundation_models.md).
     """
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
@@ -271,7 +271,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
         class_names = dataset_class_names(args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold,
                                           label_set=label_set)
         model = build_zero_shot_classifier(args, args.model_name_or_path, class_names, device=accelerator.device)
-        num_frames, image_size, frame_stride = model.num_frames, model.image_size, 1
+        num_frames, image_size, frame_stride = model.num_frames, model.image_size, args.frame_stride
     else:
         too_high = max(r.label for r in records)
         if too_high >= config.num_labels:

@@ -1,8 +1,8 @@
-"""The zero-shot settings every recipe that takes a foundation model shares, and the set-up they drive.
+"""The settings every recipe that takes a foundation model shares, and the zero-shot set-up they drive.
 
 ``recipes/zero_shot.py`` (:class:`hf_vssl.foundation.run.ZeroShotArguments`) and
-``recipes/robustness.py`` (``RobustnessArguments``) both extend :class:`ZeroShotPromptArguments`,
-so a foundation model is prompted the same way wherever it is tested.
+``recipes/robustness.py`` (``RobustnessArguments``) both extend :class:`FoundationModelArguments`,
+so a foundation model is prompted, and sees the same clips, wherever it is tested.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from .class_names import CLASS_NAME_STYLES, class_names_from_labels, read_class_
 from .prompts import resolve_templates
 from .zero_shot import ZeroShotVideoClassifier
 
-__all__ = ["ZeroShotPromptArguments", "build_zero_shot_classifier", "dataset_class_names"]
+__all__ = ["FoundationModelArguments", "build_zero_shot_classifier", "dataset_class_names"]
 
 
 @dataclass
-class ZeroShotPromptArguments:
-    """How a foundation model (X-CLIP, CLIP, SigLIP) is turned into a classifier of the dataset's classes."""
+class FoundationModelArguments:
+    """How a foundation model (X-CLIP, CLIP, SigLIP) is turned into a classifier of the dataset's classes:
+    prompts, class names and the clips it sees."""
 
     prompt_templates: list[str] | None = field(default=None, metadata={
         "help": "foundation models: prompt template(s) with one '{}' for the class name; several form an "
@@ -39,10 +40,12 @@ class ZeroShotPromptArguments:
                 "(default: the dataset's: ucf101 camel, hmdb51 snake, kinetics400/ssv2 as_is, else auto)"})
     num_frames: int | None = field(default=None, metadata={
         "help": "foundation models: frames per clip (X-CLIP: fixed by the model; image models: default 8)"})
+    frame_stride: int = field(default=1, metadata={
+        "help": "foundation models: take every n-th frame (1: consecutive frames, as for the SSL backbones)"})
     text_batch_size: int = field(default=256, metadata={"help": "foundation models: prompts per text batch"})
 
 
-def dataset_class_names(args: ZeroShotPromptArguments, records: Sequence[VideoRecord], *, dataset: str,
+def dataset_class_names(args: FoundationModelArguments, records: Sequence[VideoRecord], *, dataset: str,
                         dataset_root: str | None, fold: int, label_set: str | None) -> list[str]:
     """The class names to prompt with, in label order: ``--class_names_file`` or the cleaned label names.
 
@@ -60,7 +63,7 @@ def dataset_class_names(args: ZeroShotPromptArguments, records: Sequence[VideoRe
     return class_names_from_labels(names, dataset, args.class_name_style)
 
 
-def build_zero_shot_classifier(args: ZeroShotPromptArguments, model_name_or_path: str, class_names: Sequence[str],
+def build_zero_shot_classifier(args: FoundationModelArguments, model_name_or_path: str, class_names: Sequence[str],
                                device: torch.device | str | None = None) -> ZeroShotVideoClassifier:
     """Load ``model_name_or_path`` and embed ``class_names`` with the templates of ``args``, on ``device``."""
     templates = resolve_templates(args.prompt_templates, args.prompt_ensemble)

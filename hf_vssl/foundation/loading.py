@@ -90,6 +90,7 @@ class FoundationModel:
 
     @property
     def spec(self) -> FamilySpec:
+        """The registry entry of :attr:`family`."""
         return FAMILIES[self.family]
 
 

@@ -32,7 +32,7 @@ from hf_vssl.training.arguments import save_args
 from hf_vssl.training.data import load_records
 from hf_vssl.training.evaluation import build_eval_dataset, evaluate_classifier
 
-from .arguments import ZeroShotPromptArguments, build_zero_shot_classifier, dataset_class_names
+from .arguments import FoundationModelArguments, build_zero_shot_classifier, dataset_class_names
 from .card import write_zero_shot_card
 from .loading import FAMILIES, foundation_family
 from .prompts import resolve_templates
@@ -43,7 +43,7 @@ __all__ = ["ZeroShotArguments", "run_zero_shot"]
 
 
 @dataclass
-class ZeroShotArguments(ZeroShotPromptArguments):
+class ZeroShotArguments(FoundationModelArguments):
     """Settings of ``recipes/zero_shot.py``. Defaults: the test split of the built-in synthetic corpus."""
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
@@ -60,7 +60,6 @@ class ZeroShotArguments(ZeroShotPromptArguments):
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     subset_size: int | None = field(default=None, metadata={"help": "class-balanced subset of the split"})
     subset_seed: int = 0
-    frame_stride: int = 1
     eval_clips: int = field(default=5, metadata={"help": "uniform clips per video"})
     eval_crops: int = field(default=1, metadata={"help": "spatial crops per clip (1 or 3)"})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "videos per batch (x clips x crops)"})
@@ -93,6 +92,8 @@ def _check_args(args: ZeroShotArguments) -> str:
         raise ValueError(f"--eval_crops must be 1 or 3, got {args.eval_crops}")
     if args.eval_clips < 1:
         raise ValueError(f"--eval_clips must be >= 1, got {args.eval_clips}")
+    if args.frame_stride < 1:
+        raise ValueError(f"--frame_stride must be >= 1, got {args.frame_stride}")
     if args.per_device_eval_batch_size < 1:
         raise ValueError(f"--per_device_eval_batch_size must be >= 1, got {args.per_device_eval_batch_size}")
     return family

@@ -77,6 +77,7 @@ class ZeroShotVideoClassifier(nn.Module):
 
     @property
     def num_labels(self) -> int:
+        """Number of classes (one text embedding each)."""
         return len(self.class_names)
 
     @torch.inference_mode()
