@@ -32,7 +32,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("distill",),
     ("evaluation",),
     ("hub",),
-    ("training", "analysis"),
+    ("training",),
+    ("foundation",),  # zero-shot runs reuse the recipes' argument handling; analysis tests foundation models
+    ("analysis",),
     ("zoo", "_registration"),
     ("hf_vssl",),
 ]

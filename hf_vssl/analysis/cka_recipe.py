@@ -1,7 +1,7 @@
 """The CKA recipe behind ``recipes/cka.py``: one model, two models, or a model against a run's checkpoints.
 
-Loads the models (:func:`hf_vssl.models.loading.load_vssl_model`: saved folders, Hub ids or
-Accelerate checkpoint folders), builds the evaluation clips, runs
+Loads the models (:func:`load_model`: saved folders, Hub ids or Accelerate checkpoint folders of
+hf_vssl models, and the vision towers of foundation models), builds the evaluation clips, runs
 :func:`hf_vssl.analysis.cka_maps.compare_models` and writes ``cka*.json`` / ``cka*.png``.
 """
 
@@ -20,6 +20,9 @@ from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.data.loading import load_records
 from hf_vssl.data.transforms import build_transform
+from hf_vssl.foundation.loading import foundation_family
+from hf_vssl.foundation.vision import load_vision_backbone
+from hf_vssl.models import VSSLModel
 from hf_vssl.models.loading import load_vssl_model
 
 from .cka_maps import compare_models
@@ -107,6 +110,14 @@ def _build_loader(args: CKAArguments, num_frames: int, image_size: int):
     )
 
 
+def load_model(path_or_id: str | Path) -> VSSLModel:
+    """The :class:`VSSLModel` to map: an hf_vssl model (:func:`hf_vssl.models.loading.load_vssl_model`),
+    or a foundation model's vision tower (X-CLIP, CLIP, SigLIP; one stage per encoder layer)."""
+    if foundation_family(path_or_id) is not None:
+        return load_vision_backbone(path_or_id)
+    return load_vssl_model(path_or_id)
+
+
 def run_cka(args: CKAArguments) -> Path:
     """Compute and save the CKA map(s) described by ``args``; return the output folder.
 
@@ -127,16 +138,16 @@ def run_cka(args: CKAArguments) -> Path:
     if not args.model_name_or_path and not (Path(model_path) / "config.json").is_file():
         raise FileNotFoundError(f"--checkpoints {model_path}: the run has no final model (config.json) yet; pass "
                                 "--model_name_or_path (e.g. its newest checkpoint folder) as model A")
-    model_a = load_vssl_model(model_path)
+    model_a = load_model(model_path)
     name_a = _display_name(model_path)
     others: dict[str, nn.Module] = {}
     if args.compare_to:
         name_b = _display_name(args.compare_to)
         if name_b == name_a:
             name_b = f"{name_b} (B)"
-        others[name_b] = load_vssl_model(args.compare_to)
+        others[name_b] = load_model(args.compare_to)
     for path in checkpoints:
-        others[path.name] = load_vssl_model(path)
+        others[path.name] = load_model(path)
 
     local_a = Path(model_path).is_dir()
     if args.output_dir:

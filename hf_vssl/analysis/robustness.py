@@ -26,6 +26,12 @@ from accelerate import Accelerator
 from hf_vssl.data.loading import load_records
 from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, PIXEL_NOISES
 from hf_vssl.evaluation.robustness import build_report, check_noises, evaluate_robustness
+from hf_vssl.foundation.arguments import (
+    FoundationModelArguments,
+    build_zero_shot_classifier,
+    dataset_class_names,
+)
+from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLVideoProcessor
 
 logger = logging.getLogger(__name__)
@@ -107,12 +113,16 @@ def write_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
 
 
 @dataclass
-class RobustnessArguments:
-    """Settings of ``recipes/robustness.py``. Dataset settings default to the checkpoint's ``metrics.json``."""
+class RobustnessArguments(FoundationModelArguments):
+    """Settings of ``recipes/robustness.py``. Dataset settings default to the checkpoint's ``metrics.json``.
+
+    A foundation model (X-CLIP, CLIP, SigLIP) is tested as a zero-shot classifier of the dataset's
+    classes, prompted by the ``FoundationModelArguments`` settings (docs/foundation_models.md).
+    """
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "a finetuned classification checkpoint "
-                                                                           "(folder or Hub id)"})
+                                                                           "or a foundation model (folder or Hub id)"})
     output_dir: str | None = field(default=None, metadata={"help": "default: the model's folder"})
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was finetuned on"})
     dataset_root: str | None = None
@@ -146,10 +156,11 @@ def run_robustness(args: RobustnessArguments) -> Path:
     if not args.model_name_or_path:
         raise ValueError("--model_name_or_path is required: a classification checkpoint from recipes/finetune.py")
     check_noises(args.noises, args.severities, args.preset)
-    config = VSSLConfig.from_pretrained(args.model_name_or_path)
-    if "VSSLForVideoClassification" not in (config.architectures or []):
+    zero_shot = foundation_family(args.model_name_or_path) is not None
+    config = None if zero_shot else VSSLConfig.from_pretrained(args.model_name_or_path)
+    if config is not None and "VSSLForVideoClassification" not in (config.architectures or []):
         raise ValueError(f"{args.model_name_or_path} is a {config.architectures} checkpoint; robustness needs a "
-                         "finetuned classifier (run recipes/finetune.py first)")
+                         "finetuned classifier (run recipes/finetune.py first) or a foundation model")
     trained = _model_metrics(args.model_name_or_path)
     evaluation = trained.get("evaluation", {})
     dataset = args.dataset or trained.get("dataset") or "synthetic"
@@ -157,19 +168,25 @@ def run_robustness(args: RobustnessArguments) -> Path:
     fold = args.fold if args.fold is not None else int(trained.get("fold", 1))
     label_set = args.label_set or trained.get("label_set")
     records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set)
-    too_high = max(r.label for r in records)
-    if too_high >= config.num_labels:
-        raise ValueError(f"{dataset} {split} (fold {fold}) has class index {too_high} but the model at "
-                         f"{args.model_name_or_path} has {config.num_labels} labels: wrong dataset or label set?")
-    try:
-        frame_stride = VSSLVideoProcessor.from_pretrained(args.model_name_or_path).frame_stride
-    except OSError:
-        frame_stride = int(evaluation.get("frame_stride", 1))
-
     accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
-    model = VSSLForVideoClassification.from_pretrained(args.model_name_or_path).to(accelerator.device)
+    if zero_shot:
+        class_names = dataset_class_names(args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold,
+                                          label_set=label_set)
+        model = build_zero_shot_classifier(args, args.model_name_or_path, class_names, device=accelerator.device)
+        num_frames, image_size, frame_stride = model.num_frames, model.image_size, args.frame_stride
+    else:
+        too_high = max(r.label for r in records)
+        if too_high >= config.num_labels:
+            raise ValueError(f"{dataset} {split} (fold {fold}) has class index {too_high} but the model at "
+                             f"{args.model_name_or_path} has {config.num_labels} labels: wrong dataset or label set?")
+        try:
+            frame_stride = VSSLVideoProcessor.from_pretrained(args.model_name_or_path).frame_stride
+        except OSError:
+            frame_stride = int(evaluation.get("frame_stride", 1))
+        model = VSSLForVideoClassification.from_pretrained(args.model_name_or_path).to(accelerator.device)
+        num_frames, image_size = config.num_frames, config.image_size
     report = evaluate_robustness(
-        model, records, num_frames=config.num_frames, image_size=config.image_size, frame_stride=frame_stride,
+        model, records, num_frames=num_frames, image_size=image_size, frame_stride=frame_stride,
         noises=args.noises, severities=args.severities, preset=args.preset, seed=args.seed,
         num_clips=args.eval_clips or int(evaluation.get("num_clips", 5)),
         num_crops=args.eval_crops or int(evaluation.get("num_crops", 1)),
@@ -178,7 +195,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
     )
     report.update(dataset_split=split, fold=fold, label_set=label_set, model=str(args.model_name_or_path))
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.model_name_or_path)
-    if not output_dir.is_dir() and not args.output_dir:
+    if (zero_shot or not output_dir.is_dir()) and not args.output_dir:  # never into a foundation model's folder
         output_dir = Path("outputs") / f"robustness-{Path(args.model_name_or_path).name}"
     if accelerator.is_main_process:
         paths = write_report(report, output_dir)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .backbone_base import VideoBackbone, use_safe_conv3d
 from .backbone_c3d import build_c3d
+from .backbone_foundation import build_clip_vision, build_siglip_vision, build_xclip_vision
 from .backbone_mobilenet import build_mobilenet
 from .backbone_resnet3d import build_r3d, build_r3d_18, build_r21d, build_r21d_18
 from .backbone_shufflenet import build_shufflenet
@@ -75,6 +76,13 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("vivit", build_vivit, "large", "ViViT (transformers, from config)",
                      min_frames=2, min_size=16, honours_width_multiplier=False, fixed_input_shape=True,
                      attn_implementations=("sdpa",)),
+        # Vision towers of foundation models (hf_vssl.foundation loads their pretrained weights).
+        BackboneSpec("clip-vision", build_clip_vision, "large", "CLIP vision tower per frame, mean over time",
+                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
+        BackboneSpec("siglip-vision", build_siglip_vision, "large", "SigLIP vision tower per frame, mean over time",
+                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
+        BackboneSpec("xclip-vision", build_xclip_vision, "large", "X-CLIP vision tower (cross-frame messages)",
+                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
     )
 }
 
