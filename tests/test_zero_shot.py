@@ -342,8 +342,9 @@ def test_vision_backbone_is_the_models_vision_tower(tiny_models, family):
         tower = foundation.model.vision_model(pixel_values=_to_model(raw.flatten(0, 1)), output_hidden_states=True)
     torch.testing.assert_close(out.pooler_output, tower.pooler_output.view(2, foundation.num_frames, -1).mean(1),
                                rtol=1e-4, atol=1e-5)
-    assert len(out.hidden_states) == 2
-    torch.testing.assert_close(out.hidden_states[-1].flatten(0, 1), tower.hidden_states[-1], rtol=1e-4, atol=1e-5)
+    assert len(out.hidden_states) == len(tower.hidden_states) == 3  # the embeddings, then each layer
+    for ours, theirs in zip(out.hidden_states, tower.hidden_states):
+        torch.testing.assert_close(ours.flatten(0, 1), theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_exported_vision_tower_goes_through_the_linear_probe(tiny_models, tiny_corpus, tmp_path):

@@ -81,7 +81,14 @@ def renormalization(image_mean: Sequence[float], image_std: Sequence[float]) -> 
 
 
 class VisionTowerBackbone(VideoBackbone):
-    """A foundation model's vision tower applied per frame, with temporal mean pooling."""
+    """A foundation model's vision tower applied per frame, with temporal mean pooling.
+
+    Like the other transformer adapters it reports the embedding output first and, with the
+    eager attention, the per-layer attention weights (each ``(B*T, heads, tokens, tokens)``).
+    """
+
+    embedding_name = "embeddings"
+    has_attentions = True
 
     def __init__(self, family: str, vision_config, image_mean: Sequence[float], image_std: Sequence[float]) -> None:
         super().__init__()
@@ -99,16 +106,18 @@ class VisionTowerBackbone(VideoBackbone):
         frames = x.transpose(1, 2).flatten(0, 1)
         return frames * self.input_scale.to(frames.dtype) + self.input_shift.to(frames.dtype)
 
-    def forward(self, x: torch.Tensor) -> BackboneOutput:
+    def forward(self, x: torch.Tensor, output_attentions: bool = False) -> BackboneOutput:
         batch, time = x.shape[0], x.shape[2]
-        out = self.model(pixel_values=self.frames(x), output_hidden_states=True, return_dict=True)
+        out = self.model(pixel_values=self.frames(x), output_hidden_states=True,
+                         output_attentions=output_attentions, return_dict=True)
         pooled = out.pooler_output if out.pooler_output is not None else out.last_hidden_state.mean(1)
         pooled = pooled.view(batch, time, -1).mean(1)
-        stages = tuple(h.view(batch, time, *h.shape[1:]) for h in out.hidden_states[1:])  # [0]: embeddings
-        return BackboneOutput(pooled, stages)
+        hidden = tuple(h.view(batch, time, *h.shape[1:]) for h in out.hidden_states)  # [0]: the embeddings
+        return BackboneOutput(pooled, hidden[1:], hidden[0], tuple(out.attentions) if output_attentions else None)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.forward(x).stages)
+        out = self.forward(x)
+        return [out.embedding, *out.stages]
 
 
 def _build(family: str, config) -> VisionTowerBackbone:
