@@ -555,6 +555,9 @@ TINY_BACKBONES = {
                                  "stochastic_depth_prob": 0.0}},
     "timesformer": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
     "vivit": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "tubelet_size": [2, 8, 8]}},
+    "clip-vision": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
+    "siglip-vision": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
+    "xclip-vision": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
 }
 
 

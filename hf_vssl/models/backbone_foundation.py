@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 import torch
+from transformers import initialization as hf_init
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
@@ -94,12 +95,20 @@ class VisionTowerBackbone(VideoBackbone):
         super().__init__()
         self.family = family
         self.model = VISION_TOWERS[family][1](vision_config)
+        self.image_mean, self.image_std = list(image_mean), list(image_std)
         scale, shift = renormalization(image_mean, image_std)
         # Persistent: saved with the weights, so a checkpoint restores them whatever device it is built on.
         self.register_buffer("input_scale", scale)
         self.register_buffer("input_shift", shift)
         self.num_features = vision_config.hidden_size
         self.stage_names = tuple(f"layer{i + 1}" for i in range(vision_config.num_hidden_layers))
+
+    def init_vssl_buffers(self) -> None:
+        """The re-normalisation from the config's pixel statistics (the model-init hook); buffers that
+        ``from_pretrained`` loaded are left alone."""
+        scale, shift = renormalization(self.image_mean, self.image_std)
+        hf_init.copy_(self.input_scale, scale.to(self.input_scale.device, self.input_scale.dtype))
+        hf_init.copy_(self.input_shift, shift.to(self.input_shift.device, self.input_shift.dtype))
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` in hf_vssl's normalisation -> ``(B*T, C, H, W)`` in the tower's."""
