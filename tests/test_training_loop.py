@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from hf_vssl.training.arguments import LoopArguments
-from hf_vssl.training.loop import TrainingJob, build_accelerator, train
+from hf_vssl.training.loop import TrainingJob, build_accelerator, to_channels_last_3d, train
 from hf_vssl.utils.seeding import derive_seed
 
 
@@ -79,3 +79,34 @@ def test_one_loop_seeds_each_micro_batch_and_logs_window_means(tmp_path):
         assert entry["clips_per_second"] > 0 and "lr" in entry
     assert logs[1]["epoch"] == pytest.approx(1 + 1 / 3)
     assert sorted(p.name for p in (output_dir / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_check_logs_sees_every_logged_window_and_its_warning_is_logged(tmp_path, caplog):
+    args = ToyArguments(per_device_train_batch_size=2, max_steps=4, logging_steps=2, save_steps=4,
+                        channels_last=False, dataloader_num_workers=0, report_to="none", warmup_ratio=0.0)
+    accelerator = build_accelerator(args, tmp_path / "run")
+    dataset = ToyDataset(8)
+    model = nn.Linear(3, 1)
+    seen = []
+
+    def check_logs(logs):
+        seen.append(logs["step_value"])
+        return "collapsing" if len(seen) == 2 else None
+
+    def step(prepared, batch, generator):
+        return prepared(batch["pixel_values"]).mean(), {"step_value": torch.tensor(float(len(seen)))}
+
+    with caplog.at_level("WARNING", logger="hf_vssl.training.loop"):
+        train(accelerator, args, tmp_path / "run", TrainingJob(
+            name="toy", model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dataset=dataset,
+            dataloader=torch.utils.data.DataLoader(dataset, batch_size=2), step=step, export=lambda m, s: None,
+            check_logs=check_logs))
+    assert seen == [0.0, 1.0]  # once per logging window, with that window's averages
+    assert [r.getMessage() for r in caplog.records if "collapsing" in r.getMessage()] == ["step 4: collapsing"]
+
+
+def test_channels_last_3d_leaves_2d_convolutions_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv3d(4, 4, 3))
+    to_channels_last_3d(model)
+    assert model[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert model[0].weight.is_contiguous()

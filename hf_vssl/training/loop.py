@@ -25,6 +25,7 @@ points (see :mod:`hf_vssl.training.checkpointing`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ from hf_vssl.utils.seeding import derive_seed
 
 from .optim import build_scheduler
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "NonFiniteLossError",
     "StepFunction",
@@ -54,6 +57,7 @@ __all__ = [
     "raise_if_nonfinite",
     "save_checkpoint",
     "start_or_resume",
+    "to_channels_last_3d",
     "train",
 ]
 
@@ -117,6 +121,16 @@ def build_train_dataloader(dataset, args, batch_size: int, collate_fn: Callable,
     )
 
 
+def to_channels_last_3d(model: nn.Module) -> nn.Module:
+    """Every 3D convolution's weights in the channels_last_3d layout (in place). Only the 3D
+    convolutions: a model may hold 2D ones (the patch embedding of a transformer adapter), whose
+    4D weights have no 3D layout."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv3d):
+            module.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
     """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
 
@@ -125,7 +139,7 @@ def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloade
     optimiser steps. The scheduler is registered for checkpointing.
     """
     if args.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        to_channels_last_3d(model)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
     steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
     if steps_per_epoch < 1:
@@ -154,6 +168,9 @@ class TrainingJob:
         train_mode: puts the prepared model in training mode (default ``model.train()``).
         hub_repo_id: repo id for ``--push_to_hub`` without ``--hub_model_id`` (default: ``name``).
         desc: progress bar label.
+        check_logs: called on the main process with each window's logged averages (host floats,
+            so no extra sync); a returned text is logged as a warning (a pretext task's collapse
+            check, :meth:`hf_vssl.pretext.base.PretextTask.check_collapse`).
     """
 
     name: str
@@ -169,6 +186,7 @@ class TrainingJob:
     train_mode: Callable[[nn.Module], None] | None = None
     hub_repo_id: str | None = None
     desc: str = "train"
+    check_logs: Callable[[dict[str, float]], str | None] | None = None
 
 
 class _Window:
@@ -249,6 +267,9 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
                 progress.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "accuracy", "clips_per_second")
                                       if k in logs})
                 append_log(accelerator, output_dir, {"step": global_step, **logs})
+                warning = job.check_logs(logs) if job.check_logs and accelerator.is_main_process else None
+                if warning:
+                    logger.warning("step %d: %s", global_step, warning)
                 window.reset()
             if at_save:
                 save_checkpoint(accelerator, output_dir, global_step=global_step, epoch=epoch,

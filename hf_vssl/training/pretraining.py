@@ -141,5 +141,6 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         hub_repo_id=(repo_name(args.pretext_task, args.backbone, args.dataset, args.subset_size)
                      if args.push_to_hub and not args.hub_model_id else None),
         desc=f"pretrain {name}",
+        check_logs=model.pretext.check_collapse,
     ))
     return output_dir
