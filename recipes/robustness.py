@@ -1,4 +1,4 @@
-"""Robustness of a finetuned classifier to input noise (REFERENCE.md section 5).
+"""Robustness of a finetuned classifier to input noise (the study's noise kinds and severities).
 
     python recipes/robustness.py --model_name_or_path outputs/rspnet-r21d-synthetic-finetune-synthetic
     python recipes/robustness.py --model_name_or_path ... --noises gaussian impulse --preset imagenet-c
@@ -8,17 +8,12 @@ Writes robustness.json / .md / .png into the model's folder (or --output_dir), u
 evaluation as the finetuning recipe's final test. All flags: ``python recipes/robustness.py --help``.
 """
 
-from accelerate import PartialState
-
 from hf_vssl.analysis.robustness import RobustnessArguments, run_robustness
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
 
 
 def main(argv=None):
-    try:
-        return run_robustness(parse_args(RobustnessArguments, argv))
-    finally:
-        PartialState().destroy_process_group()
+    return run_recipe(run_robustness, RobustnessArguments, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Robustness of a video classifier to input noise: the evaluation re-run on noisy variants of the test set.
 
-Each noise kind (REFERENCE.md section 5; temporal perturbations too) at severities 1-5 is applied
+Each noise kind (the study's; temporal perturbations too) at severities 1-5 is applied
 to the uint8 frames of every test clip, seeded per (seed, video id), then the model is tested
 exactly as after finetuning (:func:`hf_vssl.training.evaluation.evaluate_classifier`, video-level
 top-1). Severity 0 is the clean test set. Relative decrease / robustness come from the shipped
@@ -28,6 +28,7 @@ import torch
 
 from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, NOISE_PRESETS, PIXEL_NOISES, NoiseTransform
 from hf_vssl.data.records import VideoRecord
+from hf_vssl.training.arguments import check_model_reference, mixed_precision_for
 
 logger = logging.getLogger(__name__)
 
@@ -207,20 +208,28 @@ class RobustnessArguments:
                                                                            "(folder or Hub id)"})
     output_dir: str | None = field(default=None, metadata={"help": "default: the model's folder"})
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was finetuned on"})
-    dataset_root: str | None = None
+    dataset_root: str | None = field(default=None, metadata={
+        "help": "dataset folder (default: built in for synthetic)"})
     dataset_split: str | None = field(default=None, metadata={"help": "default: test"})
-    fold: int | None = None
+    fold: int | None = field(default=None, metadata={"help": "official fold (default: the finetuning's)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     noises: list[str] = field(default_factory=lambda: list(PIXEL_NOISES),
                               metadata={"help": f"noise kinds among {', '.join(NOISE_KINDS)}"})
-    severities: list[int] = field(default_factory=lambda: list(range(1, MAX_SEVERITY + 1)))
+    severities: list[int] = field(default_factory=lambda: list(range(1, MAX_SEVERITY + 1)),
+                                  metadata={"help": f"severities among 1-{MAX_SEVERITY}"})
     preset: str = field(default="video-p", metadata={"help": "video-p or imagenet-c"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the noise draws"})
     eval_clips: int | None = field(default=None, metadata={"help": "clips per video (default: as finetuning)"})
     eval_crops: int | None = field(default=None, metadata={"help": "1 or 3 spatial crops (default: as finetuning)"})
-    per_device_eval_batch_size: int = 8
-    dataloader_num_workers: int = 0
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (faster 3D convs on CPU)"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation clips per device and batch"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bf16 autocast (faster 3D convs on CPU). Not given: the launcher decides (accelerate launch "
+                "--mixed_precision, accelerate config; fp32 without any)"})
+    debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+
+    def __post_init__(self):
+        check_model_reference(self.model_name_or_path, "--model_name_or_path")
 
 
 def _model_metrics(model_path: str) -> dict[str, Any]:
@@ -264,7 +273,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
     except OSError:
         frame_stride = int(evaluation.get("frame_stride", 1))
 
-    accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
+    accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     model = VSSLForVideoClassification.from_pretrained(args.model_name_or_path).to(accelerator.device)
     report = evaluate_robustness(
         model, records, num_frames=config.num_frames, image_size=config.image_size, frame_stride=frame_stride,

@@ -22,7 +22,7 @@ from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
-from hf_vssl.training.arguments import LoopArguments, parse_json_option
+from hf_vssl.training.arguments import LoopArguments, mixed_precision_for, parse_json_option
 from hf_vssl.training.data import load_records, output_name, resolve_output_dir, shortest_video
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 class PretrainingArguments(LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
-    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own, scaled to the batch (REFERENCE.md section 2)"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "default: the task's own, scaled linearly to the total batch from its reference batch"})
 
     config: str | None = field(
         default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
@@ -68,16 +69,17 @@ class PretrainingArguments(LoopArguments):
         metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = "train"
-    fold: int = 1
+    dataset_split: str = field(default="train", metadata={"help": "split of --dataset to pretrain on"})
+    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(
         default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
     )
     subset_size: int | None = field(
         default=None, metadata={"help": "class-balanced nested subset of this size"}
     )
-    subset_seed: int = 0
-    num_train_epochs: float = 20.0
+    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
+    num_train_epochs: float = field(default=20.0, metadata={
+        "help": "passes over the training videos (used when --max_steps is not given)"})
 
 
 def fit_queue_to_data(task: str, pretext_config: dict | None, num_videos: int) -> dict | None:
@@ -114,7 +116,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     )
     output_dir = resolve_output_dir(args.output_dir, name)
     accelerator = Accelerator(
-        mixed_precision="bf16" if args.bf16 else "no",
+        mixed_precision=mixed_precision_for(args),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(
