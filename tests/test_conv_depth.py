@@ -49,3 +49,14 @@ def test_backbones_are_built_with_explicit_depth_padding():
     backbone = build_backbone(VSSLConfig(backbone="r21d", width_multiplier=0.125))
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv3d)]
     assert convs and all(type(m) is DepthPaddedConv3d for m in convs)
+
+
+@pytest.mark.parametrize("task", ["prp", "vcop", "rspnet"])
+def test_pretraining_models_use_explicit_depth_padding_throughout(task):
+    from hf_vssl.pretext.modeling import VSSLForPretraining
+
+    model = VSSLForPretraining(VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32,
+                                          pretext_task=task))
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv3d)]
+    plain = [name for name, m in model.named_modules() if type(m) is nn.Conv3d and m.kernel_size[0] > 1]
+    assert convs and not plain, plain  # PRP's decoder runs its first temporal convolution at depth 2

@@ -28,7 +28,7 @@ TINY = ["--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8"
 #: permutations): exact once they take the loop's per-step generator.
 GLOBAL_RNG_TASKS = {"rotnet", "vcop"}
 #: Run on every test session; the rest of the matrix is marked slow.
-QUICK = {("rspnet", "fp32", 0), ("cvrl", "bf16", 0)}
+QUICK = {("rspnet", "fp32", 0), ("cvrl", "bf16", 0), ("prp", "bf16", 0)}
 
 
 def _cases():
