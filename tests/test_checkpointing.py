@@ -212,3 +212,15 @@ def test_recipe_refuses_a_locked_output_dir_in_one_line(tmp_path, tiny_corpus):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "in use by another run" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_recipe_releases_its_lock_when_it_ends(tmp_path, tiny_corpus):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_recipe", REPO / "recipes" / "pretrain.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    output = recipe.main([*TINY, "--max_steps", "1", "--dataset_root", str(tiny_corpus),
+                          "--output_dir", str(tmp_path / "run")])
+    assert (output / ckpt.LOCK_FILE).read_text() == "", "released: the next run takes it without a warning"
+    assert output.resolve() not in ckpt._held_locks

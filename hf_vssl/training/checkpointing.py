@@ -489,7 +489,8 @@ def release_output_lock(output_dir: str | Path) -> None:
 
 
 @atexit.register
-def _release_all_locks() -> None:
+def release_all_output_locks() -> None:
+    """Release every output-folder lock this process holds (at exit, and at the end of a recipe)."""
     for path in list(_held_locks):
         release_output_lock(path)
 

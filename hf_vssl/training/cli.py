@@ -15,7 +15,7 @@ from accelerate import PartialState
 from accelerate.state import AcceleratorState
 
 from hf_vssl.training.arguments import parse_args
-from hf_vssl.training.checkpointing import OutputDirInUseError
+from hf_vssl.training.checkpointing import OutputDirInUseError, release_all_output_locks
 from hf_vssl.training.loop import NonFiniteLossError
 
 T = TypeVar("T")
@@ -77,6 +77,7 @@ def run_recipe(run: Callable[[T], Any], arguments_type: type[T], argv: list[str]
         print(f"error: {message} (--debug shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
+        release_all_output_locks()
         PartialState().destroy_process_group()
         # A next run in this process (tests, notebooks) may choose another precision.
         AcceleratorState._reset_state(reset_partial_state=True)
