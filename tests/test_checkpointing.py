@@ -224,3 +224,17 @@ def test_a_recipe_releases_its_lock_when_it_ends(tmp_path, tiny_corpus):
                           "--output_dir", str(tmp_path / "run")])
     assert (output / ckpt.LOCK_FILE).read_text() == "", "released: the next run takes it without a warning"
     assert output.resolve() not in ckpt._held_locks
+
+
+def test_the_lock_and_staging_folder_are_never_published(tmp_path):
+    from hf_vssl.hub.publish import DEFAULT_IGNORE_PATTERNS, _folder_operations
+
+    ckpt.acquire_output_lock(tmp_path)  # holds the host name and pid while the run lives
+    try:
+        (tmp_path / ckpt.STAGING_DIR / "checkpoint-3").mkdir(parents=True)
+        (tmp_path / ckpt.STAGING_DIR / "checkpoint-3" / "model.safetensors").write_bytes(b"x")
+        (tmp_path / "config.json").write_text("{}")
+        uploaded = [op.path_in_repo for op in _folder_operations(tmp_path, DEFAULT_IGNORE_PATTERNS, set())]
+    finally:
+        ckpt.release_output_lock(tmp_path)
+    assert uploaded == ["config.json"]
