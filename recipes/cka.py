@@ -11,13 +11,17 @@ Writes ``cka.json`` + ``cka.png`` (checkpoint sweeps: ``cka_<checkpoint>.json/pn
 """
 
 from hf_vssl.analysis.cka_recipe import CKAArguments, run_cka
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
+
+
+def _run(args: CKAArguments):
+    output_dir = run_cka(args)
+    print(f"CKA maps written to {output_dir}")
+    return output_dir
 
 
 def main(argv=None):
-    output_dir = run_cka(parse_args(CKAArguments, argv))
-    print(f"CKA maps written to {output_dir}")
-    return output_dir
+    return run_recipe(_run, CKAArguments, argv)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,12 @@ The output folder is a student checkpoint for ``recipes/finetune.py --model_name
 All flags: ``python recipes/distill.py --help``.
 """
 
-from accelerate import PartialState
-
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
 from hf_vssl.training.distillation import DistillationArguments, run_distillation
 
 
 def main(argv=None):
-    try:
-        return run_distillation(parse_args(DistillationArguments, argv))
-    finally:
-        PartialState().destroy_process_group()
+    return run_recipe(run_distillation, DistillationArguments, argv)
 
 
 if __name__ == "__main__":

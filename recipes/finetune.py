@@ -10,17 +10,12 @@ Writes the classifier checkpoint, metrics.json (clip/video top-1/top-5, optional
 log_history.jsonl into --output_dir. All flags: ``python recipes/finetune.py --help``.
 """
 
-from accelerate import PartialState
-
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
 
 
 def main(argv=None):
-    try:
-        return run_finetuning(parse_args(FinetuningArguments, argv))
-    finally:
-        PartialState().destroy_process_group()
+    return run_recipe(run_finetuning, FinetuningArguments, argv)
 
 
 if __name__ == "__main__":

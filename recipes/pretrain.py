@@ -8,17 +8,12 @@
 All flags: ``python recipes/pretrain.py --help``.
 """
 
-from accelerate import PartialState
-
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
 
 def main(argv=None):
-    try:
-        return run_pretraining(parse_args(PretrainingArguments, argv))
-    finally:
-        PartialState().destroy_process_group()
+    return run_recipe(run_pretraining, PretrainingArguments, argv)
 
 
 if __name__ == "__main__":

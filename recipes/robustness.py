@@ -11,20 +11,19 @@ Writes robustness.json / .md / .png into the model's folder (or --output_dir), u
 evaluation as the finetuning recipe's final test. All flags: ``python recipes/robustness.py --help``.
 """
 
-from accelerate import PartialState
-
 from hf_vssl.analysis.robustness import RobustnessArguments, run_robustness
 from hf_vssl.foundation.card import refresh_zero_shot_card
-from hf_vssl.training.arguments import parse_args
+from hf_vssl.training.cli import run_recipe
+
+
+def _run(args: RobustnessArguments):
+    output_dir = run_robustness(args)
+    refresh_zero_shot_card(output_dir)  # a zero-shot run folder's card gains the robustness results
+    return output_dir
 
 
 def main(argv=None):
-    try:
-        output_dir = run_robustness(parse_args(RobustnessArguments, argv))
-        refresh_zero_shot_card(output_dir)  # a zero-shot run folder's card gains the robustness results
-        return output_dir
-    finally:
-        PartialState().destroy_process_group()
+    return run_recipe(_run, RobustnessArguments, argv)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Each test's runs build their Accelerator afresh: Accelerate keeps its state per process and
+    refuses another precision (or reading ACCELERATE_MIXED_PRECISION again) once initialised.
+    Reset before (after module fixtures that trained something) and after each test."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.foundation.vision import load_vision_backbone
 from hf_vssl.models import VSSLModel
 from hf_vssl.models.loading import load_vssl_model
+from hf_vssl.training.arguments import check_model_reference
 
 from .cka_maps import compare_models
 
@@ -71,20 +72,26 @@ class CKAArguments:
     dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
                                                                 "videofolder or synthetic"})
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = "test"
-    fold: int = 1
+    dataset_split: str = field(default="test", metadata={"help": "split of --dataset whose videos are compared"})
+    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     num_videos: int | None = field(default=256, metadata={"help": "class-balanced subset of this many videos"})
     per_device_eval_batch_size: int = field(default=16, metadata={"help": "clips per CKA minibatch (> 3)"})
     num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})
     image_size: int | None = field(default=None, metadata={"help": "default: model A's"})
-    frame_stride: int = 1
+    frame_stride: int = field(default=1, metadata={"help": "temporal stride of the clips"})
     kernel: str = field(default="linear", metadata={"help": "linear or rbf"})
-    rbf_threshold: float = 0.5
+    rbf_threshold: float = field(default=0.5, metadata={
+        "help": "rbf kernel: bandwidth as this fraction of the median pairwise distance"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward passes"})
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
-    dataloader_num_workers: int = 2
-    seed: int = 0
+    dataloader_num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    seed: int = field(default=0, metadata={"help": "seed of the video subset"})
+    debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+
+    def __post_init__(self):
+        check_model_reference(self.model_name_or_path, "--model_name_or_path")
+        check_model_reference(self.compare_to, "--compare_to")
 
 
 def _display_name(path_or_id: str) -> str:

@@ -33,6 +33,7 @@ from hf_vssl.foundation.arguments import (
 )
 from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLVideoProcessor
+from hf_vssl.training.arguments import check_model_reference, mixed_precision_for
 
 logger = logging.getLogger(__name__)
 
@@ -125,20 +126,28 @@ class RobustnessArguments(FoundationModelArguments):
                                                                            "or a foundation model (folder or Hub id)"})
     output_dir: str | None = field(default=None, metadata={"help": "default: the model's folder"})
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was finetuned on"})
-    dataset_root: str | None = None
+    dataset_root: str | None = field(default=None, metadata={
+        "help": "dataset folder (default: built in for synthetic)"})
     dataset_split: str | None = field(default=None, metadata={"help": "default: test"})
-    fold: int | None = None
+    fold: int | None = field(default=None, metadata={"help": "official fold (default: the finetuning's)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     noises: list[str] = field(default_factory=lambda: list(PIXEL_NOISES),
                               metadata={"help": f"noise kinds among {', '.join(NOISE_KINDS)}"})
-    severities: list[int] = field(default_factory=lambda: list(range(1, MAX_SEVERITY + 1)))
+    severities: list[int] = field(default_factory=lambda: list(range(1, MAX_SEVERITY + 1)),
+                                  metadata={"help": f"severities among 1-{MAX_SEVERITY}"})
     preset: str = field(default="video-p", metadata={"help": "video-p or imagenet-c"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the noise draws"})
     eval_clips: int | None = field(default=None, metadata={"help": "clips per video (default: as finetuning)"})
     eval_crops: int | None = field(default=None, metadata={"help": "1 or 3 spatial crops (default: as finetuning)"})
-    per_device_eval_batch_size: int = 8
-    dataloader_num_workers: int = 0
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (faster 3D convs on CPU)"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation clips per device and batch"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bf16 autocast (faster 3D convs on CPU). Not given: the launcher decides (accelerate launch "
+                "--mixed_precision, accelerate config; fp32 without any)"})
+    debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+
+    def __post_init__(self):
+        check_model_reference(self.model_name_or_path, "--model_name_or_path")
 
 
 def _model_metrics(model_path: str) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
     fold = args.fold if args.fold is not None else int(trained.get("fold", 1))
     label_set = args.label_set or trained.get("label_set")
     records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set)
-    accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
+    accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     if zero_shot:
         class_names = dataset_class_names(args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold,
                                           label_set=label_set)

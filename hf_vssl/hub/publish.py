@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 # Resume states (optimizer pickles) and other pickle formats never leave the machine: published
 # checkpoints are safetensors only. Patterns match the path relative to the folder.
 DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "checkpoint-*/*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle",
-                           "*.pyc", ".git/*", ".cache/*")
+                           "*.pyc", ".git/*", ".cache/*", ".lock", ".staging/*")  # the run's lock (host, pid)
 
 
 class HubPublishError(RuntimeError):

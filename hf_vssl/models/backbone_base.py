@@ -40,36 +40,6 @@ class BackboneOutput(NamedTuple):
     """Per-layer attention weights, when asked for and the backbone has them."""
 
 
-class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that steps around a oneDNN bug in bf16 CPU training.
-
-    On the CPU, under bf16 autocast, oneDNN's weight gradient of a 3D convolution whose input is
-    shorter in time than the kernel (e.g. the ``(3, 1, 1)`` temporal convolutions of R(2+1)D's
-    deeper stages on 8-frame clips, which see 2 frames) comes back as garbage (values of 1e34,
-    inf or NaN, different from call to call; torch 2.14). Only that case runs in float32 (the
-    layers are tiny there); everything else is the plain convolution. The check is on shapes,
-    so it costs no host sync.
-    """
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if (input.device.type == "cpu" and input.shape[-3] < self.kernel_size[0]
-                and torch.is_autocast_enabled("cpu")):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(input.float())
-        return super().forward(input)
-
-
-def use_safe_conv3d(module: nn.Module) -> nn.Module:
-    """Turn every ``nn.Conv3d`` under ``module`` into :class:`Conv3d` (same parameters, buffers and
-    state-dict keys). torchvision's building blocks, which several backbones reuse, create their
-    own convolutions, so this runs once on the built backbone rather than in each builder; the
-    subclasses involved (torchvision's ``Conv3DSimple``) only add construction-time helpers."""
-    for child in module.modules():
-        if isinstance(child, nn.Conv3d) and not isinstance(child, Conv3d):
-            child.__class__ = Conv3d
-    return module
-
-
 @contextmanager
 def _batchnorm_stats_kept(module: nn.Module) -> Iterator[None]:
     """Restore the BatchNorm running statistics under ``module`` on exit (the recomputation of a

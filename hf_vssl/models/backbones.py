@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .backbone_base import VideoBackbone, use_safe_conv3d
+from .backbone_base import VideoBackbone
 from .backbone_c3d import build_c3d
 from .backbone_foundation import build_clip_vision, build_siglip_vision, build_xclip_vision
 from .backbone_mobilenet import build_mobilenet
@@ -21,6 +21,7 @@ from .backbone_resnet3d import build_r3d, build_r3d_18, build_r21d, build_r21d_1
 from .backbone_shufflenet import build_shufflenet
 from .backbone_squeezenet import build_squeezenet
 from .backbone_transformers import build_mvit, build_swin_t, build_timesformer, build_vivit
+from .conv_depth import pad_depth_explicitly
 
 if TYPE_CHECKING:  # pragma: no cover
     from .configuration_vssl import VSSLConfig
@@ -104,4 +105,5 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
 def build_backbone(config: VSSLConfig) -> VideoBackbone:
     """Instantiate the backbone that ``config.backbone`` names."""
-    return use_safe_conv3d(get_backbone_spec(config.backbone).builder(config))
+    # Explicit depth padding: bf16 CPU weight gradients are wrong without it (see conv_depth).
+    return pad_depth_explicitly(get_backbone_spec(config.backbone).builder(config))

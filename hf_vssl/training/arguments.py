@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 T = TypeVar("T")
 
@@ -22,6 +25,9 @@ def parse_args(dataclass_type: type[T], argv: list[str] | None = None) -> T:
     """Parse ``argv`` (default ``sys.argv[1:]``) into ``dataclass_type``, honouring ``--config FILE.yaml``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_type)
+    for action in parser._actions:
+        if action.type is string_to_bool and action.nargs is None:  # `bool | None` flags: bare --flag = true
+            action.nargs, action.const = "?", True
     config_path = _config_path(argv)
     if config_path is not None:
         path = Path(config_path)
@@ -77,40 +83,121 @@ def save_args(args: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
 
 
+def mixed_precision_for(args: Any) -> str | None:
+    """The ``mixed_precision`` of ``Accelerator(...)`` for a recipe's ``--bf16``.
+
+    ``None`` (the flag not given) lets Accelerate decide: ``accelerate launch --mixed_precision``,
+    ``accelerate config`` or ``ACCELERATE_MIXED_PRECISION`` (fp32 without any); an explicit
+    ``--bf16 true/false`` wins over them.
+    """
+    if args.bf16 is None:
+        return None
+    return "bf16" if args.bf16 else "no"
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def check_model_reference(value: str | None, flag: str) -> None:
+    """Refuse a ``--model_name_or_path``-style value that names a local path that does not exist.
+
+    A value that exists locally, or has the shape of a Hub id (``name`` or ``namespace/name``)
+    whose first part is not a local folder, passes; the Hub is asked later.
+    """
+    if value is None or Path(value).expanduser().exists():
+        return
+    first = value.split("/", 1)[0]
+    if not _REPO_ID.fullmatch(value) or (value.count("/") == 1 and Path(first).is_dir()):
+        raise FileNotFoundError(f"{flag} {value}: no such file or folder")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
 @dataclasses.dataclass
 class LoopArguments:
     """The settings every hf_vssl training loop shares (names follow ``transformers.TrainingArguments``).
 
     Recipe argument classes subclass this and add their own fields; a subclass that needs another
-    default re-declares the field.
+    default re-declares the field. Impossible values are refused when the object is built.
     """
 
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
+    per_device_train_batch_size: int = dataclasses.field(default=8, metadata={
+        "help": "training clips (samples) per device and micro-batch"})
+    gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={
+        "help": "micro-batches per optimiser step"})
     learning_rate: float | None = dataclasses.field(default=None, metadata={"help": "default: the recipe's own"})
-    weight_decay: float | None = None
+    weight_decay: float | None = dataclasses.field(default=None, metadata={
+        "help": "decoupled (AdamW) or L2 (SGD) weight decay; biases and norms get none (default: the recipe's)"})
     optimizer: str | None = dataclasses.field(default=None, metadata={
         "help": "sgd or adamw (default: the recipe's); switching without --learning_rate starts from "
                 "0.01 (sgd) or 1e-3 (adamw)"})
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    max_grad_norm: float | None = 10.0
-    num_train_epochs: float = 2.0
-    max_steps: int = dataclasses.field(default=-1, metadata={"help": "overrides num_train_epochs when > 0"})
-    seed: int = 42
-    bf16: bool = dataclasses.field(default=True, metadata={"help": "bf16 autocast (3.5x faster 3D convs on CPU)"})
+    lr_scheduler_type: str = dataclasses.field(default="cosine", metadata={
+        "help": "a transformers schedule name: cosine, linear, constant_with_warmup, ..."})
+    warmup_ratio: float = dataclasses.field(default=0.05, metadata={
+        "help": "fraction of the optimiser steps spent in linear warm-up"})
+    max_grad_norm: float | None = dataclasses.field(default=10.0, metadata={
+        "help": "clip the gradient norm to this (0 or none: no clipping)"})
+    num_train_epochs: float = dataclasses.field(default=2.0, metadata={
+        "help": "passes over the training videos (used when --max_steps is not given)"})
+    max_steps: int = dataclasses.field(default=-1, metadata={
+        "help": "total optimiser steps; overrides --num_train_epochs (-1: not set)"})
+    seed: int = dataclasses.field(default=42, metadata={
+        "help": "seed of the initialisation, data order and every random draw"})
+    bf16: bool | None = dataclasses.field(default=None, metadata={
+        "help": "bf16 autocast (about 3.5x faster 3D convolutions on CPU). Not given: the launcher decides "
+                "(accelerate launch --mixed_precision, accelerate config, ACCELERATE_MIXED_PRECISION; fp32 "
+                "without any); --bf16 true/false wins over it"})
     channels_last: bool = dataclasses.field(default=True, metadata={"help": "channels_last_3d memory format"})
-    dataloader_num_workers: int = 2
-    logging_steps: int = 10
-    save_steps: int = 50
-    save_total_limit: int = 2
+    dataloader_num_workers: int = dataclasses.field(default=2, metadata={
+        "help": "DataLoader worker processes (0: decode in the training process)"})
+    logging_steps: int = dataclasses.field(default=10, metadata={"help": "log every this many optimiser steps"})
+    save_steps: int = dataclasses.field(default=50, metadata={
+        "help": "write a resumable checkpoint every this many optimiser steps"})
+    save_total_limit: int = dataclasses.field(default=2, metadata={
+        "help": "keep only the newest this many checkpoints (0: keep all)"})
     resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder"}
+        default=None, metadata={"help": "'latest' (the newest complete checkpoint of --output_dir, if any) or a "
+                                        "checkpoint folder"}
     )
+    overwrite_output_dir: bool = dataclasses.field(default=False, metadata={
+        "help": "start afresh in an --output_dir that holds another run, deleting its checkpoints and log"})
     report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
-    max_bad_fraction: float = 0.01
+    max_bad_fraction: float = dataclasses.field(default=0.01, metadata={
+        "help": "stop if more than this fraction of the videos read fail to decode"})
     augment_on: str = dataclasses.field(default="auto", metadata={
         "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
                 "the accelerator after collation) or auto (device on CUDA, else loader)"})
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
+    push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the result to the Hub"})
+    hub_model_id: str | None = dataclasses.field(default=None, metadata={
+        "help": "Hub repository of --push_to_hub (default: a name made from the run's settings)"})
+    debug: bool = dataclasses.field(default=False, metadata={
+        "help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+
+    def __post_init__(self):
+        _require(self.per_device_train_batch_size >= 1,
+                 f"--per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}")
+        _require(self.gradient_accumulation_steps >= 1,
+                 f"--gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
+        _require(self.max_steps == -1 or self.max_steps >= 1,
+                 f"--max_steps must be >= 1 (or -1 to train --num_train_epochs), got {self.max_steps}")
+        _require(self.num_train_epochs > 0 and math.isfinite(self.num_train_epochs),
+                 f"--num_train_epochs must be > 0, got {self.num_train_epochs}")
+        _require(self.logging_steps >= 1, f"--logging_steps must be >= 1, got {self.logging_steps}")
+        _require(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}")
+        _require(self.save_total_limit >= 0, f"--save_total_limit must be >= 0, got {self.save_total_limit}")
+        _require(self.dataloader_num_workers >= 0,
+                 f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
+        _require(0 <= self.warmup_ratio <= 1, f"--warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        _require(0 <= self.max_bad_fraction <= 1,
+                 f"--max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        _require(self.learning_rate is None or self.learning_rate > 0,
+                 f"--learning_rate must be > 0, got {self.learning_rate}")
+        _require(self.weight_decay is None or self.weight_decay >= 0,
+                 f"--weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("model_name_or_path", "student_name_or_path"):
+            check_model_reference(getattr(self, name, None), f"--{name}")
+        for teacher in getattr(self, "teachers", None) or []:
+            check_model_reference(teacher, "--teachers")

@@ -98,22 +98,22 @@ class DistillationArguments(LoopArguments):
     width_multiplier: float = field(default=0.25, metadata={"help": "student channel scale (1.0 = study)"})
     num_frames: int = field(default=8, metadata={"help": "frames per student clip (the study: 16)"})
     image_size: int = field(default=56, metadata={"help": "student crop size (the study: 112)"})
-    frame_stride: int = 1
+    frame_stride: int = field(default=1, metadata={"help": "temporal stride of the student's clips"})
     feature_loss: str = field(default="cosine", metadata={"help": "cosine or mse, on L2-normalised features"})
     projector: str = field(default="mlp", metadata={"help": "student -> teacher feature map: mlp or linear"})
-    feature_weight: float = 1.0
+    feature_weight: float = field(default=1.0, metadata={"help": "weight of the feature loss"})
     distill_logits: bool = field(default=True, metadata={
         "help": "also distil the logits of teachers with a classification head"})
-    logit_weight: float = 1.0
+    logit_weight: float = field(default=1.0, metadata={"help": "weight of the logit loss"})
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature of logit distillation"})
     dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
                                                                 "videofolder or synthetic (labels are ignored)"})
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = "train"
-    fold: int = 1
+    dataset_split: str = field(default="train", metadata={"help": "split of --dataset to distil on"})
+    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     subset_size: int | None = field(default=None, metadata={"help": "class-balanced nested subset of this size"})
-    subset_seed: int = 0
+    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
     transform_preset: str = field(default="rspnet", metadata={
         "help": "augmentation preset of hf_vssl.data.transforms ('eval' = none)"})
     clip_sampling: str = field(default="random", metadata={"help": "random or center clip positions"})
@@ -175,7 +175,7 @@ def run_distillation(args: DistillationArguments) -> Path:
     model = DistillationStudent(student, [t.num_features for t in teachers], args.projector, args.feature_loss,
                                 args.temperature, args.feature_weight, args.logit_weight)
     use_logits = id2label is not None
-    teacher_autocast = torch.bfloat16 if args.bf16 else None
+    teacher_autocast = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
     for teacher in teachers:
         teacher.to(accelerator.device)
         if args.channels_last:

@@ -78,27 +78,30 @@ class FinetuningArguments(LoopArguments):
     num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the checkpoint's, "
                                                                    "else 8)"})
     image_size: int | None = field(default=None, metadata={"help": "crop size (default: the checkpoint's, else 56)"})
-    frame_stride: int = 1
-    classifier_dropout: float | None = None
+    frame_stride: int = field(default=1, metadata={"help": "temporal stride of the clips"})
+    classifier_dropout: float | None = field(default=None, metadata={
+        "help": "dropout before the classifier (default: the model config's)"})
     dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, diving48, ssv2, kinetics400, "
                                                                 "videofolder or synthetic"})
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    train_split: str = "train"
-    eval_split: str = "test"
+    train_split: str = field(default="train", metadata={"help": "split of --dataset to train on"})
+    eval_split: str = field(default="test", metadata={"help": "split of --dataset to evaluate on"})
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    subset_size: int | None = None
-    subset_seed: int = 0
-    per_device_eval_batch_size: int = 8
-    warmup_ratio: float = 0.1
-    num_train_epochs: float = 10.0
+    subset_size: int | None = field(default=None, metadata={"help": "class-balanced subset of the training split"})
+    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation clips per device and batch"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the optimiser steps spent in linear warm-up"})
+    num_train_epochs: float = field(default=10.0, metadata={
+        "help": "passes over the training videos (used when --max_steps is not given)"})
     train_transform: str = field(default="eval", metadata={
         "help": "augmentation preset of finetuning (the study: resize + center crop, i.e. 'eval')"})
     eval_clips: int = field(default=5, metadata={"help": "uniform clips per test video"})
     eval_crops: int = field(default=1, metadata={"help": "spatial crops per clip at test time (1 or 3)"})
     do_retrieval: bool = field(default=False, metadata={"help": "also run nearest-neighbour retrieval"})
-    save_steps: int = 100
-    save_total_limit: int = 1
+    save_steps: int = field(default=100, metadata={
+        "help": "write a resumable checkpoint every this many optimiser steps"})
+    save_total_limit: int = field(default=1, metadata={"help": "keep only the newest this many checkpoints (0: keep all)"})
 
 
 # -- set-up helpers ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,20 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch import nn
 from tqdm.auto import tqdm
 
+from hf_vssl.data.subsets import save_subset
 from hf_vssl.hub import publish
 from hf_vssl.utils.seeding import derive_seed
 
+from .arguments import mixed_precision_for, save_args
+from .checkpointing import (
+    acquire_output_lock,
+    load_checkpoint,
+    prune_checkpoints,
+    refuse_foreign_checkpoints,
+    resolve_checkpoint,
+    truncate_log,
+    write_checkpoint,
+)
 from .optim import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -97,7 +108,7 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
     """The run's ``Accelerator`` (bf16, accumulation, trackers unless ``log`` is False or
     ``--report_to none``, seedable sampler seeded by ``--seed``), with every RNG seeded by ``--seed``."""
     accelerator = Accelerator(
-        mixed_precision="bf16" if args.bf16 else "no",
+        mixed_precision=mixed_precision_for(args),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" or not log else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
@@ -294,32 +305,39 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
 
 
 def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, run_name: str) -> tuple[int, int, int]:
-    """Write the run's arguments and data ids, restore the latest checkpoint if asked, start trackers.
+    """Lock the output folder, write the run's arguments and data ids, restore the checkpoint to
+    resume from (if asked), start trackers.
 
+    The main process takes the exclusive lock of ``output_dir`` (a second live run refuses) and
+    refuses a fresh run into a folder holding another run's checkpoints unless
+    ``--overwrite_output_dir``. ``--resume_from_checkpoint latest`` takes the newest checkpoint
+    that is complete and loads (skipping broken ones with a warning); nothing is unpickled.
     ``records`` (the training videos) go to ``subset_ids.json`` unless ``None``.
     Returns ``(global_step, epoch, batches_to_skip)``: where the loop continues. ``args`` is a
-    recipe's arguments dataclass (``resume_from_checkpoint``, ``gradient_accumulation_steps``,
-    ``subset_seed``, ``report_to``).
+    recipe's arguments dataclass (``resume_from_checkpoint``, ``overwrite_output_dir``,
+    ``gradient_accumulation_steps``, ``subset_seed``, ``report_to``, ``bf16``).
     """
-    from hf_vssl.data.subsets import save_subset
-    from hf_vssl.training.arguments import save_args
-    from hf_vssl.training.checkpointing import read_loop_state, resolve_resume_path
-
+    resume = args.resume_from_checkpoint
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_args(args, output_dir / "training_args.yaml")
-        if records is not None:
-            save_subset(records, output_dir / "subset_ids.json", seed=args.subset_seed)
+        acquire_output_lock(output_dir)
+        refuse_foreign_checkpoints(output_dir, resume, getattr(args, "overwrite_output_dir", False))
+    accelerator.wait_for_everyone()
+    resume_path, contents = resolve_checkpoint(output_dir, resume)
     global_step, epoch, skip_batches = 0, 0, 0
-    resume_path = resolve_resume_path(output_dir, args.resume_from_checkpoint)
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        state = read_loop_state(resume_path)
+    if contents is not None:
+        state = load_checkpoint(accelerator, contents)
         global_step, epoch = state["global_step"], state["epoch"]
         skip_batches = state["step_in_epoch"] * args.gradient_accumulation_steps
         accelerator.print(f"resuming from {resume_path} at step {global_step}")
-    elif args.resume_from_checkpoint:
+    elif resume:
         accelerator.print(f"no checkpoint in {output_dir} yet: starting from scratch")
+    if accelerator.is_main_process:
+        # The precision actually used is recorded, whoever chose it (flag, launcher or config).
+        recorded = args if args.bf16 is not None else replace(args, bf16=accelerator.mixed_precision == "bf16")
+        save_args(recorded, output_dir / "training_args.yaml")
+        if records is not None:
+            save_subset(records, output_dir / "subset_ids.json", seed=args.subset_seed)
+        truncate_log(output_dir / "log_history.jsonl", global_step)  # a resumed run logs those steps again
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers(
             run_name, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
@@ -329,15 +347,13 @@ def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, r
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, *, global_step: int, epoch: int,
                     step_in_epoch: int, steps_per_epoch: int, keep: int | None) -> Path:
-    """``accelerator.save_state`` into ``checkpoints/checkpoint-<step>``, then the loop position
-    (written last: it marks the checkpoint complete), then prune to the newest ``keep``."""
-    from hf_vssl.training.checkpointing import checkpoint_dir, prune_checkpoints, write_loop_state
-
-    path = checkpoint_dir(output_dir, global_step)
-    accelerator.save_state(str(path))
+    """Write ``checkpoints/checkpoint-<step>`` without pickle (models and tensors in safetensors,
+    the rest in JSON, see :mod:`hf_vssl.training.checkpointing`), renamed into place when complete,
+    then prune to the newest ``keep``. Every process calls this."""
+    path = write_checkpoint(accelerator, output_dir, {"global_step": global_step, "epoch": epoch,
+                                                      "step_in_epoch": step_in_epoch,
+                                                      "steps_per_epoch": steps_per_epoch})
     if accelerator.is_main_process:
-        write_loop_state(path, global_step=global_step, epoch=epoch, step_in_epoch=step_in_epoch,
-                         steps_per_epoch=steps_per_epoch)
         prune_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()
     return path

@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 class PretrainingArguments(LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
-    learning_rate: float | None = field(default=None, metadata={"help": "default: the task's own, scaled to the batch (docs/study_settings.md#optimisers)"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "default: the task's own, scaled linearly to the total batch from its reference batch"})
 
     config: str | None = field(
         default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
@@ -67,16 +68,17 @@ class PretrainingArguments(LoopArguments):
         metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = "train"
-    fold: int = 1
+    dataset_split: str = field(default="train", metadata={"help": "split of --dataset to pretrain on"})
+    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(
         default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
     )
     subset_size: int | None = field(
         default=None, metadata={"help": "class-balanced nested subset of this size"}
     )
-    subset_seed: int = 0
-    num_train_epochs: float = 20.0
+    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
+    num_train_epochs: float = field(default=20.0, metadata={
+        "help": "passes over the training videos (used when --max_steps is not given)"})
 
 
 def _pretext_step(model: nn.Module, batch: dict, generator: torch.Generator):
