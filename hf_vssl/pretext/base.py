@@ -10,9 +10,12 @@ study's (docs/study_settings.md#pretext-tasks). It answers four questions:
   impossible setting at start with a message that says what would work;
 - *what to build*: :meth:`PretextTask.attach_backbone` is called once the query backbone is
   initialised (contrastive tasks copy it into a momentum encoder there);
-- *what to optimise*: :meth:`PretextTask.forward` ``(backbone, pixel_values, **info) -> (loss,
-  metrics)``, where ``metrics`` are detached tensors (no host sync on the hot path) and always
-  include ``"accuracy"``, the task's own pretext accuracy.
+- *what to optimise*: :meth:`PretextTask.forward` ``(backbone, pixel_values, generator=None,
+  **info) -> (loss, metrics)``, where ``metrics`` are detached tensors (no host sync on the hot
+  path) and always include ``"accuracy"``, the task's own pretext accuracy. Every random draw
+  in ``forward`` uses ``generator`` (the training loop seeds one per step, so a resumed run
+  draws what an uninterrupted one draws); :meth:`PretextTask.lr_scales` names submodules that
+  train at a multiple of the base learning rate.
 
 ``backbone`` is the query ``VSSLModel`` (any module mapping ``(B, T, C, H, W)`` to an output with
 ``pooler_output (B, D)`` and ``last_hidden_state``); contrastive tasks also read its parameters
