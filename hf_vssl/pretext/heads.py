@@ -23,7 +23,6 @@ class GlorotLinear(nn.Linear):
 #: default (:class:`GlorotLinear`).
 HEAD_INITS: dict[str, type[nn.Linear]] = {"pytorch": nn.Linear, "glorot": GlorotLinear}
 
-from hf_vssl.models.conv_depth import pad_depth_explicitly
 
 
 class ProjectionHead(nn.Module):
@@ -256,8 +255,7 @@ class ReconstructionDecoder(nn.Module):
                 )
             )
             width = next_width
-        # Explicit depth padding: the first stage runs at depth 2, where bf16 CPU weight gradients are wrong.
-        self.stages = pad_depth_explicitly(nn.Sequential(*stages))
+        self.stages = nn.Sequential(*stages)
         self.output = nn.Conv3d(width, out_channels, kernel_size=1)
 
     def forward(self, feature_map: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:

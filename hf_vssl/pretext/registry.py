@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hf_vssl.models.conv_depth import pad_depth_explicitly
+
 from .base import PretextTask
 from .cvrl import CVRLTask
 from .prp import PRPTask
@@ -47,4 +49,6 @@ def build_pretext_task(
     """
     task_class = get_pretext_task_class(name)
     settings = task_class.settings_class.from_overrides(name, pretext_config)
-    return task_class(settings, num_features)
+    # Heads with temporal convolutions (PRP's branches and decoder) meet short depths too: the same
+    # explicit depth padding as the backbones (see hf_vssl.models.conv_depth).
+    return pad_depth_explicitly(task_class(settings, num_features))
