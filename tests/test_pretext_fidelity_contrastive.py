@@ -1,4 +1,4 @@
-"""RSPNet, TDL and CVRL against their original code (docs/pretext_fidelity_contrastive.md).
+"""RSPNet, TDL and CVRL against their original code (docs/pretext_fidelity.md).
 
 Each test pins one setting the original implementations fix and the library once got wrong:
 the other-speed key's augmentation, the heads and their init, TDL's hard negative and mixup,
