@@ -18,13 +18,13 @@ from torch import nn
 
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records
+from hf_vssl.data.loading import load_records, resolve_eval_split
 from hf_vssl.data.transforms import build_transform
 from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.foundation.vision import load_vision_backbone
 from hf_vssl.models import VSSLModel
 from hf_vssl.models.loading import load_vssl_model
-from hf_vssl.training.arguments import check_model_reference
+from hf_vssl.training.arguments import ShortVideoArguments, check_model_reference, check_short_video
 
 from .cka_maps import compare_models
 
@@ -58,7 +58,7 @@ def find_checkpoints(directory: str | Path) -> list[Path]:
 
 
 @dataclass
-class CKAArguments:
+class CKAArguments(ShortVideoArguments):
     """Settings of ``recipes/cka.py``."""
 
     config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
@@ -72,7 +72,9 @@ class CKAArguments:
     dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
                                                                 "videofolder or synthetic"})
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = field(default="test", metadata={"help": "split of --dataset whose videos are compared"})
+    dataset_split: str | None = field(default=None, metadata={
+        "help": "split of --dataset whose videos are compared (default: its held-out evaluation split: val for "
+                "kinetics400 and ssv2, test elsewhere)"})
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     num_videos: int | None = field(default=256, metadata={"help": "class-balanced subset of this many videos"})
@@ -80,6 +82,9 @@ class CKAArguments:
     num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})
     image_size: int | None = field(default=None, metadata={"help": "default: model A's"})
     frame_stride: int = field(default=1, metadata={"help": "temporal stride of the clips"})
+    short_video: str = field(default="loop", metadata={
+        "help": "a video shorter than a clip: loop or pad its frames, skip it (the next video is used, the same "
+                "for every model), or refuse"})
     kernel: str = field(default="linear", metadata={"help": "linear or rbf"})
     rbf_threshold: float = field(default=0.5, metadata={
         "help": "rbf kernel: bandwidth as this fraction of the median pairwise distance"})
@@ -92,6 +97,7 @@ class CKAArguments:
     def __post_init__(self):
         check_model_reference(self.model_name_or_path, "--model_name_or_path")
         check_model_reference(self.compare_to, "--compare_to")
+        check_short_video(self.short_video)
 
 
 def _display_name(path_or_id: str) -> str:
@@ -103,11 +109,13 @@ def _build_loader(args: CKAArguments, num_frames: int, image_size: int):
     if args.per_device_eval_batch_size <= 3:
         raise ValueError(f"--per_device_eval_batch_size must be > 3 (the unbiased CKA estimator needs n > 3), "
                          f"got {args.per_device_eval_batch_size}")
-    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
-                           subset_size=args.num_videos, subset_seed=args.seed, label_set=args.label_set)
+    records = load_records(args.dataset, args.dataset_root, resolve_eval_split(args.dataset, args.dataset_split),
+                           args.fold, subset_size=args.num_videos, subset_seed=args.seed, label_set=args.label_set)
+    # Every model must see the same clips: a video is looped/padded/refused per --short_video, or
+    # (skip) replaced by the next one in the same deterministic way for every model.
     dataset = VideoClipDataset(
-        records, UniformClipSampler(num_frames, args.frame_stride, mode="center"),
-        transform=build_transform("eval", image_size, train=False), seed=args.seed,
+        records, UniformClipSampler(num_frames, args.frame_stride, mode="center", short_video="error"),
+        transform=build_transform("eval", image_size, train=False), seed=args.seed, short_video=args.short_video,
     )
     # A last batch of <= 3 clips cannot enter the unbiased estimator: drop it rather than warn.
     drop_last = 0 < len(dataset) % args.per_device_eval_batch_size <= 3

@@ -23,7 +23,7 @@ from typing import Any
 
 from accelerate import Accelerator
 
-from hf_vssl.data.loading import load_records
+from hf_vssl.data.loading import load_records, resolve_eval_split
 from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, PIXEL_NOISES
 from hf_vssl.evaluation.robustness import build_report, check_noises, evaluate_robustness
 from hf_vssl.foundation.arguments import (
@@ -33,7 +33,13 @@ from hf_vssl.foundation.arguments import (
 )
 from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLVideoProcessor
-from hf_vssl.training.arguments import check_model_reference, mixed_precision_for
+from hf_vssl.models.loading import load_checked
+from hf_vssl.training.arguments import (
+    ShortVideoArguments,
+    check_model_reference,
+    check_short_video,
+    mixed_precision_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ def write_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
 
 
 @dataclass
-class RobustnessArguments(FoundationModelArguments):
+class RobustnessArguments(FoundationModelArguments, ShortVideoArguments):
     """Settings of ``recipes/robustness.py``. Dataset settings default to the checkpoint's ``metrics.json``.
 
     A foundation model (X-CLIP, CLIP, SigLIP) is tested as a zero-shot classifier of the dataset's
@@ -128,7 +134,9 @@ class RobustnessArguments(FoundationModelArguments):
     dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was finetuned on"})
     dataset_root: str | None = field(default=None, metadata={
         "help": "dataset folder (default: built in for synthetic)"})
-    dataset_split: str | None = field(default=None, metadata={"help": "default: test"})
+    dataset_split: str | None = field(default=None, metadata={
+        "help": "default: the finetuning's test split, else the dataset's labelled held-out split (val for "
+                "kinetics400 and ssv2, test elsewhere)"})
     fold: int | None = field(default=None, metadata={"help": "official fold (default: the finetuning's)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     noises: list[str] = field(default_factory=lambda: list(PIXEL_NOISES),
@@ -144,10 +152,17 @@ class RobustnessArguments(FoundationModelArguments):
     bf16: bool | None = field(default=None, metadata={
         "help": "bf16 autocast (faster 3D convs on CPU). Not given: the launcher decides (accelerate launch "
                 "--mixed_precision, accelerate config; fp32 without any)"})
+    max_bad_fraction: float = field(default=0.01, metadata={
+        "help": "stop if more than this fraction of the test videos fail to decode (the rest are reported)"})
+    short_video: str = field(default="loop", metadata={
+        "help": "a test video shorter than a clip: loop or pad its frames, skip it (reported), or refuse"})
     debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
 
     def __post_init__(self):
         check_model_reference(self.model_name_or_path, "--model_name_or_path")
+        check_short_video(self.short_video)
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ValueError(f"--max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
 
 def _model_metrics(model_path: str) -> dict[str, Any]:
@@ -173,10 +188,11 @@ def run_robustness(args: RobustnessArguments) -> Path:
     trained = _model_metrics(args.model_name_or_path)
     evaluation = trained.get("evaluation", {})
     dataset = args.dataset or trained.get("dataset") or "synthetic"
-    split = args.dataset_split or "test"
+    same_data = args.dataset is None or args.dataset == trained.get("dataset")
+    split = resolve_eval_split(dataset, args.dataset_split or (trained.get("dataset_split") if same_data else None))
     fold = args.fold if args.fold is not None else int(trained.get("fold", 1))
     label_set = args.label_set or trained.get("label_set")
-    records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set)
+    records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set, require_labels=True)
     accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     if zero_shot:
         class_names = dataset_class_names(args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold,
@@ -192,7 +208,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
             frame_stride = VSSLVideoProcessor.from_pretrained(args.model_name_or_path).frame_stride
         except OSError:
             frame_stride = int(evaluation.get("frame_stride", 1))
-        model = VSSLForVideoClassification.from_pretrained(args.model_name_or_path).to(accelerator.device)
+        model = load_checked(VSSLForVideoClassification, args.model_name_or_path)[0].to(accelerator.device)
         num_frames, image_size = config.num_frames, config.image_size
     report = evaluate_robustness(
         model, records, num_frames=num_frames, image_size=image_size, frame_stride=frame_stride,
@@ -200,7 +216,8 @@ def run_robustness(args: RobustnessArguments) -> Path:
         num_clips=args.eval_clips or int(evaluation.get("num_clips", 5)),
         num_crops=args.eval_crops or int(evaluation.get("num_crops", 1)),
         batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
-        accelerator=accelerator, dataset_name=dataset,
+        accelerator=accelerator, dataset_name=dataset, short_video=args.short_video,
+        max_bad_fraction=args.max_bad_fraction,
     )
     report.update(dataset_split=split, fold=fold, label_set=label_set, model=str(args.model_name_or_path))
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.model_name_or_path)

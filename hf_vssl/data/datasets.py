@@ -331,7 +331,7 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ``info`` field as a tensor of shape ``(B, ...)`` at the top level (e.g. ``batch["rate"]``).
 
     Samples marked ``skipped`` (evaluation datasets, ``substitute=False``) are left out; the
-    batch then also carries ``skipped_video_ids`` and ``skipped_index``. A batch of skipped
+    batch then also carries ``skipped_video_ids``, ``skipped_reasons`` and ``skipped_index``. A batch of skipped
     samples only has ``pixel_values=None`` and empty ``labels`` / ``index``.
     """
     if not samples:
@@ -342,6 +342,7 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "pixel_values": None, "labels": torch.zeros(0, dtype=torch.int64),
             "index": torch.zeros(0, dtype=torch.int64), "video_ids": []}
         batch["skipped_video_ids"] = [s["video_id"] for s in skipped]
+        batch["skipped_reasons"] = [s.get("reason") for s in skipped]
         batch["skipped_index"] = torch.tensor([s["index"] for s in skipped], dtype=torch.int64)
         return batch
     num_clips = {len(s["clips"]) for s in samples}

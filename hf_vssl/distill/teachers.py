@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig
 
 from hf_vssl.models import VSSLForVideoClassification, VSSLModel
-from hf_vssl.models.loading import fit_to_config, load_vssl_model
+from hf_vssl.models.loading import fit_to_config, load_checked, load_vssl_model
 
 __all__ = ["Teacher", "load_teacher", "shared_labels"]
 
@@ -74,7 +74,7 @@ def load_teacher(path_or_id: str) -> Teacher:
                          "expected an hf_vssl (model_type 'vssl') checkpoint")
     name = Path(path_or_id).name if Path(path_or_id).exists() else str(path_or_id)
     if VSSLForVideoClassification.__name__ in (config.architectures or []):
-        full = VSSLForVideoClassification.from_pretrained(path_or_id)
+        full = load_checked(VSSLForVideoClassification, path_or_id)[0]  # a weights/config mismatch refused
         teacher = Teacher(name, full.vssl, full.classifier, {int(k): v for k, v in full.config.id2label.items()})
     else:
         teacher = Teacher(name, load_vssl_model(path_or_id))

@@ -10,6 +10,7 @@ from .classification import (
     EvaluationResult,
     MultiCropTransform,
     build_eval_dataset,
+    check_bad_videos,
     evaluate_classifier,
     extract_features,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "MultiCropTransform",
     "build_eval_dataset",
     "build_report",
+    "check_bad_videos",
     "check_noises",
     "evaluate_classifier",
     "evaluate_retrieval",

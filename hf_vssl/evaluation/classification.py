@@ -9,18 +9,26 @@ uniformly over its length (``UniformClipSampler(mode="uniform")``) x ``num_crops
 
 Scores go through the shipped ``topk_accuracy`` evaluate metric. Noise (robustness) is applied to
 the uint8 frames before the transform, seeded per video id, so results are deterministic.
-Under ``accelerate launch`` the test set is sharded across processes and gathered with
-``gather_for_metrics`` (padding duplicates dropped).
+Under ``accelerate launch`` the test set is sharded across processes and gathered once at the
+end (padding duplicates dropped by video index).
+
+No video is scored twice or replaced: the datasets are built with ``substitute=False``, so a
+video that cannot be decoded (or is too short under ``short_video="skip"``) is left out and
+listed in :attr:`EvaluationResult.skipped_videos` (for ``metrics.json`` and the card).
+:func:`check_bad_videos` applies the ``max_bad_fraction`` tolerance to the counts summed over
+every DataLoader worker and rank, so the verdict does not depend on either number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
@@ -31,10 +39,13 @@ from hf_vssl.data.transforms import build_transform, resize_size
 from hf_vssl.metrics import load_metric
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "EvaluationResult",
     "MultiCropTransform",
     "build_eval_dataset",
+    "check_bad_videos",
     "evaluate_classifier",
     "extract_features",
 ]
@@ -85,11 +96,35 @@ def build_eval_dataset(
     noise: Noise | None = None,
     seed: int = 0,
     max_bad_fraction: float = 0.01,
+    short_video: str = "loop",
 ) -> VideoClipDataset:
-    """The test-time dataset: ``num_clips`` uniform clips x ``num_crops`` crops of every video."""
-    sampler = UniformClipSampler(num_frames, frame_stride, num_clips=num_clips, mode="uniform", short_video="loop")
+    """The test-time dataset: ``num_clips`` uniform clips x ``num_crops`` crops of every video.
+
+    Never substitutes a video (``substitute=False``); a too-short video follows ``short_video``
+    (``skip``, ``loop``, ``pad`` or ``refuse``), decided per video."""
+    sampler = UniformClipSampler(num_frames, frame_stride, num_clips=num_clips, mode="uniform", short_video="error")
     return VideoClipDataset(records, sampler, transform=MultiCropTransform(image_size, num_crops), noise=noise,
-                            seed=seed, max_bad_fraction=max_bad_fraction)
+                            seed=seed, max_bad_fraction=max_bad_fraction, short_video=short_video,
+                            substitute=False)
+
+
+def check_bad_videos(dataset, accelerator: Accelerator | None = None) -> dict[str, int]:
+    """Apply ``dataset``'s ``max_bad_fraction`` to its bad-video counts summed over every
+    DataLoader worker (shared memory) and every rank (``accelerator.reduce``); return the sums.
+
+    Called at each training epoch's end and after an evaluation, so the same corrupt data stops
+    a run whatever the worker or process count. A dataset without a tracker returns ``{}``.
+    """
+    tracker = getattr(dataset, "tracker", None)
+    if tracker is None:
+        return {}
+    totals = tracker.totals()
+    if accelerator is not None and accelerator.num_processes > 1:
+        counts = torch.tensor([totals["read"], totals["corrupt"], totals["short"]], device=accelerator.device)
+        totals = dict(zip(("read", "corrupt", "short"), accelerator.reduce(counts, "sum").tolist(), strict=True))
+    total = tracker.num_videos if tracker.num_videos is not None else totals["read"]
+    tracker.check_totals(int(totals["corrupt"]), int(total))
+    return {key: int(value) for key, value in totals.items()}
 
 
 @dataclass
@@ -105,10 +140,43 @@ class EvaluationResult:
     video_scores: torch.Tensor = field(repr=False)
     """``(num_videos, num_labels)`` mean softmax over the views, in record order."""
     labels: torch.Tensor = field(repr=False)
+    skipped_videos: list[dict] = field(default_factory=list)
+    """``{"index", "video_id", "reason"}`` of every test video left out (never substituted)."""
 
     def results(self) -> dict[str, float]:
         """The ``results`` block of ``metrics.json``."""
         return {k: v for k, v in asdict(self).items() if k.startswith(("clip_", "video_top"))}
+
+
+def _skipped(batch: dict) -> list[dict]:
+    """The samples :func:`collate_clips` left out of ``batch``, with their reasons."""
+    reasons = batch.get("skipped_reasons") or [None] * len(batch.get("skipped_video_ids", []))
+    return [{"index": int(index), "video_id": video_id, "reason": reason} for index, video_id, reason in
+            zip(batch["skipped_index"].tolist(), batch["skipped_video_ids"], reasons, strict=True)] \
+        if "skipped_index" in batch else []
+
+
+def _gather(accelerator: Accelerator | None, indices: torch.Tensor, *tensors: torch.Tensor):
+    """Every rank's rows in video-index order, each video once (ranks may hold different counts
+    once videos are skipped, so pad, gather, then drop the padding and the sampler's duplicates)."""
+    if accelerator is not None and accelerator.num_processes > 1:
+        indices = accelerator.gather(accelerator.pad_across_processes(indices, dim=0, pad_index=-1))
+        tensors = tuple(accelerator.gather(accelerator.pad_across_processes(t, dim=0)) for t in tensors)
+    order = indices.argsort(stable=True)
+    indices = indices[order]
+    keep = indices >= 0
+    keep[1:] &= indices[1:] != indices[:-1]
+    return tuple(t[order][keep].cpu() for t in tensors)
+
+
+def _gather_skipped(accelerator: Accelerator | None, skipped: list[dict], desc: str) -> list[dict]:
+    if accelerator is not None and accelerator.num_processes > 1:
+        skipped = gather_object(skipped)
+    unique = sorted({entry["index"]: entry for entry in skipped}.values(), key=lambda entry: entry["index"])
+    if unique and (accelerator is None or accelerator.is_main_process):
+        logger.warning("%s: %d video(s) left out, not substituted: %s", desc, len(unique),
+                       "; ".join(f"{e['video_id']} ({e['reason']})" for e in unique[:5]))
+    return unique
 
 
 def _views(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -155,23 +223,26 @@ def evaluate_classifier(
     was_training = model.training
     model.eval()
     loader = _loader(dataset, batch_size, num_workers, accelerator)
-    view_logits, video_scores, labels, indices = [], [], [], []
+    view_logits, video_scores, labels, indices, skipped = [], [], [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(loader, desc=desc, disable=not main, dynamic_ncols=True, leave=False):
+        skipped += _skipped(batch)
+        if batch["pixel_values"] is None:  # every video of the batch was left out
+            continue
         output, count = _forward_views(model, batch["pixel_values"], device, autocast)
         logits = output.logits.float().view(-1, count, output.logits.shape[-1])
         view_logits.append(logits)
         video_scores.append(logits.softmax(-1).mean(1))
         labels.append(batch["labels"].to(device))
         indices.append(batch["index"].to(device))
-    # Everything stays on the device until here: one gather (and one host copy) at the end.
-    view_logits, video_scores, labels, indices = (torch.cat(x) for x in (view_logits, video_scores, labels, indices))
-    if accelerator is not None:
-        view_logits, video_scores, labels, indices = accelerator.gather_for_metrics(
-            (view_logits, video_scores, labels, indices))
-    order = indices.argsort()
-    view_logits, video_scores, labels = view_logits[order].cpu(), video_scores[order].cpu(), labels[order].cpu()
     model.train(was_training)
+    check_bad_videos(dataset, accelerator)
+    skipped = _gather_skipped(accelerator, skipped, desc)
+    if not indices:
+        raise RuntimeError(f"{desc}: every one of the {len(dataset)} videos was left out ({skipped[:3]} ...)")
+    # Everything stays on the device until here: one gather (and one host copy) at the end.
+    view_logits, video_scores, labels = _gather(accelerator, torch.cat(indices), torch.cat(view_logits),
+                                                torch.cat(video_scores), torch.cat(labels))
 
     metric = load_metric("topk_accuracy")
     num_views = view_logits.shape[1]
@@ -181,6 +252,7 @@ def evaluate_classifier(
     return EvaluationResult(
         clip_top1=clip["top1"], clip_top5=clip["top5"], video_top1=video["top1"], video_top5=video["top5"],
         num_videos=len(labels), num_views=num_views, video_scores=video_scores, labels=labels,
+        skipped_videos=skipped,
     )
 
 
@@ -196,24 +268,28 @@ def extract_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (V, D) float32, labels (V,))``: the backbone's pooled output averaged over each video's views.
 
-    ``backbone`` is a ``VSSLModel`` (e.g. ``classifier.vssl``); records keep their order.
+    ``backbone`` is a ``VSSLModel`` (e.g. ``classifier.vssl``); records keep their order. Videos
+    the dataset leaves out (never substituted) have no row; they are logged once.
     """
     device = _device(backbone, accelerator)
     autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
     was_training = backbone.training
     backbone.eval()
     loader = _loader(dataset, batch_size, num_workers, accelerator)
-    features, labels, indices = [], [], []
+    features, labels, indices, skipped = [], [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(loader, desc=desc, disable=not main, dynamic_ncols=True, leave=False):
+        skipped += _skipped(batch)
+        if batch["pixel_values"] is None:
+            continue
         output, count = _forward_views(backbone, batch["pixel_values"], device, autocast)
         pooled = output.pooler_output.float()
         features.append(pooled.view(-1, count, pooled.shape[-1]).mean(1))
         labels.append(batch["labels"].to(device))
         indices.append(batch["index"].to(device))
-    features, labels, indices = (torch.cat(x) for x in (features, labels, indices))
-    if accelerator is not None:
-        features, labels, indices = accelerator.gather_for_metrics((features, labels, indices))
-    order = indices.argsort()
     backbone.train(was_training)
-    return features[order].cpu(), labels[order].cpu()
+    check_bad_videos(dataset, accelerator)
+    _gather_skipped(accelerator, skipped, desc)
+    if not indices:
+        raise RuntimeError(f"{desc}: every one of the {len(dataset)} videos was left out")
+    return _gather(accelerator, torch.cat(indices), torch.cat(features), torch.cat(labels))

@@ -58,20 +58,27 @@ def evaluate_robustness(
     num_workers: int = 0,
     accelerator=None,
     dataset_name: str = "",
+    short_video: str = "loop",
+    max_bad_fraction: float = 0.01,
 ) -> dict[str, Any]:
     """Test ``model`` on the clean and every noisy variant of ``records``; return the report dict.
 
     Deterministic: the noise of a video depends only on ``(seed, video id, kind, severity)``
-    and the evaluation has no other randomness, so two runs give identical numbers.
+    and the evaluation has no other randomness, so two runs give identical numbers. Videos left
+    out (unreadable, or short under ``short_video="skip"``; never substituted) are listed in
+    the report's ``skipped_videos``.
     """
     severities = sorted({int(s) for s in severities})
     check_noises(noises, severities, preset)
+    skipped: dict[int, dict] = {}
 
     def top1(noise, desc):
         dataset = build_eval_dataset(records, num_frames, image_size, frame_stride, num_clips, num_crops,
-                                     noise=noise, seed=seed)
+                                     noise=noise, seed=seed, max_bad_fraction=max_bad_fraction,
+                                     short_video=short_video)
         result = evaluate_classifier(model, dataset, batch_size=batch_size, num_workers=num_workers,
                                      accelerator=accelerator, desc=desc)
+        skipped.update({entry["index"]: entry for entry in result.skipped_videos})
         return result.video_top1
 
     clean = top1(None, "clean")
@@ -81,7 +88,8 @@ def evaluate_robustness(
     for kind, severity in tqdm(cells, desc="robustness", disable=not main, dynamic_ncols=True):
         noisy[(kind, severity)] = top1(NoiseTransform(kind, severity, preset, seed), f"{kind} s{severity}")
     report = build_report(clean, noisy, dataset=dataset_name, preset=preset)
-    report.update(seed=seed, num_clips=num_clips, num_crops=num_crops, metric="video_top1")
+    report.update(seed=seed, num_clips=num_clips, num_crops=num_crops, metric="video_top1",
+                  skipped_videos=[skipped[index] for index in sorted(skipped)])
     return report
 
 

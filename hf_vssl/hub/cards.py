@@ -113,10 +113,18 @@ def eval_results(reports: FolderReports) -> list[EvalResult]:
     return results
 
 
+def pretext_task_of(config: dict, args: dict) -> str | None:
+    """The pretext task behind a checkpoint: its own, its pretraining run's, or (a finetuned model)
+    the first stage of ``config.provenance`` that has one."""
+    stages = config.get("provenance") or []
+    return (config.get("pretext_task") or args.get("pretext_task")
+            or next((stage["pretext_task"] for stage in stages if stage.get("pretext_task")), None))
+
+
 def card_data(reports: FolderReports, repo_id: str | None = None, base_model: str | None = None) -> ModelCardData:
     """The card's metadata: library, pipeline tag, tags, datasets, base model, model-index."""
     config, args = reports.config, reports.pretraining_args or {}
-    task = config.get("pretext_task") or args.get("pretext_task")
+    task = pretext_task_of(config, args)
     backbone = config.get("backbone") or args.get("backbone")
     tags = ["video", "self-supervised"] + [t for t in (task, backbone) if t] + [LIBRARY_NAME]
     if reports.is_classifier:
@@ -146,7 +154,7 @@ def card_data(reports: FolderReports, repo_id: str | None = None, base_model: st
 
 def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
     config, args = reports.config, reports.pretraining_args or {}
-    task = config.get("pretext_task") or args.get("pretext_task")
+    task = pretext_task_of(config, args)
     rows = [("Pretext task", f"{TASK_TITLES.get(task, task)} (`{task}`)" if task else "none (trained from scratch)"),
             ("Backbone", f"`{config.get('backbone')}`, width multiplier {config.get('width_multiplier', 1.0)}")]
     frames, size = config.get("num_frames"), config.get("image_size")
@@ -236,7 +244,7 @@ def _run_args_yaml(reports: FolderReports) -> str | None:
 def template_context(reports: FolderReports, repo_id: str | None = None) -> dict[str, Any]:
     """The variables the card templates use."""
     config, args = reports.config, reports.pretraining_args or {}
-    task = config.get("pretext_task") or args.get("pretext_task")
+    task = pretext_task_of(config, args)
     model_id = repo_id or reports.folder.resolve().name
     auto_map = config.get("auto_map") or {}
     subset = reports.subset

@@ -7,6 +7,7 @@ id, or an Accelerate ``checkpoints/checkpoint-N`` folder of a training run.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -18,7 +19,9 @@ from transformers.utils import logging as hf_logging
 from .configuration_vssl import VSSLConfig
 from .modeling_vssl import VSSLModel
 
-__all__ = ["backbone_of", "config_for_checkpoint", "fit_to_config", "load_vssl_model", "resize_clip"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["backbone_of", "config_for_checkpoint", "fit_to_config", "load_checked", "load_vssl_model", "resize_clip"]
 
 #: Where the backbone weights sit in the state dict of each kind of model an Accelerate checkpoint
 #: can hold (VSSLModel, classifier or pretraining model, distillation student, DDP-wrapped).
@@ -72,11 +75,43 @@ def config_for_checkpoint(path: Path) -> VSSLConfig:
                             "training_args.yaml to rebuild the architecture from")
 
 
+def load_checked(model_class, path_or_id: str | Path, *, config: VSSLConfig | None = None,
+                 reinit_prefix: str | None = None, quiet: bool = False):
+    """``(model, loading info)`` from ``model_class.from_pretrained``, refusing a weights/config mismatch.
+
+    A checkpoint whose ``config.json`` does not match its weights (e.g. another
+    ``width_multiplier``) raises ``ValueError`` in one line instead of silently re-initialising
+    the tensors of another shape; only those under ``reinit_prefix`` (a classification head
+    over other labels) are re-initialised, with a warning. ``quiet`` hides transformers' load
+    report (the unused pretext head of a pretraining checkpoint is expected).
+    """
+    verbosity = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        kwargs = {"config": config} if config is not None else {}
+        model, info = model_class.from_pretrained(str(path_or_id), ignore_mismatched_sizes=True,
+                                                  output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    mismatched = [entry[0] if isinstance(entry, (tuple, list)) else str(entry)
+                  for entry in info.get("mismatched_keys", [])]
+    wrong = [key for key in mismatched if not (reinit_prefix and key.startswith(reinit_prefix))]
+    if wrong:
+        raise ValueError(f"{path_or_id}: the weights do not match its config.json ({len(wrong)} tensors of another "
+                         f"shape, e.g. {wrong[0]}); was config.json edited or copied from another model?")
+    if mismatched:
+        logger.warning("%s: %d head tensors of another shape (%s) are re-initialised", path_or_id, len(mismatched),
+                       ", ".join(mismatched[:3]))
+    return model, info
+
+
 def load_vssl_model(path_or_id: str | Path) -> VSSLModel:
     """The :class:`VSSLModel` of a saved model folder, a Hub id, or an Accelerate checkpoint folder (eval mode).
 
     - a folder (or Hub id) with ``config.json``: ``VSSLModel.from_pretrained`` (pretraining,
       classification and distillation checkpoints all carry the backbone);
+      A ``config.json`` that does not match the weights is refused (:func:`load_checked`);
     - a ``checkpoints/checkpoint-N`` folder of a training run (``model.safetensors`` without a
       config): the architecture from the run's ``config.json`` (or ``training_args.yaml``), the
       backbone weights from the checkpoint.
@@ -96,10 +131,5 @@ def load_vssl_model(path_or_id: str | Path) -> VSSLModel:
         raise ValueError(f"{weights}: no backbone weights matching the {model.config.backbone!r} architecture of "
                          f"its run (tried key prefixes {[p or '<none>' for p in _STATE_PREFIXES]})")
     # The pretext head of a pretraining checkpoint is expected to stay unused: no load report.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = VSSLModel.from_pretrained(str(path_or_id))
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model, _ = load_checked(VSSLModel, path_or_id, quiet=True)
     return model.eval()

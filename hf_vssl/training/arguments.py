@@ -18,6 +18,8 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
+from hf_vssl.data.clips import SHORT_VIDEO_ACTIONS
+
 T = TypeVar("T")
 
 
@@ -116,8 +118,24 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def check_short_video(value: str) -> None:
+    """Refuse a ``--short_video`` value that is not one of :data:`~hf_vssl.data.clips.SHORT_VIDEO_ACTIONS`."""
+    _require(value in SHORT_VIDEO_ACTIONS, f"--short_video must be one of {', '.join(SHORT_VIDEO_ACTIONS)}, "
+                                           f"got {value!r}")
+
+
 @dataclasses.dataclass
-class LoopArguments:
+class ShortVideoArguments:
+    """``--short_video``: what every recipe does, per video, with a video too short for its clips
+    (training, evaluation, robustness and CKA alike). A subclass may re-declare the default."""
+
+    short_video: str = dataclasses.field(default="skip", metadata={
+        "help": "a video shorter than a clip: skip (left out and reported once), loop or pad its frames, or "
+                "refuse (stop, naming the file)"})
+
+
+@dataclasses.dataclass
+class LoopArguments(ShortVideoArguments):
     """The settings every hf_vssl training loop shares (names follow ``transformers.TrainingArguments``).
 
     Recipe argument classes subclass this and add their own fields; a subclass that needs another
@@ -197,6 +215,7 @@ class LoopArguments:
                  f"--learning_rate must be > 0, got {self.learning_rate}")
         _require(self.weight_decay is None or self.weight_decay >= 0,
                  f"--weight_decay must be >= 0, got {self.weight_decay}")
+        check_short_video(self.short_video)
         for name in ("model_name_or_path", "student_name_or_path"):
             check_model_reference(getattr(self, name, None), f"--{name}")
         for teacher in getattr(self, "teachers", None) or []:

@@ -190,8 +190,10 @@ def run_distillation(args: DistillationArguments) -> Path:
     transform, device_augment = train_transforms(
         args.transform_preset, args.image_size, args.augment_on, accelerator.device,
         train=args.transform_preset != "eval", seed=args.seed, process_index=accelerator.process_index)
-    dataset = VideoClipDataset(records, UniformClipSampler(args.num_frames, args.frame_stride, mode=args.clip_sampling),
-                               transform=transform, seed=args.seed, max_bad_fraction=args.max_bad_fraction)
+    sampler = UniformClipSampler(args.num_frames, args.frame_stride, mode=args.clip_sampling,
+                                 short_video="error")  # the dataset applies --short_video per video
+    dataset = VideoClipDataset(records, sampler, transform=transform, seed=args.seed,
+                               max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
     dataloader = build_train_dataloader(dataset, args, args.per_device_train_batch_size, collate_clips,
                                         accelerator.num_processes)
 

@@ -28,11 +28,11 @@ from torch import nn
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records, shortest_video
-from hf_vssl.data.records import VideoRecord
+from hf_vssl.data.loading import load_labelled_records, merge_label_spaces, resolve_eval_split
 from hf_vssl.evaluation import build_eval_dataset, evaluate_classifier, evaluate_retrieval
 from hf_vssl.hub import write_model_card
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
+from hf_vssl.models.loading import load_checked
 from hf_vssl.training.arguments import LoopArguments, save_args
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
@@ -85,7 +85,9 @@ class FinetuningArguments(LoopArguments):
                                                                 "videofolder or synthetic"})
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     train_split: str = field(default="train", metadata={"help": "split of --dataset to train on"})
-    eval_split: str = field(default="test", metadata={"help": "split of --dataset to evaluate on"})
+    eval_split: str | None = field(default=None, metadata={
+        "help": "split of --dataset to evaluate on (default: its labelled held-out split: val for kinetics400 "
+                "and ssv2, test elsewhere)"})
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
     subset_size: int | None = field(default=None, metadata={"help": "class-balanced subset of the training split"})
@@ -102,6 +104,9 @@ class FinetuningArguments(LoopArguments):
     save_steps: int = field(default=100, metadata={
         "help": "write a resumable checkpoint every this many optimiser steps"})
     save_total_limit: int = field(default=1, metadata={"help": "keep only the newest this many checkpoints (0: keep all)"})
+    short_video: str = field(default="loop", metadata={
+        "help": "a video shorter than a clip: loop or pad its frames, skip it (left out of training and of the "
+                "test, and reported), or refuse (stop, naming the file)"})
 
 
 # -- set-up helpers ------------------------------------------------------------------------------
@@ -118,11 +123,6 @@ def _check_args(args: FinetuningArguments) -> None:
         raise ValueError(f"--eval_clips must be >= 1, got {args.eval_clips}")
     if args.mode == "retrieval" and not args.model_name_or_path:
         logger.warning("--mode retrieval without --model_name_or_path scores a randomly initialised backbone")
-
-
-def _label_names(train: list[VideoRecord], test: list[VideoRecord]) -> dict[int, str]:
-    names = {r.label: r.label_name for r in [*train, *test]}
-    return {i: names.get(i, f"class_{i}") for i in range(max(names) + 1)}
 
 
 def _default_name(args: FinetuningArguments) -> str:
@@ -183,8 +183,9 @@ def load_classifier(args: FinetuningArguments, config: VSSLConfig, source: VSSLC
     if source is None or args.init == "random":
         return VSSLForVideoClassification(config)
     path = args.model_name_or_path
-    model, info = VSSLForVideoClassification.from_pretrained(
-        path, config=config, ignore_mismatched_sizes=True, output_loading_info=True)
+    # Only the classifier head may differ from the checkpoint (other labels); any other tensor
+    # of another shape means config.json and weights disagree: refused, never re-initialised.
+    model, info = load_checked(VSSLForVideoClassification, path, config=config, reinit_prefix="classifier.")
     missing_backbone = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
     if missing_backbone:
         raise ValueError(f"{path}: the checkpoint lacks {len(missing_backbone)} backbone weights "
@@ -242,43 +243,45 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     accelerator = build_accelerator(args, output_dir, log=args.mode != "retrieval")
 
     # -- data: both splits must exist before anything trains ----------------------------------
+    # Both splits need labels (an unlabelled one is refused in one line); the label space is the
+    # source's own (e.g. UCF101's 101 classes of classInd.txt), not the labels a copy happens to hold.
     label_set = args.label_set if args.dataset == "synthetic" else None
-    train_records = load_records(args.dataset, args.dataset_root, args.train_split, args.fold,
-                                 subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=label_set)
-    test_records = load_records(args.dataset, args.dataset_root, args.eval_split, args.fold, label_set=label_set)
-    id2label = _label_names(train_records, test_records)
+    eval_split = resolve_eval_split(args.dataset, args.eval_split)
+    train_records, train_labels = load_labelled_records(
+        args.dataset, args.dataset_root, args.train_split, args.fold, subset_size=args.subset_size,
+        subset_seed=args.subset_seed, label_set=label_set)
+    test_records, test_labels = load_labelled_records(args.dataset, args.dataset_root, eval_split, args.fold,
+                                                      label_set=label_set)
+    id2label = merge_label_spaces(train_labels, test_labels)
 
     # -- model ----------------------------------------------------------------------------------
     source = _source_config(args)
     config = build_classifier_config(args, source, id2label)
+    config.provenance = finetune_provenance(args, source, eval_split)
     model = load_classifier(args, config, source)
     _probe_forward(model, config)
-    frames, path = shortest_video(train_records)
-    span = (config.num_frames - 1) * args.frame_stride + 1
-    if frames < span:
-        logger.warning("the shortest video (%s, %d frames) is shorter than a clip (%d frames): its clips loop",
-                       path, frames, span)
     processor = VSSLVideoProcessor.for_clip(config.num_frames, config.image_size, args.frame_stride)
     eval_kwargs = {"batch_size": args.per_device_eval_batch_size, "num_workers": args.dataloader_num_workers}
 
     def eval_dataset(records):
         return build_eval_dataset(records, config.num_frames, config.image_size, args.frame_stride,
                                   args.eval_clips, args.eval_crops, seed=args.seed,
-                                  max_bad_fraction=args.max_bad_fraction)
+                                  max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
 
     if args.mode == "retrieval":
         return _run_retrieval_only(args, accelerator, model, eval_dataset(train_records),
-                                   eval_dataset(test_records), output_dir, eval_kwargs)
+                                   eval_dataset(test_records), output_dir, eval_kwargs, eval_split)
 
     linear_probe = args.mode == "linear_probe"
     if linear_probe:
         freeze_backbone(model)
-    sampler = UniformClipSampler(config.num_frames, args.frame_stride, num_clips=1, mode="random")
+    sampler = UniformClipSampler(config.num_frames, args.frame_stride, num_clips=1, mode="random",
+                                 short_video="error")  # the dataset applies --short_video per video
     transform, device_augment = train_transforms(
         args.train_transform, config.image_size, args.augment_on, accelerator.device, train=not linear_probe,
         seed=args.seed, process_index=accelerator.process_index)
     dataset = VideoClipDataset(train_records, sampler, transform=transform, seed=args.seed,
-                               max_bad_fraction=args.max_bad_fraction)
+                               max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
     batch_size = min(args.per_device_train_batch_size, len(dataset) // accelerator.num_processes)
     if batch_size < 1:
         raise ValueError(f"{len(dataset)} training videos cannot feed {accelerator.num_processes} processes")
@@ -293,6 +296,12 @@ def run_finetuning(args: FinetuningArguments) -> Path:
 
     # -- the loop (clip-level training), then the video-level test and the export ----------------
     def export(trained: VSSLForVideoClassification, global_step: int) -> None:
+        # The model first: a failure in the test below loses no training.
+        if accelerator.is_main_process:
+            trained.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+            accelerator.print(f"saved the {args.mode} classifier to {output_dir}")
+        accelerator.wait_for_everyone()
         result = evaluate_classifier(trained, eval_dataset(test_records), accelerator=accelerator,
                                      desc=f"test {args.eval_clips} clips x {args.eval_crops} crops", **eval_kwargs)
         accelerator.print(f"test: clip top-1 {result.clip_top1:.3f} top-5 {result.clip_top5:.3f} | "
@@ -305,14 +314,12 @@ def run_finetuning(args: FinetuningArguments) -> Path:
             accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
         append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
                                                                       result.results().items()}})
-        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            trained.save_pretrained(output_dir)
-            processor.save_pretrained(output_dir)
-            metrics = _metrics_json(args, config, result.results(), retrieval, label_set)
+            metrics = _metrics_json(args, config, result, retrieval, label_set, eval_split)
             (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             write_model_card(output_dir)
-            accelerator.print(f"saved the {args.mode} classifier and metrics.json to {output_dir}")
+            accelerator.print(f"saved metrics.json and the model card to {output_dir}")
+        accelerator.wait_for_everyone()
 
     def train_mode(prepared: nn.Module) -> None:
         prepared.train()
@@ -334,14 +341,15 @@ def _classification_step(model: nn.Module, batch: dict, generator: torch.Generat
     return output.loss, {"accuracy": accuracy}
 
 
-def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs) -> Path:
+def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs,
+                        eval_split: str) -> Path:
     backbone: VSSLModel = model.vssl.to(accelerator.device)
     retrieval = evaluate_retrieval(backbone, train_dataset, test_dataset, accelerator=accelerator, **eval_kwargs)
     accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_args(args, output_dir / "training_args.yaml")
-        report = {"task": "video-retrieval", "dataset": args.dataset, "dataset_split": args.eval_split,
+        report = {"task": "video-retrieval", "dataset": args.dataset, "dataset_split": eval_split,
                   "gallery_split": args.train_split, "fold": args.fold,
                   "label_set": args.label_set if args.dataset == "synthetic" else None,
                   "base_model": args.model_name_or_path, "num_clips": args.eval_clips, "retrieval": retrieval}
@@ -350,21 +358,43 @@ def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, o
     return output_dir
 
 
-def _metrics_json(args: FinetuningArguments, config: VSSLConfig, results: dict, retrieval: dict | None,
-                  label_set: str | None) -> dict[str, Any]:
+def finetune_provenance(args: FinetuningArguments, source: VSSLConfig | None, eval_split: str) -> list[dict]:
+    """The classifier's ``config.provenance``: every stage of its source checkpoint (the
+    pretraining's task, settings, dataset, subset and steps; earlier finetunes), then this run.
+
+    A source saved before provenance was recorded contributes what its config says (its pretext
+    task and settings)."""
+    inherited = source is not None and args.init == "pretrained"
+    stages = [dict(stage) for stage in (getattr(source, "provenance", None) or [])] if inherited else []
+    if inherited and not stages and source.pretext_task:
+        stages.append({"stage": "pretraining", "pretext_task": source.pretext_task,
+                       "pretext_config": source.pretext_config, "model": args.model_name_or_path})
+    stages.append({"stage": args.mode, "dataset": args.dataset, "dataset_split": args.train_split,
+                   "eval_split": eval_split, "fold": args.fold, "subset_size": args.subset_size,
+                   "max_steps": args.max_steps if args.max_steps > 0 else None,
+                   "num_train_epochs": float(args.num_train_epochs),
+                   "base_model": args.model_name_or_path if args.init == "pretrained" else None})
+    return stages
+
+
+def _metrics_json(args: FinetuningArguments, config: VSSLConfig, result, retrieval: dict | None,
+                  label_set: str | None, eval_split: str) -> dict[str, Any]:
     metrics = {
         "task": "video-classification",
         "dataset": args.dataset,
-        "dataset_split": args.eval_split,
+        "dataset_split": eval_split,
         "fold": args.fold,
         "label_set": (label_set or "motion") if args.dataset == "synthetic" else None,
         "mode": args.mode,
         "base_model": args.model_name_or_path if args.init == "pretrained" else None,
         "num_train_epochs": float(args.num_train_epochs),
-        "results": results,
+        "results": result.results(),
+        # Test videos left out (unreadable, or short under --short_video skip): never substituted.
+        "skipped_videos": result.skipped_videos,
         # How the test was run, so the robustness recipe can repeat it exactly.
         "evaluation": {"num_clips": args.eval_clips, "num_crops": args.eval_crops, "num_frames": config.num_frames,
-                       "image_size": config.image_size, "frame_stride": args.frame_stride},
+                       "image_size": config.image_size, "frame_stride": args.frame_stride,
+                       "short_video": args.short_video},
     }
     if args.max_steps > 0:
         metrics["max_steps"] = args.max_steps

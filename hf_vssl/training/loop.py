@@ -10,7 +10,9 @@ the same way for every job:
   ``derive_seed(seed, epoch, batch_index, process_index)``, backward, gradient clipping at the
   accumulation boundary, optimiser step;
 - per optimiser step: scheduler step, progress bar (main process), and at logging / saving
-  boundaries the NaN guard, the logged averages and checkpoints.
+  boundaries the NaN guard, the logged averages and checkpoints;
+- at each epoch's end (and the run's): the bad-video tolerance on counts summed over workers and
+  ranks (:func:`hf_vssl.evaluation.check_bad_videos`), the same whatever their number.
 
 **The logged averages** (one definition for every job): each metric is summed over the
 micro-batches of the logging window on the device, averaged over processes, and divided by the
@@ -40,6 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hf_vssl.data.subsets import save_subset
+from hf_vssl.evaluation import check_bad_videos
 from hf_vssl.hub import publish
 from hf_vssl.utils.seeding import derive_seed
 
@@ -289,10 +292,12 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
             if global_step >= total_steps:
                 break
         else:
+            check_bad_videos(job.dataset, accelerator)
             epoch += 1
             continue
         break
     progress.close()
+    check_bad_videos(job.dataset, accelerator)
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)

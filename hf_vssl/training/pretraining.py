@@ -17,7 +17,7 @@ from torch import nn
 
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records, shortest_video
+from hf_vssl.data.loading import load_records, probe_lengths
 from hf_vssl.hub import repo_name
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
@@ -88,6 +88,30 @@ def _pretext_step(model: nn.Module, batch: dict, generator: torch.Generator):
     return output.loss, output.metrics
 
 
+def pretraining_provenance(args: PretrainingArguments, config: VSSLConfig, global_step: int) -> dict:
+    """The pretraining stage of a checkpoint's ``config.provenance`` (kept by every finetune on top)."""
+    return {"stage": "pretraining", "pretext_task": config.pretext_task, "pretext_config": config.pretext_config,
+            "dataset": args.dataset, "dataset_split": args.dataset_split, "fold": args.fold,
+            "subset_size": args.subset_size, "subset_seed": args.subset_seed, "steps": int(global_step),
+            "backbone": config.backbone, "width_multiplier": config.width_multiplier}
+
+
+def check_video_lengths(model: VSSLForPretraining, records, args: PretrainingArguments) -> None:
+    """The start-up length check of the task's settings, by ``--short_video``: ``refuse`` stops on
+    the shortest probed video; ``skip`` only when even the longest is too short (every video
+    would be skipped); ``loop`` / ``pad`` fit any video, so nothing is probed. Otherwise each
+    video is handled as it is read."""
+    if args.short_video not in ("refuse", "skip"):
+        return
+    lengths = probe_lengths(records)
+    frames, path = min(lengths) if args.short_video == "refuse" else max(lengths)
+    try:
+        model.validate(frames, num_frames=args.num_frames, stride=args.frame_stride)
+    except ValueError as error:
+        probed = "shortest video probed" if args.short_video == "refuse" else "longest of the videos probed"
+        raise ValueError(f"{error} ({probed}: {path}; --short_video {args.short_video})") from None
+
+
 def run_pretraining(args: PretrainingArguments) -> Path:
     """Run the pretraining described by ``args``; return the output folder."""
     name = output_name(args.pretext_task, args.backbone, args.dataset,
@@ -105,17 +129,13 @@ def run_pretraining(args: PretrainingArguments) -> Path:
                         width_multiplier=args.width_multiplier, pretext_task=args.pretext_task,
                         pretext_config=pretext_config)
     model = VSSLForPretraining(config)
-    video_frames, video_path = shortest_video(records)
-    try:
-        model.validate(video_frames, num_frames=args.num_frames, stride=args.frame_stride)
-    except ValueError as error:
-        raise ValueError(f"{error} (shortest video probed: {video_path})") from None
+    check_video_lengths(model, records, args)
     transform, device_augment = train_transforms(
         args.transform_preset or model.transform_preset, args.image_size, args.augment_on, accelerator.device,
         seed=args.seed, process_index=accelerator.process_index,
     )
     dataset = VideoClipDataset(records, model.sampler(args.num_frames, args.frame_stride), transform=transform,
-                               seed=args.seed, max_bad_fraction=args.max_bad_fraction)
+                               seed=args.seed, max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
     dataloader = build_train_dataloader(dataset, args, args.per_device_train_batch_size, collate_clips,
                                         accelerator.num_processes)
 
@@ -131,6 +151,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
     # -- the loop, then the export ---------------------------------------------------------------
     def export(trained: VSSLForPretraining, global_step: int) -> None:
         if accelerator.is_main_process:
+            trained.config.provenance = [pretraining_provenance(args, trained.config, global_step)]
             trained.save_pretrained(output_dir)
             VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
                 output_dir)
