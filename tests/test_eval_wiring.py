@@ -5,7 +5,11 @@ bad-video tolerance across ranks, refused weights/config mismatches, and provena
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -238,3 +242,29 @@ def test_robustness_reports_skipped_videos_and_refuses_a_mismatched_config(ucf_c
     (folder / "config.json").write_text(json.dumps({**config, "width_multiplier": 0.25}))
     with pytest.raises(ValueError, match=r"do not match its config\.json"):
         run_robustness(parse_args(RobustnessArguments, args))
+
+
+@pytest.mark.slow
+def test_two_ranks_score_each_video_once_and_agree_with_one(ucf_copy, tmp_path):
+    records = _records(ucf_copy)
+    count = len(records) - 1 if len(records) % 2 == 0 else len(records)  # odd: the sampler pads a duplicate
+    Path(records[1].path).write_bytes(b"not a video")
+    folder = tmp_path / "classifier"
+    model = _tiny_classifier()
+    model.save_pretrained(folder)
+    alone = evaluate_classifier(model, build_eval_dataset(records[:count], 8, 32, num_clips=1, max_bad_fraction=0.5))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    out = tmp_path / "two_ranks.json"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(port), str(repo / "tests" / "_dist_evaluate.py"), str(out), str(folder), str(ucf_copy), str(count)]
+    result = subprocess.run(command, check=False, env=env, cwd=repo, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    both = json.loads(out.read_text())
+    assert both["num_videos"] == alone.num_videos == count - 1
+    assert [e["index"] for e in both["skipped"]] == [e["index"] for e in alone.skipped_videos] == [1]
+    torch.testing.assert_close(torch.tensor(both["scores"]), alone.video_scores, rtol=1e-4, atol=1e-5)
