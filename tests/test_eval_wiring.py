@@ -268,3 +268,15 @@ def test_two_ranks_score_each_video_once_and_agree_with_one(ucf_copy, tmp_path):
     assert both["num_videos"] == alone.num_videos == count - 1
     assert [e["index"] for e in both["skipped"]] == [e["index"] for e in alone.skipped_videos] == [1]
     torch.testing.assert_close(torch.tensor(both["scores"]), alone.video_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_training_loop_checks_the_bad_video_tolerance_at_every_epoch_end(tiny_corpus, tmp_path, monkeypatch):
+    from hf_vssl.training import loop
+
+    seen = []
+    monkeypatch.setattr(loop, "check_bad_videos", lambda dataset, accelerator: seen.append(type(dataset).__name__))
+    at = SCRATCH.index("--max_steps")
+    args = SCRATCH[:at] + SCRATCH[at + 2:]
+    run_finetuning(parse_args(FinetuningArguments, [*args, "--dataset_root", str(tiny_corpus), "--subset_size", "8",
+                                                    "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run")]))
+    assert seen == ["VideoClipDataset"] * 2  # after epoch 0, and after the last one (the run's end)
