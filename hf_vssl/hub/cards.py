@@ -40,6 +40,7 @@ from hf_vssl.hub.reports import (
     FolderReports,
     PathLike,
     find_setting,
+    is_local_path,
     place_reports,
     read_reports,
     redact_local_paths,
@@ -69,7 +70,12 @@ def template_path(kind: str) -> Path:
 
 
 def dataset_title(name: str | None) -> str:
-    return DATASET_TITLES.get(str(name).lower(), str(name)) if name else "unknown data"
+    """The dataset's display name; a local folder is named by its last component, never its path."""
+    if not name:
+        return "unknown data"
+    if is_local_path(str(name)):
+        return f"local video folder {Path(str(name)).name}"
+    return DATASET_TITLES.get(str(name).lower(), str(name))
 
 
 def _pct(value: float | None) -> str:
@@ -87,7 +93,9 @@ def _measured(values: dict[str, Any] | None, pattern: re.Pattern) -> list[tuple[
 
 
 def _dataset_fields(name: str | None) -> dict[str, str]:
-    return {"dataset_type": hub_dataset_id(name) or name or "unknown", "dataset_name": dataset_title(name)}
+    local = not name or is_local_path(str(name))
+    return {"dataset_type": hub_dataset_id(name) or ("videofolder" if local else name),
+            "dataset_name": dataset_title(name)}
 
 
 def eval_results(reports: FolderReports) -> list[EvalResult]:
@@ -189,7 +197,8 @@ def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
                                                                                  else "")))
     if args:
         name, split = args.get("dataset"), args.get("dataset_split", "train")
-        data = f"{dataset_title(name)} (`{name}`), split `{split}`"
+        shown = "" if not name or is_local_path(str(name)) else f" (`{name}`)"
+        data = f"{dataset_title(name)}{shown}, split `{split}`"
         if args.get("label_set"):
             data += f", label set `{args['label_set']}`"
         rows.append(("Pretraining data", data))

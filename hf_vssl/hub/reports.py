@@ -145,7 +145,8 @@ _PATH_SETTINGS = {"output_dir", "logging_dir", "resume_from_checkpoint", "config
 _MODEL_SETTINGS = {"base_model", "teacher", "student"}
 
 
-def _is_local_path(text: str) -> bool:
+def is_local_path(text: str) -> bool:
+    """True for an absolute path (POSIX, ``~`` or a Windows drive): never shown on a card or uploaded."""
     return os.path.isabs(text) or text.startswith("~") or bool(re.match(r"^[A-Za-z]:[\\/]", text))
 
 
@@ -160,7 +161,7 @@ def redact_local_paths(data: Any, dataset: str | None = None) -> Any:
     """
     if isinstance(data, Mapping):
         named = data.get("dataset")
-        dataset = named if isinstance(named, str) and not _is_local_path(named) else dataset
+        dataset = named if isinstance(named, str) and not is_local_path(named) else dataset
         out = {}
         for key, value in data.items():
             if value is None or isinstance(value, bool) or not isinstance(key, str):
@@ -176,7 +177,7 @@ def redact_local_paths(data: Any, dataset: str | None = None) -> Any:
         return out
     if isinstance(data, (list, tuple)):
         return [redact_local_paths(item, dataset) for item in data]
-    if isinstance(data, str) and _is_local_path(data):
+    if isinstance(data, str) and is_local_path(data):
         return LOCAL_PATH
     return data
 
