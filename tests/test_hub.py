@@ -373,6 +373,10 @@ def test_card_states_the_provenance(tmp_path, where):
     card = write_model_card(folder)
     text = str(card)
     assert "RSPNet (`rspnet`)" in text and "trained from scratch" not in text
+    # the pretraining stage fills the constraints table; what it does not record is not guessed
+    assert "| Pretraining data | Kinetics-400 (`kinetics400`), split `train` |" in text
+    assert "| Subset | 50000 videos" in text and "| Length | 1000 optimizer steps" in text
+    assert "| Batch |" not in text and "| Optimizer |" not in text
     assert "rspnet" in card.data.tags and card.data.datasets == ["HuggingFaceM4/kinetics"]
     assert "### Provenance" in text and "subset_size: 50000" in text and "queue_size: 64" in text
     assert "<local kinetics400 folder>" in text and "<local checkpoint>" in text

@@ -39,7 +39,8 @@ from hf_vssl.hub.reports import (
     RETRIEVAL_KEYS,
     FolderReports,
     PathLike,
-    find_setting,
+    all_settings,
+    find_stage,
     is_local_path,
     place_reports,
     read_reports,
@@ -144,16 +145,20 @@ def eval_results(reports: FolderReports) -> list[EvalResult]:
     return results
 
 
+def pretraining_settings(reports: FolderReports) -> dict[str, Any]:
+    """The settings of the pretraining the checkpoint descends from: its own ``training_args.yaml``
+    when it is a pretraining run, else the provenance stage naming a pretext task, else ``{}``."""
+    return reports.pretraining_args or find_stage(reports.provenance, "pretext_task") or {}
+
+
 def pretext_task(reports: FolderReports) -> str | None:
-    """The pretext task the checkpoint descends from: its config, its run settings, else its provenance."""
-    args = reports.pretraining_args or {}
-    return reports.config.get("pretext_task") or args.get("pretext_task") or find_setting(reports.provenance,
-                                                                                         "pretext_task")
+    """The pretext task the checkpoint descends from (its config, else its pretraining's settings)."""
+    return reports.config.get("pretext_task") or pretraining_settings(reports).get("pretext_task")
 
 
 def card_data(reports: FolderReports, repo_id: str | None = None, base_model: str | None = None) -> ModelCardData:
     """The card's metadata: library, pipeline tag, tags, datasets, base model, model-index."""
-    config, args = reports.config, reports.pretraining_args or {}
+    config, args = reports.config, pretraining_settings(reports)
     task = pretext_task(reports)
     backbone = config.get("backbone") or args.get("backbone")
     tags = ["video", "self-supervised"] + [t for t in (task, backbone) if t] + [LIBRARY_TAG]
@@ -161,7 +166,7 @@ def card_data(reports: FolderReports, repo_id: str | None = None, base_model: st
         tags.append("custom_code")
     if reports.is_classifier:
         tags.append("video-classification")
-    datasets = [args.get("dataset") or find_setting(reports.provenance, "dataset")]
+    datasets = [args.get("dataset"), *all_settings(reports.provenance, "dataset")]
     datasets += [m["dataset"] for m in reports.metrics]
     if reports.robustness:
         datasets.append(reports.robustness.get("dataset"))
@@ -187,7 +192,7 @@ def card_data(reports: FolderReports, repo_id: str | None = None, base_model: st
 
 
 def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
-    config, args = reports.config, reports.pretraining_args or {}
+    config, args = reports.config, pretraining_settings(reports)
     task = pretext_task(reports)
     rows = [("Pretext task", f"{TASK_TITLES.get(task, task)} (`{task}`)" if task else "none (trained from scratch)"),
             ("Backbone", f"`{config.get('backbone')}`, width multiplier {config.get('width_multiplier', 1.0)}")]
@@ -210,20 +215,28 @@ def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
             rows.append(("Subset", f"{args['subset_size']} videos, class-balanced, seed {args.get('subset_seed')}"))
         else:
             rows.append(("Subset", "the whole split"))
-        steps = args.get("max_steps")
-        rows.append(("Length", f"{steps} optimizer steps (max_steps)" if steps and steps > 0
-                     else f"{args.get('num_train_epochs')} epochs"))
+        # A run's own training_args.yaml records every setting (absent = the default); a provenance
+        # record may hold only some: rows it does not record are left out rather than guessed.
+        complete = reports.pretraining_args is not None
+        steps, epochs = args.get("max_steps"), args.get("num_train_epochs")
+        if (steps and steps > 0) or epochs is not None:
+            rows.append(("Length", f"{steps} optimizer steps (max_steps)" if steps and steps > 0
+                         else f"{epochs} epochs"))
         batch = args.get("per_device_train_batch_size")
         accumulation = args.get("gradient_accumulation_steps") or 1
-        rows.append(("Batch", f"{batch} clips per device" + (f" x {accumulation} accumulation steps"
-                                                             if accumulation > 1 else "")))
+        if batch is not None:
+            rows.append(("Batch", f"{batch} clips per device" + (f" x {accumulation} accumulation steps"
+                                                                 if accumulation > 1 else "")))
         task_default = f"{TASK_TITLES.get(task, task)} default"
         optimizer = args.get("optimizer") or task_default
         lr = args.get("learning_rate")
         lr = task_default if lr is None else lr
         schedule = args.get("lr_scheduler_type", "cosine")
-        rows.append(("Optimizer", f"{optimizer} optimizer, learning rate {lr}, {schedule} schedule"))
-        rows.append(("Seed / precision", f"{args.get('seed')} / {'bf16 autocast' if args.get('bf16') else 'fp32'}"))
+        if complete or any(args.get(k) is not None for k in ("optimizer", "learning_rate", "lr_scheduler_type")):
+            rows.append(("Optimizer", f"{optimizer} optimizer, learning rate {lr}, {schedule} schedule"))
+        if complete or args.get("seed") is not None:
+            rows.append(("Seed / precision",
+                         f"{args.get('seed')} / {'bf16 autocast' if args.get('bf16') else 'fp32'}"))
     return [{"name": name, "value": value} for name, value in rows]
 
 
@@ -291,7 +304,7 @@ def model_reference(value: str | None) -> str | None:
 
 def template_context(reports: FolderReports, repo_id: str | None = None) -> dict[str, Any]:
     """The variables the card templates use."""
-    config, args = reports.config, reports.pretraining_args or {}
+    config, args = reports.config, pretraining_settings(reports)
     task = pretext_task(reports)
     model_id = repo_id or reports.folder.resolve().name
     auto_map = config.get("auto_map") or {}

@@ -123,17 +123,28 @@ def read_provenance(folder: PathLike) -> Any:
     return config.get("provenance") if isinstance(config, dict) else None
 
 
-def find_setting(data: Any, key: str) -> Any:
-    """The first non-empty value of ``key`` in nested dicts / lists (depth first), else None."""
+def find_stage(data: Any, key: str) -> dict[str, Any] | None:
+    """The first dict in nested dicts / lists (depth first) holding a non-empty ``key``, else None:
+    e.g. the pretraining stage of a provenance record is the one naming a ``pretext_task``."""
     if isinstance(data, Mapping):
         if data.get(key) not in (None, ""):
-            return data[key]
+            return dict(data)
         items = data.values()
     elif isinstance(data, (list, tuple)):
         items = data
     else:
         return None
-    return next((found for item in items if (found := find_setting(item, key)) is not None), None)
+    return next((found for item in items if (found := find_stage(item, key)) is not None), None)
+
+
+def all_settings(data: Any, key: str) -> list[Any]:
+    """Every non-empty value of ``key`` in nested dicts / lists, in depth-first order."""
+    if isinstance(data, Mapping):
+        own = [data[key]] if data.get(key) not in (None, "") else []
+        return own + [v for item in data.values() for v in all_settings(item, key)]
+    if isinstance(data, (list, tuple)):
+        return [v for item in data for v in all_settings(item, key)]
+    return []
 
 
 # -- redaction -------------------------------------------------------------------------------------
