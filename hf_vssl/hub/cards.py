@@ -94,9 +94,9 @@ def _measured(values: dict[str, Any] | None, pattern: re.Pattern) -> list[tuple[
 
 
 def _dataset_fields(name: str | None) -> dict[str, str]:
-    local = not name or is_local_path(str(name))
-    return {"dataset_type": hub_dataset_id(name) or ("videofolder" if local else name),
-            "dataset_name": dataset_title(name)}
+    # A local folder (the videofolder layout) is typed as such: its path never reaches a card.
+    kind = "unknown" if not name else "videofolder" if is_local_path(str(name)) else name
+    return {"dataset_type": hub_dataset_id(name) or kind, "dataset_name": dataset_title(name)}
 
 
 def eval_results(reports: FolderReports) -> list[EvalResult]:
