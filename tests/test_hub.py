@@ -329,25 +329,23 @@ def test_publish_dataset_shards_and_subset(hub, tmp_path):
 
 
 def test_hub_dataset_ids():
-    assert hub_dataset_id("kinetics400") == hub_dataset_id("k400") == "HuggingFaceM4/kinetics"
-    assert hub_dataset_id("ssv2") == "HuggingFaceM4/something_something_v2"
     assert hub_dataset_id("hf://datasets/org/shards@v1") == "org/shards"
     assert hub_dataset_id("org/shards") == "org/shards"
-    for no_id in ("ucf101", "synthetic", "/data/videos", "./videos", None):
+    for no_id in ("ucf101", "kinetics400", "ssv2", "synthetic", "/data/videos", "./videos", None):
         assert hub_dataset_id(no_id) is None, no_id
 
 
 def test_card_lists_datasets_by_hub_id_and_keeps_every_number(classifier_dir, reports_dir):
-    k400 = {**_metrics("kinetics400"), "results": {"clip_top1": 0.4, "clip_top5": 0.7, "video_top1": 0.45,
+    k400 = {**_metrics("hf://datasets/org/k400-shards"), "results": {"clip_top1": 0.4, "clip_top5": 0.7, "video_top1": 0.45,
                                                    "video_top3": 0.6, "video_top5": 0.75},
             "retrieval": {"top1": 0.2, "top50": 0.9}}
     zero_shot = {**_metrics("ucf101", mode="zero_shot"), "retrieval": None}
     card = assemble_reports(classifier_dir, metrics=[k400, zero_shot, _metrics("/data/my videos")])
     data = card.data
-    assert data.datasets == ["HuggingFaceM4/kinetics"]  # UCF101 and a local folder have no Hub id
+    assert data.datasets == ["org/k400-shards"]  # UCF101 and a local folder have no Hub id
     values = {(r.dataset_type, r.metric_config): r.metric_value for r in data.eval_results}
-    assert values[("HuggingFaceM4/kinetics", "finetune/video_top3")] == 0.6  # any k measured is kept
-    assert values[("HuggingFaceM4/kinetics", "retrieval/top50")] == 0.9
+    assert values[("org/k400-shards", "finetune/video_top3")] == 0.6  # any k measured is kept
+    assert values[("org/k400-shards", "retrieval/top50")] == 0.9
     assert values[("ucf101", "zero_shot/clip_top1")] == 0.5
     assert values[("ucf101", "zero_shot/video_top5")] == 0.85
     assert "/data/my videos" not in str(card)
@@ -377,7 +375,7 @@ def test_card_states_the_provenance(tmp_path, where):
     assert "| Pretraining data | Kinetics-400 (`kinetics400`), split `train` |" in text
     assert "| Subset | 50000 videos" in text and "| Length | 1000 optimizer steps" in text
     assert "| Batch |" not in text and "| Optimizer |" not in text
-    assert "rspnet" in card.data.tags and card.data.datasets == ["HuggingFaceM4/kinetics"]
+    assert "rspnet" in card.data.tags and not card.data.datasets  # kinetics400 on local disk: no Hub id
     assert "### Provenance" in text and "subset_size: 50000" in text and "queue_size: 64" in text
     assert "<local kinetics400 folder>" in text and "<local checkpoint>" in text
     assert "/srv/me" not in text and "/home/me" not in text

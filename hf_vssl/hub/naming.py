@@ -18,13 +18,10 @@ DATASET_SHORT_NAMES = {
 # Built-in dataset names -> the Hub dataset repo of the same corpus, where a well-known one exists.
 # The others (UCF101, HMDB51, Diving48, the synthetic corpus, a local video folder) have no
 # canonical Hub copy, so cards list no dataset id for them rather than a guess or a local path.
-HUB_DATASET_IDS = {
-    "kinetics400": "HuggingFaceM4/kinetics",
-    "kinetics-400": "HuggingFaceM4/kinetics",
-    "k400": "HuggingFaceM4/kinetics",
-    "ssv2": "HuggingFaceM4/something_something_v2",
-    "something-something-v2": "HuggingFaceM4/something_something_v2",
-}
+HUB_DATASET_IDS: dict[str, str] = {}
+"""Built-in source name -> its official Hub dataset id. Empty on purpose: no official Hub copy of the
+study's corpora could be confirmed, and a card must not name a dataset that may not exist. A run that
+streamed a Hub dataset (``org/name``, ``hf://datasets/org/name``) is listed by that id."""
 
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
