@@ -15,6 +15,16 @@ import torch
 from accelerate.state import AcceleratorState
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: tiny convolutions gain nothing from more, and
+    on a shared 2-core machine a second spinning thread makes steps 10-50x slower. Restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)

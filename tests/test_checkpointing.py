@@ -152,7 +152,7 @@ def test_same_size_corruption_of_a_json_file_is_caught(tmp_path):
 
 def test_fresh_run_into_a_used_folder_refuses_unless_resuming_or_overwriting(tmp_path, tiny_corpus):
     output = _pretrain(tiny_corpus, tmp_path / "run", "--max_steps", "1", "--save_steps", "1")
-    with pytest.raises(FileExistsError, match="--output_dir .* holds another run"):
+    with pytest.raises(FileExistsError, match=r"--output_dir .* holds another run"):
         _pretrain(tiny_corpus, output, "--max_steps", "1", "--save_steps", "1")
     _pretrain(tiny_corpus, output, "--max_steps", "1", "--save_steps", "1", "--overwrite_output_dir")
     logs = (output / "log_history.jsonl").read_text().splitlines()

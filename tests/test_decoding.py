@@ -176,5 +176,5 @@ def test_b_frame_avis_are_read_sequentially_and_other_files_by_index(real_videos
 
 def test_sequential_decoding_names_a_file_that_ends_before_the_frame(real_videos):
     data = real_videos["xvid_mp3.avi"].read_bytes()
-    with pytest.raises(VideoDecodeError, match="'cut.avi': truncated or corrupt"):
+    with pytest.raises(VideoDecodeError, match=r"'cut\.avi': truncated or corrupt"):
         decode_sequential(data[: len(data) // 3], [39], name="cut.avi")

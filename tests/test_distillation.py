@@ -176,7 +176,7 @@ def test_argument_errors_and_presets(tiny_corpus, tmp_path):
         run_distillation(parse_args(DistillationArguments, ["--output_dir", str(tmp_path)]))
     with pytest.raises(ValueError, match="--feature_loss"):
         run_distillation(_args(tiny_corpus, tmp_path, ["t"], "--feature_loss", "l1"))
-    with pytest.raises(FileNotFoundError, match="--teachers .*missing: no such file or folder"):
+    with pytest.raises(FileNotFoundError, match=r"--teachers .*missing: no such file or folder"):
         run_distillation(_args(tiny_corpus, tmp_path, [tmp_path / "missing"]))
     presets = sorted((REPO / "recipes" / "configs").glob("distill_*.yaml"))
     assert [p.name for p in presets] == ["distill_spatial_temporal.yaml", "distill_two_backbones.yaml",

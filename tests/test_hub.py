@@ -28,6 +28,7 @@ from hf_vssl.hub import (
     repo_name,
     write_model_card,
 )
+from hf_vssl.hub.naming import hub_dataset_id
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _local_hub import LocalHub
@@ -124,10 +125,10 @@ def test_pretrained_card(pretrained_dir, tmp_path):
     folder = shutil.copytree(pretrained_dir, tmp_path / "ckpt")
     write_model_card(folder, repo_id=REPO_ID)
     card = ModelCard.load(folder / "README.md")
-    assert card.data.library_name == "hf_vssl"
+    assert card.data.library_name == "transformers"  # a library the Hub knows; hf_vssl is a tag
     assert card.data.pipeline_tag == "feature-extraction"
-    assert {"video", "self-supervised", "rspnet", "r21d", "hf_vssl"} <= set(card.data.tags)
-    assert card.data.datasets == ["synthetic"]
+    assert {"video", "self-supervised", "rspnet", "r21d", "hf_vssl", "custom_code"} <= set(card.data.tags)
+    assert card.data.datasets is None  # the synthetic corpus has no Hub id (never a name or a path)
     assert card.data.eval_results is None and card.data.base_model is None
     text = card.text
     assert '"queue_size": 64' in text  # the resolved task settings from config.json
@@ -154,7 +155,10 @@ def test_finetuned_card_holds_every_result(classifier_dir, reports_dir):
     assert values[("ucf101", "video-p", "clean/top1")] == 0.78
     assert values[("ucf101", "video-p", "gaussian/relative_robustness")] == 0.5
     assert values[("ucf101", "video-p", "shot/top1")] == 0.6
-    assert len(values) == 4 + 4 + 1 + 2 * 2
+    # every robustness cell (noise x severity) is in the model-index, not only the averages
+    assert values[("ucf101", "video-p", "gaussian/severity2/top1")] == 0.39
+    assert values[("ucf101", "video-p", "shot/severity1/relative_robustness")] == pytest.approx(0.6 / 0.78)
+    assert len(values) == 4 + 4 + 1 + 2 * 2 + 4 * 2
     assert "![Accuracy under noise](robustness.png)" in card.text and "![CKA map](cka.png)" in card.text
     assert "| UCF101 | test (fold 1) | finetune | 3 epochs | 50.0 | 80.0 | 55.0 | 85.0 |" in card.text
     assert 'AutoModelForVideoClassification.from_pretrained("org/rspnet-r21d-synthetic-ucf101", ' \
@@ -189,7 +193,7 @@ def test_pretrained_card_lists_downstream_results(pretrained_dir, tmp_path):
     assert data.pipeline_tag == "feature-extraction" and data.base_model is None
     values = {(r.dataset_type, r.metric_config): r.metric_value for r in data.eval_results}
     assert values[("ucf101", "finetune/video_top1")] == 0.55 and values[("hmdb51", "retrieval/top5")] == 0.5
-    assert data.datasets == ["synthetic", "ucf101", "hmdb51"]
+    assert data.datasets is None  # none of synthetic / UCF101 / HMDB51 has a canonical Hub dataset
 
 
 def test_percentages_are_refused(classifier_dir):
@@ -246,7 +250,7 @@ def test_publish_then_load_by_id_online_and_offline(hub, pretrained_dir, tmp_pat
     assert not any(name.startswith("checkpoints/") for name in files)  # resume pickles stay local
     assert len(hub.repos[("model", REPO_ID)].commits) == 2  # the initial commit + ONE upload commit
     assert files["README.md"] == (folder / "README.md").read_bytes()  # the card is saved locally after success
-    assert ModelCard.load(folder / "README.md").data.library_name == "hf_vssl"
+    assert "hf_vssl" in ModelCard.load(folder / "README.md").data.tags
 
     hf_home = tmp_path / "hf_home"  # empty cache: the first load downloads
     out = _load_in_subprocess(tmp_path, hub.url, hf_home, offline=False, local=folder)
@@ -319,3 +323,113 @@ def test_publish_dataset_shards_and_subset(hub, tmp_path):
     assert json.loads(files["subset_ids.json"])["ids"] == ["a", "b"] and "README.md" in files
     assert _snapshot(tmp_path) == before  # dataset publishing never writes locally
 
+
+
+# -- Hub metadata users can act on ------------------------------------------------------------------
+
+
+def test_hub_dataset_ids():
+    assert hub_dataset_id("hf://datasets/org/shards@v1") == "org/shards"
+    assert hub_dataset_id("org/shards") == "org/shards"
+    for no_id in ("ucf101", "kinetics400", "ssv2", "synthetic", "/data/videos", "./videos", None):
+        assert hub_dataset_id(no_id) is None, no_id
+
+
+def test_card_lists_datasets_by_hub_id_and_keeps_every_number(classifier_dir, reports_dir):
+    k400 = {**_metrics("hf://datasets/org/k400-shards"), "results": {"clip_top1": 0.4, "clip_top5": 0.7, "video_top1": 0.45,
+                                                   "video_top3": 0.6, "video_top5": 0.75},
+            "retrieval": {"top1": 0.2, "top50": 0.9}}
+    zero_shot = {**_metrics("ucf101", mode="zero_shot"), "retrieval": None}
+    card = assemble_reports(classifier_dir, metrics=[k400, zero_shot, _metrics("/data/my videos")])
+    data = card.data
+    assert data.datasets == ["org/k400-shards"]  # UCF101 and a local folder have no Hub id
+    values = {(r.dataset_type, r.metric_config): r.metric_value for r in data.eval_results}
+    assert values[("org/k400-shards", "finetune/video_top3")] == 0.6  # any k measured is kept
+    assert values[("org/k400-shards", "retrieval/top50")] == 0.9
+    assert values[("ucf101", "zero_shot/clip_top1")] == 0.5
+    assert values[("ucf101", "zero_shot/video_top5")] == 0.85
+    assert "/data/my videos" not in str(card)
+
+
+def _provenance():
+    return {"stages": [
+        {"stage": "pretraining", "pretext_task": "rspnet", "pretext_config": {"queue_size": 64},
+         "dataset": "kinetics400", "dataset_root": "/srv/me/kinetics", "subset_size": 50000, "max_steps": 1000,
+         "output_dir": "/home/me/runs/rspnet"},
+        {"stage": "finetune", "dataset": "ucf101", "mode": "finetune", "model_name_or_path": "/home/me/runs/rspnet",
+         "num_train_epochs": 3.0}]}
+
+
+@pytest.mark.parametrize("where", ["sidecar", "config"])
+def test_card_states_the_provenance(tmp_path, where):
+    folder = tmp_path / "classifier"
+    extra = {"provenance": _provenance()} if where == "config" else {}
+    config = VSSLConfig(**TINY, id2label={0: "MoveLeft", 1: "MoveRight"}, **extra)  # no pretext_task in config
+    VSSLForVideoClassification(config).save_pretrained(folder)
+    if where == "sidecar":
+        (folder / "provenance.json").write_text(json.dumps(_provenance()))
+    card = write_model_card(folder)
+    text = str(card)
+    assert "RSPNet (`rspnet`)" in text and "trained from scratch" not in text
+    # the pretraining stage fills the constraints table; what it does not record is not guessed
+    assert "| Pretraining data | Kinetics-400 (`kinetics400`), split `train` |" in text
+    assert "| Subset | 50000 videos" in text and "| Length | 1000 optimizer steps" in text
+    assert "| Batch |" not in text and "| Optimizer |" not in text
+    assert "rspnet" in card.data.tags and not card.data.datasets  # kinetics400 on local disk: no Hub id
+    assert "### Provenance" in text and "subset_size: 50000" in text and "queue_size: 64" in text
+    assert "<local kinetics400 folder>" in text and "<local checkpoint>" in text
+    assert "/srv/me" not in text and "/home/me" not in text
+
+
+def test_card_names_a_local_base_model_without_its_path(classifier_dir):
+    card = assemble_reports(classifier_dir, metrics=_metrics(base_model="/home/me/runs/rspnet-r21d-k400"))
+    assert card.data.base_model is None
+    assert "local checkpoint rspnet-r21d-k400" in card.text and "/home/me" not in card.text
+
+
+def test_publish_uploads_only_what_belongs_to_the_model(hub, pretrained_dir, tmp_path):
+    folder = shutil.copytree(pretrained_dir, tmp_path / "run")
+    outside = tmp_path / "outside"
+    (outside / "keys").mkdir(parents=True)
+    (outside / "secret.txt").write_text("outside secret")
+    (outside / "keys" / "id_rsa").write_text("private key")
+    (folder / ".env").write_text("HF_TOKEN=hf_secret")
+    (folder / ".aws").mkdir()
+    (folder / ".aws" / "credentials").write_text("aws secret")
+    (folder / "notes.txt").symlink_to(outside / "secret.txt")  # a file symlink leaving the folder
+    (folder / "keys").symlink_to(outside / "keys")  # a folder symlink leaving the folder
+    (folder / "args-link.yaml").symlink_to(folder / "subset_ids.json")  # inside: fine
+    events = folder / "runs" / "Nov30_10-00-00_myhost"
+    events.mkdir(parents=True)
+    (events / "events.out.tfevents.1764496800.myhost.12345.0").write_bytes(b"hparams: /data/private")
+    args = yaml.safe_load((folder / "training_args.yaml").read_text())
+    args.update(output_dir=str(folder), model_name_or_path="/home/me/ckpt", logging_dir="runs",
+                teacher_name_or_path="org/teacher", extra_paths=["/mnt/cache/x", "relative/y"])
+    (folder / "training_args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+    (folder / "metrics.json").write_text(json.dumps(_metrics(base_model="/home/me/ckpt")))
+    before = _snapshot(folder)
+
+    publish(folder, REPO_ID, token=TOKEN, endpoint=hub.url)
+    files = hub.files(REPO_ID)
+    hidden = [name for name in files if name.startswith(".") or "/." in name]
+    assert hidden == [".gitattributes"], hidden  # only the one the repo's initial commit made
+    assert "notes.txt" not in files and not any(name.startswith("keys/") for name in files)
+    assert not any("tfevents" in name or "myhost" in name for name in files), sorted(files)
+    assert files["args-link.yaml"] == (folder / "subset_ids.json").read_bytes()
+    uploaded = b"\n".join(files.values())
+    for secret in (b"hf_secret", b"aws secret", b"outside secret", b"private key", b"/data/private", b"/home/me",
+                   str(tmp_path).encode(), b"/mnt/cache"):
+        assert secret not in uploaded, secret
+
+    published = yaml.safe_load(files["training_args.yaml"])
+    assert published["dataset_root"] == "<local synthetic folder>" and published["dataset"] == "synthetic"
+    assert published["output_dir"] == published["logging_dir"] == "<local path>"
+    assert published["model_name_or_path"] == "<local checkpoint>"
+    assert published["teacher_name_or_path"] == "org/teacher"  # a Hub id stays
+    assert published["extra_paths"] == ["<local path>", "relative/y"]
+    assert published["max_steps"] == args["max_steps"] and published["seed"] == args["seed"]
+    assert json.loads(files["metrics.json"])["base_model"] == "<local checkpoint>"
+    assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+
+    after = _snapshot(folder)  # the run folder is only read (the card is saved as README.md)
+    assert {k: v for k, v in after.items() if k != "README.md"} == before

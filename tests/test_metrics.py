@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import shutil
+import sys
+from pathlib import Path
+
 import evaluate
 import numpy as np
 import pytest
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomllib is 3.11+
+    import tomli as tomllib
 
 from hf_vssl.metrics import METRIC_NAMES, load_metric, metric_path
 
@@ -59,3 +71,55 @@ def test_relative_robustness_known_values():
     assert result["relative_robustness"] == pytest.approx(1 - result["relative_decrease"])
     with pytest.raises(ValueError, match="non-zero clean"):
         metric.compute(clean_accuracy=[0.0], noisy_accuracy=[0.0])
+
+
+# -- the module folders ----------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# A module's imports -> the requirement that provides them (the distribution names of evaluate's modules).
+_DISTRIBUTIONS = {"evaluate": "evaluate", "datasets": "datasets", "numpy": "numpy"}
+
+
+def _front_matter(readme: Path) -> dict:
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("---\n"), f"{readme} has no metadata header"
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_every_metric_is_a_complete_evaluate_module_folder(name, tmp_path):
+    folder = metric_path(name)
+    meta = _front_matter(folder / "README.md")
+    for key in ("title", "emoji", "sdk", "sdk_version", "app_file", "description", "tags"):
+        assert meta.get(key), f"{name}/README.md: no {key!r} in the metadata header"
+    assert meta["sdk"] == "gradio" and (folder / meta["app_file"]).is_file()
+    assert {"evaluate", "metric"} <= set(meta["tags"])
+    assert "## How to Use" in (folder / "README.md").read_text(encoding="utf-8")
+
+    # requirements.txt names every third-party module the metric script imports.
+    requirements = {re.split(r"[<>=!~ ;\[]", line, maxsplit=1)[0].strip().lower()
+                    for line in (folder / "requirements.txt").read_text().splitlines() if line.strip()}
+    imported = set()
+    for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert {_DISTRIBUTIONS[module] for module in third_party} <= requirements, (third_party, requirements)
+
+    # The folder stands on its own: a copy outside the package loads by path (offline) and computes.
+    copy = shutil.copytree(folder, tmp_path / name)
+    metric = evaluate.load(str(copy), keep_in_memory=True)
+    assert isinstance(metric, evaluate.Metric)
+
+
+def test_package_data_ships_every_file_of_the_metric_folders():
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hf_vssl"]
+    package = REPO / "hf_vssl"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    for name in METRIC_NAMES:
+        files = [p for p in metric_path(name).iterdir() if p.is_file() and p.suffix != ".pyc"]
+        assert {f"{name}.py", "README.md", "requirements.txt"} <= {p.name for p in files}
+        missing = [p.name for p in files if p not in shipped]
+        assert not missing, f"pyproject.toml's package-data leaves out {name}/{missing}"

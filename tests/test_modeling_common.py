@@ -46,18 +46,14 @@ from hf_vssl.models import (
 from hf_vssl.pretext import VSSLForPretraining
 
 # gradient_checkpointing_enable() is the name the contract asks for (transformers v5 calls it deprecated).
-pytestmark = pytest.mark.filterwarnings("ignore:`gradient_checkpointing_.*:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`gradient_checkpointing_.*:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
+]
 
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread is much faster for these tiny models on the shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _fill_garbage(model: nn.Module) -> None:

@@ -27,13 +27,7 @@ TINY = {"backbone": "r21d", "width_multiplier": 0.125, "num_frames": T, "image_s
 TASKS = ("prp", "vcop", "rotnet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # See tests/test_pretext_tasks.py: one intra-op thread is much faster on the shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def model_for(task: str, **pretext_config) -> VSSLForPretraining:

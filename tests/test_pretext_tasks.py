@@ -29,14 +29,7 @@ T, SIZE, BATCH = 8, 32, 4
 SMALL_QUEUE = {"queue_size": 64}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from intra-op threads, and on a shared 2-core machine a
-    # second spinning thread makes steps 10-50x slower; restore the setting afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def tiny_backbone(backbone: str = "r21d") -> VSSLModel:

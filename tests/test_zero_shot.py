@@ -31,7 +31,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl.analysis.cka_recipe import CKAArguments
 from hf_vssl.analysis.robustness import RobustnessArguments
+from hf_vssl.data.loading import load_records
 from hf_vssl.data.video_io import encode_video
+from hf_vssl.evaluation.classification import build_eval_dataset, evaluate_classifier
 from hf_vssl.foundation import (
     ENSEMBLE_TEMPLATES,
     ZeroShotVideoClassifier,
@@ -48,8 +50,6 @@ from hf_vssl.foundation.table import main as zero_shot_table
 from hf_vssl.models import VSSLConfig, VSSLModel
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
 from hf_vssl.training.arguments import parse_args
-from hf_vssl.data.loading import load_records
-from hf_vssl.evaluation.classification import build_eval_dataset, evaluate_classifier
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def test_zero_shot_recipe_on_the_synthetic_corpus_is_exact(tiny_models, tiny_cor
     assert all(p["predicted"][0] == "move up" for p in predictions)
     card = (output / "README.md").read_text()
     assert "model-index" in card and "zero_shot/video_top1" in card and "zero-shot" in card
-    with pytest.raises(FileExistsError, match="already holds a metrics.json"):  # a new folder per run
+    with pytest.raises(FileExistsError, match=r"already holds a metrics\.json"):  # a new folder per run
         _recipe("zero_shot").main(args)
     row = f"| `{tiny_models['clip']}` | clip | hf_vssl synthetic corpus | test (1) | 4x1 | 1 | {100 * share_up:.1f} |"
     assert row in zero_shot_table([str(output)])
@@ -369,7 +369,7 @@ def test_refusals(tiny_models, tmp_path):
     VSSLModel(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(ssl)
     assert foundation_family(ssl) is None and foundation_family(tmp_path / "missing") is None
     recipe = _recipe("zero_shot")
-    with pytest.raises(ValueError, match="no config.json with a model_type among"):
+    with pytest.raises(ValueError, match=r"no config\.json with a model_type among"):
         recipe.main(["--model_name_or_path", str(ssl)])
     with pytest.raises(ValueError, match="--model_name_or_path is required"):
         recipe.main([])

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.loading import load_records
+from hf_vssl.data.records import VideoRecord
 
 from .class_names import CLASS_NAME_STYLES, class_names_from_labels, read_class_names_file
 from .prompts import resolve_templates

@@ -15,8 +15,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from hf_vssl.hub.cards import LIBRARY_NAME, dataset_title, eval_results
-from hf_vssl.hub.naming import hub_id_or_none
+from hf_vssl.hub.cards import LIBRARY_TAG, dataset_title, eval_results
+from hf_vssl.hub.naming import hub_dataset_id, hub_id_or_none
 from hf_vssl.hub.reports import RESULT_KEYS, FolderReports, validate_metrics
 
 __all__ = ["build_zero_shot_card", "refresh_zero_shot_card", "write_zero_shot_card"]
@@ -80,8 +80,8 @@ def build_zero_shot_card(folder: str | Path) -> ModelCard:
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="zero-shot-classification",
-        tags=[t for t in ("video", "zero-shot", family, LIBRARY_NAME) if t],
-        datasets=[record["dataset"]],
+        tags=[t for t in ("video", "zero-shot", family, LIBRARY_TAG) if t],
+        datasets=[hub_dataset_id(record["dataset"])] if hub_dataset_id(record["dataset"]) else None,
         base_model=hub_id_or_none(model),
         model_name=f"{Path(str(model)).name} zero-shot",
         eval_results=eval_results(reports),

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from hf_vssl.training.arguments import save_args
 from hf_vssl.data.loading import load_records
 from hf_vssl.evaluation.classification import build_eval_dataset, evaluate_classifier
+from hf_vssl.training.arguments import save_args
 
 from .arguments import FoundationModelArguments, build_zero_shot_classifier, dataset_class_names
 from .card import write_zero_shot_card

@@ -5,8 +5,11 @@
 - :func:`assemble_reports`: copy metrics / robustness / CKA / run files into the folder, then
   write the card;
 - :func:`publish` / :func:`publish_dataset`: one-commit uploads with clear errors
-  (:class:`HubPublishError`) that never modify the local folder on failure;
-- :func:`repo_name`: ``{task}-{backbone}-{dataset}-{subset}``, e.g. ``rspnet-r21d-k400-50k``.
+  (:class:`HubPublishError`) that never modify the local folder on failure; only what belongs
+  to the model goes up (:func:`model_files`), with local paths redacted
+  (:func:`redact_local_paths`);
+- :func:`repo_name`: ``{task}-{backbone}-{dataset}-{subset}``, e.g. ``rspnet-r21d-k400-50k``;
+  :func:`hub_dataset_id`: the Hub dataset a built-in dataset name stands for, if any.
 
 Loading by id needs nothing from here: ``import hf_vssl`` then
 ``AutoModel.from_pretrained("org/rspnet-r21d-k400-50k")`` (cached; works with
@@ -14,9 +17,15 @@ Loading by id needs nothing from here: ``import hf_vssl`` then
 """
 
 from hf_vssl.hub.cards import assemble_reports, build_model_card, eval_results, write_model_card
-from hf_vssl.hub.naming import repo_name
-from hf_vssl.hub.publish import DEFAULT_IGNORE_PATTERNS, HubPublishError, publish, publish_dataset
-from hf_vssl.hub.reports import place_reports, read_reports
+from hf_vssl.hub.naming import hub_dataset_id, repo_name
+from hf_vssl.hub.publish import (
+    DEFAULT_IGNORE_PATTERNS,
+    HubPublishError,
+    model_files,
+    publish,
+    publish_dataset,
+)
+from hf_vssl.hub.reports import place_reports, read_provenance, read_reports, redact_local_paths
 
 __all__ = [
     "DEFAULT_IGNORE_PATTERNS",
@@ -24,10 +33,14 @@ __all__ = [
     "assemble_reports",
     "build_model_card",
     "eval_results",
+    "hub_dataset_id",
+    "model_files",
     "place_reports",
     "publish",
     "publish_dataset",
+    "read_provenance",
     "read_reports",
+    "redact_local_paths",
     "repo_name",
     "write_model_card",
 ]

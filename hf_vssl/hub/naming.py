@@ -15,6 +15,14 @@ DATASET_SHORT_NAMES = {
     "something-something-v2": "ssv2",
 }
 
+# Built-in dataset names -> the Hub dataset repo of the same corpus, where a well-known one exists.
+# The others (UCF101, HMDB51, Diving48, the synthetic corpus, a local video folder) have no
+# canonical Hub copy, so cards list no dataset id for them rather than a guess or a local path.
+HUB_DATASET_IDS: dict[str, str] = {}
+"""Built-in source name -> its official Hub dataset id. Empty on purpose: no official Hub copy of the
+study's corpora could be confirmed, and a card must not name a dataset that may not exist. A run that
+streamed a Hub dataset (``org/name``, ``hf://datasets/org/name``) is listed by that id."""
+
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -46,3 +54,20 @@ def hub_id_or_none(value: str | os.PathLike | None) -> str | None:
     if os.path.isabs(text) or text.startswith((".", "~")) or os.path.exists(text) or not _HUB_ID.match(text):
         return None
     return text
+
+
+def hub_dataset_id(name: str | os.PathLike | None) -> str | None:
+    """The Hub dataset id of a dataset as the recipes name it, or None when it has none.
+
+    A built-in name maps through :data:`HUB_DATASET_IDS`; a Hub dataset reference the recipes
+    accept (``org/name`` or ``hf://datasets/org/name[@revision]``) gives ``org/name``; anything
+    else (another built-in name, a local path) gives None.
+    """
+    if name is None:
+        return None
+    text = str(name)
+    if text.lower() in HUB_DATASET_IDS:
+        return HUB_DATASET_IDS[text.lower()]
+    if text.startswith("hf://datasets/"):
+        text = text[len("hf://datasets/"):].split("@", 1)[0]
+    return text if "/" in text and hub_id_or_none(text) else None

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import yaml
 from huggingface_hub import (
     CommitOperationAdd,
     DatasetCard,
@@ -27,8 +28,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from hf_vssl._version import __version__
-from hf_vssl.hub.cards import build_model_card
-from hf_vssl.hub.reports import PathLike
+from hf_vssl.hub.cards import LIBRARY_TAG, build_model_card
+from hf_vssl.hub.reports import PathLike, redact_local_paths
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +110,77 @@ def _resolve_repo_id(api: HfApi, repo_id: str, token: str, endpoint: str, folder
         return f"{api.whoami(token=token)['name']}/{repo_id}"
 
 
+def model_files(folder: PathLike) -> tuple[dict[str, Path], list[str]]:
+    """The files of ``folder`` that may leave the machine, ``{path in repo: real path}``, and what was
+    left out (``"path (why)"``), whatever the ignore patterns say:
+
+    - hidden files and folders (``.env``, ``.git``, the run's ``.lock`` and ``.staging``);
+    - anything reached through a symlink that resolves outside the folder (files or folders);
+    - TensorBoard event files: their names carry the host and process id, and the hyperparameters
+      they record include the run's local paths (the training curves are in ``log_history.jsonl``).
+    """
+    root = Path(folder).resolve()
+    kept: dict[str, Path] = {}
+    left_out: list[str] = []
+    seen = {root}
+
+    def walk(directory: Path, prefix: str) -> None:
+        for entry in sorted(directory.iterdir(), key=lambda path: path.name):
+            name = prefix + entry.name
+            real = entry.resolve()
+            if entry.name.startswith("."):
+                left_out.append(f"{name} (hidden)")
+            elif not real.is_relative_to(root):
+                left_out.append(f"{name} (a symlink to {real}, outside the folder)")
+            elif real.is_dir():
+                if real in seen:  # a symlink back into the tree: each folder is uploaded once
+                    left_out.append(f"{name} (a symlink to a folder already uploaded)")
+                else:
+                    seen.add(real)
+                    walk(entry, name + "/")
+            elif "tfevents" in entry.name:
+                left_out.append(f"{name} (TensorBoard event file)")
+            elif real.is_file():
+                kept[name] = real
+
+    walk(root, "")
+    return kept, left_out
+
+
+def _redacted(path: Path) -> bytes | None:
+    """The bytes to upload instead of a JSON / YAML file that holds local paths, else None."""
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None  # not a settings file we can read: uploaded as it is
+    public = redact_local_paths(data)
+    if public == data:
+        return None
+    if suffix == ".json":
+        return (json.dumps(public, indent=2) + "\n").encode()
+    return yaml.safe_dump(public, sort_keys=False).encode()
+
+
 def _folder_operations(folder: Path, ignore_patterns: Sequence[str], skip: set[str]) -> list[CommitOperationAdd]:
-    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    kept = filter_repo_objects([p for p in paths if p not in skip], ignore_patterns=list(ignore_patterns))
-    return [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in kept]
+    """One upload per file that belongs to the model (:func:`model_files`, minus ``ignore_patterns``);
+    JSON / YAML files holding local paths (``training_args.yaml``'s ``dataset_root``, ``output_dir``, a
+    local ``model_name_or_path``, ...) go up as redacted copies made in memory: the folder is only read."""
+    files, left_out = model_files(folder)
+    kept = filter_repo_objects([p for p in files if p not in skip], ignore_patterns=list(ignore_patterns))
+    if left_out:
+        logger.warning("not uploaded from %s: %s", folder, "; ".join(left_out))
+    operations = []
+    for name in kept:
+        redacted = _redacted(files[name])
+        if redacted is not None:
+            logger.info("uploading %s with its local paths replaced by placeholders", name)
+        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=redacted if redacted is not None
+                                             else str(files[name])))
+    return operations
 
 
 def _own_card(readme: Path) -> bool:
@@ -120,9 +188,11 @@ def _own_card(readme: Path) -> bool:
     if not readme.exists():
         return True
     try:
-        return ModelCard.load(readme).data.library_name == "hf_vssl"
+        data = ModelCard.load(readme).data
     except Exception:  # noqa: BLE001 (any unparsable README is the user's: leave it alone)
         return False
+    # hf_vssl's cards are tagged hf_vssl (older ones declared it as their library).
+    return data.library_name == LIBRARY_TAG or LIBRARY_TAG in (data.tags or [])
 
 
 def _commit(path: Path, repo_id: str, operations_for: Callable[[str], list[CommitOperationAdd]], *,
@@ -249,4 +319,4 @@ def publish_dataset(folder: PathLike, repo_id: str, private: bool = False, token
     return url
 
 
-__all__ = ["DEFAULT_IGNORE_PATTERNS", "HubPublishError", "publish", "publish_dataset"]
+__all__ = ["DEFAULT_IGNORE_PATTERNS", "HubPublishError", "model_files", "publish", "publish_dataset"]

@@ -6,10 +6,14 @@ Recipes write their results into a model folder (the folder contract):
   (retrieval only), plus ``metrics-*.json`` when a folder collects several downstream results
   (e.g. UCF101 and HMDB51 for one pretrained model);
 - ``robustness.json`` / ``robustness.md`` / ``robustness.png``; ``cka.json`` / ``cka.png``;
-- ``training_args.yaml``, ``subset_ids.json``, ``config.json``.
+- ``training_args.yaml``, ``subset_ids.json``, ``config.json``;
+- the checkpoint's provenance (the pretraining it descends from, then each finetune on top):
+  a ``provenance`` entry of ``config.json`` or a ``provenance.json`` beside it, when present.
 
 :func:`read_reports` gathers whatever is present; :func:`place_reports` copies reports made
 elsewhere into the folder (:func:`hf_vssl.hub.cards.assemble_reports` then writes the model card).
+:func:`redact_local_paths` is what cards and uploads show of a run's settings: local paths
+replaced by placeholders (the dataset named instead of its folder).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hf_vssl.hub.naming import hub_id_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ class FolderReports:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     robustness: dict[str, Any] | None = None
     cka: dict[str, Any] | None = None
+    provenance: Any = None
 
     def has(self, name: str) -> bool:
         return (self.folder / name).is_file()
@@ -101,7 +108,89 @@ def read_reports(folder: PathLike) -> FolderReports:
         metrics=metrics,
         robustness=_maybe_json(folder / "robustness.json"),
         cka=_maybe_json(folder / "cka.json"),
+        provenance=read_provenance(folder),
     )
+
+
+def read_provenance(folder: PathLike) -> Any:
+    """The checkpoint's provenance: ``provenance.json`` in ``folder``, else the ``provenance`` entry of
+    its ``config.json``, else None (checkpoints made before provenance was recorded)."""
+    folder = Path(folder)
+    sidecar = _maybe_json(folder / "provenance.json")
+    if sidecar is not None:
+        return sidecar
+    config = _maybe_json(folder / "config.json")
+    return config.get("provenance") if isinstance(config, dict) else None
+
+
+def find_stage(data: Any, key: str) -> dict[str, Any] | None:
+    """The first dict in nested dicts / lists (depth first) holding a non-empty ``key``, else None:
+    e.g. the pretraining stage of a provenance record is the one naming a ``pretext_task``."""
+    if isinstance(data, Mapping):
+        if data.get(key) not in (None, ""):
+            return dict(data)
+        items = data.values()
+    elif isinstance(data, (list, tuple)):
+        items = data
+    else:
+        return None
+    return next((found for item in items if (found := find_stage(item, key)) is not None), None)
+
+
+def all_settings(data: Any, key: str) -> list[Any]:
+    """Every non-empty value of ``key`` in nested dicts / lists, in depth-first order."""
+    if isinstance(data, Mapping):
+        own = [data[key]] if data.get(key) not in (None, "") else []
+        return own + [v for item in data.values() for v in all_settings(item, key)]
+    if isinstance(data, (list, tuple)):
+        return [v for item in data for v in all_settings(item, key)]
+    return []
+
+
+# -- redaction -------------------------------------------------------------------------------------
+
+LOCAL_PATH = "<local path>"
+# Settings that always name something on the machine that ran (never a Hub id).
+_PATH_SETTINGS = {"output_dir", "logging_dir", "resume_from_checkpoint", "config", "cache_dir", "data_dir"}
+# Settings that are a Hub id or a local checkpoint: kept when they read as a Hub id.
+_MODEL_SETTINGS = {"base_model", "teacher", "student"}
+
+
+def is_local_path(text: str) -> bool:
+    """True for an absolute path (POSIX, ``~`` or a Windows drive): never shown on a card or uploaded."""
+    return os.path.isabs(text) or text.startswith("~") or bool(re.match(r"^[A-Za-z]:[\\/]", text))
+
+
+def redact_local_paths(data: Any, dataset: str | None = None) -> Any:
+    """A copy of run settings / report data with every local path replaced by a placeholder.
+
+    ``dataset_root`` becomes ``<local {dataset} folder>`` (the sibling ``dataset`` names it);
+    ``output_dir`` and the other folders of the run become ``<local path>``; model references
+    (``model_name_or_path``, ``*_name_or_path``, ``base_model``, ...) stay when they are Hub ids
+    and become ``<local checkpoint>`` otherwise; any other absolute path becomes ``<local path>``.
+    Nested dicts and lists are redacted the same way; the input is not modified.
+    """
+    if isinstance(data, Mapping):
+        named = data.get("dataset")
+        dataset = named if isinstance(named, str) and not is_local_path(named) else dataset
+        out = {}
+        for key, value in data.items():
+            if value is None or isinstance(value, bool) or not isinstance(key, str):
+                out[key] = value
+            elif key == "dataset_root":
+                out[key] = f"<local {dataset} folder>" if dataset else LOCAL_PATH
+            elif key in _PATH_SETTINGS and isinstance(value, (str, os.PathLike)):
+                out[key] = LOCAL_PATH
+            elif (key.endswith("name_or_path") or key in _MODEL_SETTINGS) and isinstance(value, (str, os.PathLike)):
+                out[key] = str(value) if hub_id_or_none(value) else "<local checkpoint>"
+            else:
+                out[key] = redact_local_paths(value, dataset)
+        return out
+    if isinstance(data, (list, tuple)):
+        return [redact_local_paths(item, dataset) for item in data]
+    if isinstance(data, str) and is_local_path(data):
+        return LOCAL_PATH
+    return data
 
 
 def validate_metrics(record: Mapping[str, Any]) -> None:

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 import torch
-from transformers import initialization as hf_init
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
@@ -40,6 +39,7 @@ from transformers import (
     XCLIPVisionConfig,
     XCLIPVisionModel,
 )
+from transformers import initialization as hf_init
 from transformers.image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,

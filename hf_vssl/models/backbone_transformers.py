@@ -181,7 +181,7 @@ class MViTBackbone(VideoBackbone):
         m = self.model
         x = m.conv_proj(x).flatten(2).transpose(1, 2)
         x = m.pos_encoding(x)
-        thw = (m.pos_encoding.temporal_size,) + m.pos_encoding.spatial_size
+        thw = (m.pos_encoding.temporal_size, *m.pos_encoding.spatial_size)
         hidden = [x]
         for index, block in enumerate(m.blocks):
             x, thw = self.run_stage(block, x, thw)

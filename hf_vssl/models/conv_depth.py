@@ -25,12 +25,12 @@ class DepthPaddedConv3d(nn.Conv3d):
     """``nn.Conv3d`` (same parameters and state dict) that pads the depth itself when ``p < T < k``
     on the CPU (see the module docstring)."""
 
-    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if input.device.type == "cpu" and needs_explicit_depth_padding(self, input.shape[-3]):
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.device.type == "cpu" and needs_explicit_depth_padding(self, x.shape[-3]):
             pad = self.padding[0]
-            input = F.pad(input, (0, 0, 0, 0, pad, pad))
-            return F.conv3d(input, weight, bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups)
-        return super()._conv_forward(input, weight, bias)
+            padded = F.pad(x, (0, 0, 0, 0, pad, pad))
+            return F.conv3d(padded, weight, bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups)
+        return super()._conv_forward(x, weight, bias)
 
 
 def needs_explicit_depth_padding(conv: nn.Conv3d, depth: int) -> bool:

@@ -272,8 +272,8 @@ class VSSLForVideoClassification(VSSLPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = self.classification_loss(logits, labels) if labels is not None else None
         if not return_dict:
-            output = (logits,) + tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss,) + output) if loss is not None else output
+            output = (logits, *tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None))
+            return ((loss, *output)) if loss is not None else output
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -215,7 +215,7 @@ class PRPTask(PretextTask):
         frames = video_num_frames // (largest * stride)
         if frames >= 1:
             hints.append(f"num_frames={frames} keeps rate {largest}")
-        return "; ".join(hints + ["or drop videos this short"])
+        return "; ".join([*hints, "or drop videos this short"])
 
     @staticmethod
     def split_clip(

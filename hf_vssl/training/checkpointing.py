@@ -244,7 +244,8 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def rng_state() -> dict[str, Any]:
     """This process's global RNG states (Python, NumPy, torch CPU and CUDA)."""
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # The global NumPy RNG is what user code and libraries draw from: restored as it was.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(mt_state), "gauss": gauss},
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -261,7 +262,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],  # noqa: NPY002
                          numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

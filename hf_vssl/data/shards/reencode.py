@@ -29,10 +29,7 @@ class ReencodeOptions:
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
-    if short_side is None or min(height, width) <= short_side:
-        scale = 1.0
-    else:
-        scale = short_side / min(height, width)
+    scale = 1.0 if short_side is None or min(height, width) <= short_side else short_side / min(height, width)
 
     def even(size: int) -> int:  # yuv420p needs even sizes
         return max(2, round(size * scale / 2) * 2)

@@ -98,7 +98,7 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
             csv.writer(handle).writerows([header, *rows(split)])
     # Like the original release, the test CSV carries no labels (its videos are the held-out ones).
     with open(root / "test.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([header[1:], *[r[1:4] + ["test"] for r in rows("val")]])
+        csv.writer(handle).writerows([header[1:], *[[*r[1:4], "test"] for r in rows("val")]])
 
 
 SOURCE = SourceSpec("kinetics400", parse, splits=("train", "val", "test"),

@@ -97,7 +97,7 @@ def _draw(canvas: np.ndarray, pad: int, obj: dict[str, Any], x: np.ndarray, y: n
         stripes = 0.5 + 0.5 * np.tanh(3.0 * np.sin(phase * (s_cos * u + s_sin * v)))
         paint = colour * (0.3 + 0.7 * stripes[..., None])
     else:
-        paint = np.broadcast_to(colour, alpha.shape[:-1] + (3,))
+        paint = np.broadcast_to(colour, (*alpha.shape[:-1], 3))
     if flash is not None:  # a flash blends the object towards white
         weight = 0.85 * flash[:, None, None, None]
         paint = paint * (1 - weight) + weight
