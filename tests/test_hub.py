@@ -433,3 +433,11 @@ def test_publish_uploads_only_what_belongs_to_the_model(hub, pretrained_dir, tmp
 
     after = _snapshot(folder)  # the run folder is only read (the card is saved as README.md)
     assert {k: v for k, v in after.items() if k != "README.md"} == before
+
+
+def test_card_lists_the_test_videos_left_out(classifier_dir):
+    metrics = {**_metrics(), "skipped_videos": [
+        {"index": 3, "video_id": "v_Fencing_g01_c02", "reason": "truncated or corrupt (moov atom not found)"}]}
+    text = str(assemble_reports(classifier_dir, metrics=[metrics]))
+    assert "Left out of the test (1 video, never replaced by another)" in text
+    assert "`v_Fencing_g01_c02`: truncated or corrupt (moov atom not found)" in text

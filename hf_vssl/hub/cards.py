@@ -338,6 +338,9 @@ def template_context(reports: FolderReports, repo_id: str | None = None) -> dict
             "epochs": _length(downstream),
             "base_model": model_reference(downstream.get("base_model"))},
         "finetune_rows": _finetune_rows(reports),
+        # Test videos each evaluation left out (unreadable or too short; never replaced by another).
+        "skipped_videos": [dict(video, dataset=dataset_title(m.get("dataset")))
+                           for m in reports.metrics for video in m.get("skipped_videos") or []],
         "retrieval_rows": _retrieval_rows(reports),
         "robustness": _robustness(reports),
         "cka": None if not reports.cka else {
