@@ -45,7 +45,9 @@ def make_step(model: nn.Module, device: torch.device, mode: str):
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if mode.startswith("bf16") else nullcontext()
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if mode.startswith("bf16")
+        else nullcontext()
     )
 
     def step(x, y):

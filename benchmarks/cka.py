@@ -61,9 +61,11 @@ class StageNet(nn.Module):
         torch.manual_seed(seed)
         stages, previous = [], INPUT_DIM
         for width in widths:
-            stages.append(nn.Sequential(
-                nn.Linear(previous, RANK), nn.LayerNorm(RANK), nn.Linear(RANK, width), nn.ReLU()
-            ))
+            stages.append(
+                nn.Sequential(
+                    nn.Linear(previous, RANK), nn.LayerNorm(RANK), nn.Linear(RANK, width), nn.ReLU()
+                )
+            )
             previous = width
         self.stages = nn.ModuleList(stages)
         self.cka_layer_names = [f"stages.{i}" for i in range(len(widths))]
@@ -91,9 +93,11 @@ def run_reference(model_a, model_b, batches) -> torch.Tensor:
     for key, model in (("a", model_a), ("b", model_b)):
         for name in model.cka_layer_names:
             module = model.get_submodule(name)
-            handles.append(module.register_forward_hook(
-                lambda m, i, out, key=key, name=name: stored[key].__setitem__(name, out.detach())
-            ))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, i, out, key=key, name=name: stored[key].__setitem__(name, out.detach())
+                )
+            )
     la, lb = len(model_a.cka_layer_names), len(model_b.cka_layer_names)
     device = batches[0].device
     hsic_xy, hsic_xx, hsic_yy = (torch.zeros(la, lb, dtype=torch.float64, device=device) for _ in range(3))
@@ -192,8 +196,10 @@ def main() -> None:
             path = str(Path(tmp) / f"{method}.pt")
             stats[method] = _spawn(method, args.device, path)
             maps[method] = torch.load(path)
-            print(f"{method:>9}: {stats[method]['seconds']:.3f} s, "
-                  f"peak +{stats[method]['peak_bytes'] / 2**20:.1f} MiB")
+            print(
+                f"{method:>9}: {stats[method]['seconds']:.3f} s, "
+                f"peak +{stats[method]['peak_bytes'] / 2**20:.1f} MiB"
+            )
     diff = float((maps["reference"] - maps["hf_vssl"]).abs().max())
     print(f"max |reference - hf_vssl| = {diff:.2e}")
     if not diff < 1e-4:

@@ -42,11 +42,19 @@ def main() -> None:
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     width = args.width or (1.0 if gpu else 0.25)
-    clips, frames, size = args.clips or (1024 if gpu else 128), args.frames or (16 if gpu else 8), args.size or (
-        112 if gpu else 56)
+    clips, frames, size = (
+        args.clips or (1024 if gpu else 128),
+        args.frames or (16 if gpu else 8),
+        args.size or (112 if gpu else 56),
+    )
 
-    model = VSSLModel(VSSLConfig(backbone=args.backbone, width_multiplier=width, num_frames=frames,
-                                 image_size=size)).to(device).eval()
+    model = (
+        VSSLModel(
+            VSSLConfig(backbone=args.backbone, width_multiplier=width, num_frames=frames, image_size=size)
+        )
+        .to(device)
+        .eval()
+    )
     if gpu:
         torch.backends.cudnn.benchmark = True
         model.to(memory_format=torch.channels_last_3d)
@@ -82,12 +90,16 @@ def main() -> None:
     plain_s = min(plain() for _ in range(2))
     map_runs = [mapped() for _ in range(2)]
     map_s, matrix = min(map_runs, key=lambda r: r[0])
-    print(f"device={device} backbone={args.backbone} width={width} clips={clips} clip={frames}x{size}x{size} "
-          f"batch={args.batch} layers={layers}")
+    print(
+        f"device={device} backbone={args.backbone} width={width} clips={clips} clip={frames}x{size}x{size} "
+        f"batch={args.batch} layers={layers}"
+    )
     print(f"plain inference {plain_s:.2f} s, CKA map {map_s:.2f} s ({clips / map_s:.0f} clips/s)")
     print("diagonal:", [round(float(v), 4) for v in matrix.diagonal()])
-    print(f"RESULT cka_model_map_{args.backbone}: {map_s / plain_s:.2f}x of plain inference time "
-          f"({map_s:.2f} s for {len(layers)}x{len(layers)} layers over {clips} clips)")
+    print(
+        f"RESULT cka_model_map_{args.backbone}: {map_s / plain_s:.2f}x of plain inference time "
+        f"({map_s:.2f} s for {len(layers)}x{len(layers)} layers over {clips} clips)"
+    )
 
 
 if __name__ == "__main__":

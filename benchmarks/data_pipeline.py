@@ -68,7 +68,9 @@ def make_videos(root: str, count: int, num_frames: int, gop: int = GOP, prefix: 
         frames = torch.stack([texture[:, :HEIGHT, 2 * t : 2 * t + WIDTH] for t in range(num_frames)])
         path = os.path.join(root, f"{prefix}{i:03d}.mp4")
         encode_video(frames, path, gop_size=gop)
-        records.append(VideoRecord(path=path, label=i % 10, label_name=f"c{i % 10}", video_id=f"{prefix}{i:03d}"))
+        records.append(
+            VideoRecord(path=path, label=i % 10, label_name=f"c{i % 10}", video_id=f"{prefix}{i:03d}")
+        )
     return records
 
 
@@ -209,7 +211,9 @@ def time_batch_augment(device: str, repeats: int, batch: int = 32) -> dict[str, 
     for preset in ("vcop", "cvrl"):
         augment = build_batch_augment(preset, 112)
         size = augment.input_size
-        video = torch.randint(0, 256, (batch, 16, 3, size, size), dtype=torch.uint8, generator=generator).to(device)
+        video = torch.randint(0, 256, (batch, 16, 3, size, size), dtype=torch.uint8, generator=generator).to(
+            device
+        )
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         augment(video)  # warm-up (allocator, constants)
         sync()
@@ -265,8 +269,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5, help="best of N interleaved timings per setting")
     parser.add_argument("--reencode-videos", type=int, default=12)
-    parser.add_argument("--augment-only", action="store_true",
-                        help="only time BatchAugment (CPU, and CUDA when available); needs no torchcodec")
+    parser.add_argument(
+        "--augment-only",
+        action="store_true",
+        help="only time BatchAugment (CPU, and CUDA when available); needs no torchcodec",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core per worker, as in DataLoader workers
 
@@ -357,7 +364,9 @@ def main() -> None:
     )
     ms = {name: 1000 * best[name] / n for name in best}
     for suffix, gop in (("", GOP), ("_g250", LONG_GOP)):
-        print(f"GOP {gop}: per video, decode only: one clip (UniformClipSampler(16)) {ms['one_s1' + suffix]:.2f} ms")
+        print(
+            f"GOP {gop}: per video, decode only: one clip (UniformClipSampler(16)) {ms['one_s1' + suffix]:.2f} ms"
+        )
         for name in multi:
             key = name + suffix
             print(

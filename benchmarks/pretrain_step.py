@@ -43,7 +43,9 @@ from hf_vssl.pretext import VSSLForPretraining, list_pretext_tasks
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--full", action="store_true", help="study size on a GPU (16x112x112, batch 32, width 1.0)")
+    parser.add_argument(
+        "--full", action="store_true", help="study size on a GPU (16x112x112, batch 32, width 1.0)"
+    )
     parser.add_argument("--tasks", nargs="+", default=list_pretext_tasks(), choices=list_pretext_tasks())
     parser.add_argument("--backbone", default="r21d")
     parser.add_argument("--batch", type=int)
@@ -70,7 +72,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def make_batch(model: VSSLForPretraining, batch: int, size: int, device, memory_format) -> dict[str, torch.Tensor]:
+def make_batch(
+    model: VSSLForPretraining, batch: int, size: int, device, memory_format
+) -> dict[str, torch.Tensor]:
     """Random pixels shaped by the task's own sampler, labels from its plans."""
     sampler = model.sampler()
     rng = np.random.default_rng(0)
@@ -103,7 +107,9 @@ def query_calls(task: str, model: VSSLForPretraining, batch: int) -> list[int]:
 class PlainStep:
     """Backbone forward + linear head + cross-entropy + backward + SGD on the given call sizes."""
 
-    def __init__(self, config: VSSLConfig, calls: list[int], device, memory_format, key_calls: list[int] = ()):
+    def __init__(
+        self, config: VSSLConfig, calls: list[int], device, memory_format, key_calls: list[int] = ()
+    ):
         self.model = VSSLModel(config).to(device)
         self.key_model = VSSLModel(config).to(device) if key_calls else None
         self.head = torch.nn.Linear(self.model.num_features, 10).to(device)
@@ -113,11 +119,15 @@ class PlainStep:
                 self.key_model.to(memory_format=memory_format)
         params = list(self.model.parameters()) + list(self.head.parameters())
         self.optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-        self.inputs = [torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
-                       for n in calls]
+        self.inputs = [
+            torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
+            for n in calls
+        ]
         self.labels = [torch.randint(10, (n,), device=device) for n in calls]
-        self.key_inputs = [torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
-                           for n in key_calls]
+        self.key_inputs = [
+            torch.randn(n, config.num_frames, 3, config.image_size, config.image_size, device=device)
+            for n in key_calls
+        ]
         self.clips = sum(calls) + sum(key_calls)
 
     def __call__(self, autocast) -> None:
@@ -126,8 +136,10 @@ class PlainStep:
             with torch.no_grad():
                 for x in self.key_inputs:
                     self.key_model(x)
-            loss = sum(F.cross_entropy(self.head(self.model(x).pooler_output).float(), y)
-                       for x, y in zip(self.inputs, self.labels))
+            loss = sum(
+                F.cross_entropy(self.head(self.model(x).pooler_output).float(), y)
+                for x, y in zip(self.inputs, self.labels)
+            )
         loss.backward()
         self.optimizer.step()
 
@@ -135,7 +147,9 @@ class PlainStep:
 class TaskStep:
     def __init__(self, model: VSSLForPretraining, batch: dict[str, torch.Tensor], clips: int):
         self.model, self.batch, self.clips = model, batch, clips
-        self.optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+        self.optimizer = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9
+        )
 
     def __call__(self, autocast) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -182,35 +196,50 @@ def main() -> None:
     modes = {"fp32": (False, None), "bf16": (True, None)}
     if device.type == "cuda":
         modes["bf16_cl3d"] = (True, torch.channels_last_3d)
-    print(f"device={device} backbone={args.backbone} width={args.width} clip={args.frames}x{args.size}x{args.size} "
-          f"batch={args.batch} warmup={args.warmup} steps={args.steps} threads={torch.get_num_threads()}")
+    print(
+        f"device={device} backbone={args.backbone} width={args.width} clip={args.frames}x{args.size}x{args.size} "
+        f"batch={args.batch} warmup={args.warmup} steps={args.steps} threads={torch.get_num_threads()}"
+    )
 
     results = {}
     for task in args.tasks:
         pretext_config = None
         if args.queue_size is not None and task in ("tdl", "rspnet"):
             pretext_config = {"queue_size": args.queue_size}
-        config = VSSLConfig(backbone=args.backbone, width_multiplier=args.width, num_frames=args.frames,
-                            image_size=args.size, pretext_task=task, pretext_config=pretext_config)
-        plain_config = VSSLConfig(backbone=args.backbone, width_multiplier=args.width, num_frames=args.frames,
-                                  image_size=args.size)
+        config = VSSLConfig(
+            backbone=args.backbone,
+            width_multiplier=args.width,
+            num_frames=args.frames,
+            image_size=args.size,
+            pretext_task=task,
+            pretext_config=pretext_config,
+        )
+        plain_config = VSSLConfig(
+            backbone=args.backbone, width_multiplier=args.width, num_frames=args.frames, image_size=args.size
+        )
         for mode, (bf16, memory_format) in modes.items():
             torch.manual_seed(0)
             model = VSSLForPretraining(config).to(device).train()
             if memory_format is not None:
                 model.to(memory_format=memory_format)
             calls, keys = query_calls(task, model, args.batch), key_calls(task, args.batch)
-            task_step = TaskStep(model, make_batch(model, args.batch, args.size, device, memory_format),
-                                 sum(calls) + sum(keys))
+            task_step = TaskStep(
+                model, make_batch(model, args.batch, args.size, device, memory_format), sum(calls) + sum(keys)
+            )
             plain_step = PlainStep(plain_config, calls, device, memory_format, keys)
 
             autocast = make_autocast(device, bf16)
-            plain_s, task_s = time_alternating([plain_step, task_step], autocast, device, args.warmup, args.steps)
+            plain_s, task_s = time_alternating(
+                [plain_step, task_step], autocast, device, args.warmup, args.steps
+            )
             plain_rate, task_rate = plain_step.clips / plain_s, task_step.clips / task_s
             ratio = task_rate / plain_rate
             results[(task, mode)] = ratio
-            print(f"{task:7s} {mode:9s} clips/step={task_step.clips:4d}  task {task_rate:8.1f} clips/s  "
-                  f"plain {plain_rate:8.1f} clips/s  ratio {ratio:.2f}", flush=True)
+            print(
+                f"{task:7s} {mode:9s} clips/step={task_step.clips:4d}  task {task_rate:8.1f} clips/s  "
+                f"plain {plain_rate:8.1f} clips/s  ratio {ratio:.2f}",
+                flush=True,
+            )
             del model, task_step, plain_step
     for (task, mode), ratio in results.items():
         print(f"RESULT pretext_overhead_{task}_{mode}: {ratio:.2f}x of plain backbone step")

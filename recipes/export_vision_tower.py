@@ -18,8 +18,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="X-CLIP, CLIP or SigLIP Hub id or folder")
     parser.add_argument("--output_dir", required=True, help="folder of the exported backbone")
-    parser.add_argument("--num_frames", type=int, default=None,
-                        help="frames per clip (X-CLIP: fixed by the model; image models: default 8)")
+    parser.add_argument(
+        "--num_frames",
+        type=int,
+        default=None,
+        help="frames per clip (X-CLIP: fixed by the model; image models: default 8)",
+    )
     args = parser.parse_args(argv)
     output_dir = export_vision_backbone(args.model_name_or_path, args.output_dir, num_frames=args.num_frames)
     print(f"exported the vision tower of {args.model_name_or_path} to {output_dir}")

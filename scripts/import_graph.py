@@ -66,8 +66,11 @@ def _targets(tree: ast.AST, module: str, is_package: bool, root: Path) -> list[t
         for child in ast.iter_child_nodes(node):
             child_local = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
-                found.extend((alias.name, local, child.lineno) for alias in child.names
-                             if alias.name.split(".")[0] == package)
+                found.extend(
+                    (alias.name, local, child.lineno)
+                    for alias in child.names
+                    if alias.name.split(".")[0] == package
+                )
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = module.split(".") if is_package else module.split(".")[:-1]
@@ -80,7 +83,9 @@ def _targets(tree: ast.AST, module: str, is_package: bool, root: Path) -> list[t
                 if target == package:  # ``from hf_vssl import x``: x may be a subpackage or a name
                     for alias in child.names:
                         is_module = (root / alias.name).is_dir() or (root / f"{alias.name}.py").is_file()
-                        found.append((f"{package}.{alias.name}" if is_module else package, local, child.lineno))
+                        found.append(
+                            (f"{package}.{alias.name}" if is_module else package, local, child.lineno)
+                        )
                 else:
                     found.append((target, local, child.lineno))
             visit(child, child_local)
@@ -145,8 +150,11 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def layer_problems(edges: dict[str, set[str]], layers: list[tuple[str, ...]]) -> list[str]:
     """Arrows that do not point to a lower layer, and nodes no layer places."""
     level = {node: i for i, group in enumerate(layers) for node in group}
-    problems = [f"{node}: not placed in any layer (add it to LAYERS)"
-                for node in sorted(set(edges) | {d for ds in edges.values() for d in ds}) if node not in level]
+    problems = [
+        f"{node}: not placed in any layer (add it to LAYERS)"
+        for node in sorted(set(edges) | {d for ds in edges.values() for d in ds})
+        if node not in level
+    ]
     for source, targets in sorted(edges.items()):
         for target in sorted(targets):
             if source in level and target in level and level[target] >= level[source]:
@@ -157,8 +165,11 @@ def layer_problems(edges: dict[str, set[str]], layers: list[tuple[str, ...]]) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent / "hf_vssl"),
-                        help="the package folder (default: this repository's hf_vssl)")
+    parser.add_argument(
+        "--root",
+        default=str(Path(__file__).resolve().parent.parent / "hf_vssl"),
+        help="the package folder (default: this repository's hf_vssl)",
+    )
     parser.add_argument("--strict", action="store_true", help="also fail on function-local hf_vssl imports")
     args = parser.parse_args(argv)
     root = Path(args.root)

@@ -35,8 +35,9 @@ def run(cmd: list[str], log: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle:
-        result = subprocess.run([sys.executable, *cmd], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                check=False)
+        result = subprocess.run(
+            [sys.executable, *cmd], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False
+        )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {result.returncode}); see {log}")
 
@@ -54,9 +55,22 @@ def pretrain(out: Path, name: str, args) -> None:
         return
     task, steps, overrides = args.variant.get(name, (name, None, {}))
     steps = steps or args.pretrain_steps
-    flags = ["--pretext_task", task, "--output_dir", str(target), "--max_steps", str(steps),
-             "--report_to", "none", "--dataloader_num_workers", "1", "--logging_steps", "20",
-             "--save_steps", str(steps)]
+    flags = [
+        "--pretext_task",
+        task,
+        "--output_dir",
+        str(target),
+        "--max_steps",
+        str(steps),
+        "--report_to",
+        "none",
+        "--dataloader_num_workers",
+        "1",
+        "--logging_steps",
+        "20",
+        "--save_steps",
+        str(steps),
+    ]
     settings = dict(overrides)
     if task in ("rspnet", "tdl"):  # a queue larger than the corpus would hold copies of the positives
         settings.setdefault("queue_size", args.queue_size)
@@ -80,7 +94,8 @@ def parse_variant(text: str) -> tuple[str, tuple[str, int | None, dict]]:
     task, _, steps = spec.partition("@")
     if not (sep and sep2 and name and task in TASKS and (not steps or steps.isdigit())):
         raise argparse.ArgumentTypeError(
-            f"--variant {text!r}: expected NAME=TASK[@STEPS]:JSON with TASK one of {TASKS}")
+            f"--variant {text!r}: expected NAME=TASK[@STEPS]:JSON with TASK one of {TASKS}"
+        )
     return name, (task, int(steps) if steps else None, json.loads(settings))
 
 
@@ -88,12 +103,45 @@ def finetune(out: Path, init: str, label_set: str, seed: int, args) -> None:
     target = out / "finetune" / f"{init}-{label_set}-seed{seed}"
     if (target / "metrics.json").exists():
         return
-    source = ["--init", "random", "--backbone", "r21d", "--width_multiplier", "0.25", "--num_frames", "8",
-              "--image_size", "56"] if init == "random" else ["--model_name_or_path", str(out / "pretrain" / init)]
-    flags = [*source, "--dataset", "synthetic", "--label_set", label_set, "--seed", str(seed),
-             "--output_dir", str(target), "--max_steps", str(args.finetune_steps), "--report_to", "none",
-             "--dataloader_num_workers", "1", "--eval_clips", str(args.eval_clips), "--logging_steps", "20",
-             "--save_steps", str(args.finetune_steps)]
+    source = (
+        [
+            "--init",
+            "random",
+            "--backbone",
+            "r21d",
+            "--width_multiplier",
+            "0.25",
+            "--num_frames",
+            "8",
+            "--image_size",
+            "56",
+        ]
+        if init == "random"
+        else ["--model_name_or_path", str(out / "pretrain" / init)]
+    )
+    flags = [
+        *source,
+        "--dataset",
+        "synthetic",
+        "--label_set",
+        label_set,
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(target),
+        "--max_steps",
+        str(args.finetune_steps),
+        "--report_to",
+        "none",
+        "--dataloader_num_workers",
+        "1",
+        "--eval_clips",
+        str(args.eval_clips),
+        "--logging_steps",
+        "20",
+        "--save_steps",
+        str(args.finetune_steps),
+    ]
     if args.finetune_lr:
         flags += ["--learning_rate", str(args.finetune_lr)]
     run(["recipes/finetune.py", *flags], out / "logs" / f"finetune-{init}-{label_set}-seed{seed}.log")
@@ -105,9 +153,24 @@ def distill(out: Path, args) -> None:
     if (target / "model.safetensors").exists():
         return
     teachers = [str(out / "pretrain" / t) for t in args.distill]
-    flags = ["--teachers", *teachers, "--output_dir", str(target), "--max_steps", str(args.pretrain_steps),
-             "--report_to", "none", "--dataloader_num_workers", "1", "--logging_steps", "20",
-             "--save_steps", str(args.pretrain_steps), "--learning_rate", "0.05"]
+    flags = [
+        "--teachers",
+        *teachers,
+        "--output_dir",
+        str(target),
+        "--max_steps",
+        str(args.pretrain_steps),
+        "--report_to",
+        "none",
+        "--dataloader_num_workers",
+        "1",
+        "--logging_steps",
+        "20",
+        "--save_steps",
+        str(args.pretrain_steps),
+        "--learning_rate",
+        "0.05",
+    ]
     run(["recipes/distill.py", *flags], out / "logs" / "distill.log")
 
 
@@ -115,19 +178,51 @@ def cka_maps(out: Path, args) -> None:
     """Layer maps: within RSPNet's backbone, and RSPNet against RotNet (written into docs)."""
     rspnet, rotnet = out / "pretrain" / "rspnet", out / "pretrain" / "rotnet"
     if not (out / "cka" / "rspnet" / "cka.json").exists() and rspnet.exists():
-        run(["recipes/cka.py", "--model_name_or_path", str(rspnet), "--output_dir", str(out / "cka" / "rspnet"),
-             "--num_videos", "64"], out / "logs" / "cka-rspnet.log")
+        run(
+            [
+                "recipes/cka.py",
+                "--model_name_or_path",
+                str(rspnet),
+                "--output_dir",
+                str(out / "cka" / "rspnet"),
+                "--num_videos",
+                "64",
+            ],
+            out / "logs" / "cka-rspnet.log",
+        )
     if not (out / "cka" / "rspnet-vs-rotnet" / "cka.json").exists() and rotnet.exists():
-        run(["recipes/cka.py", "--model_name_or_path", str(rspnet), "--compare_to", str(rotnet), "--output_dir",
-             str(out / "cka" / "rspnet-vs-rotnet"), "--num_videos", "64"], out / "logs" / "cka-rspnet-rotnet.log")
+        run(
+            [
+                "recipes/cka.py",
+                "--model_name_or_path",
+                str(rspnet),
+                "--compare_to",
+                str(rotnet),
+                "--output_dir",
+                str(out / "cka" / "rspnet-vs-rotnet"),
+                "--num_videos",
+                "64",
+            ],
+            out / "logs" / "cka-rspnet-rotnet.log",
+        )
 
 
 def robustness(out: Path, init: str, args) -> None:
     target = out / "finetune" / f"{init}-motion-seed0"
     if (target / "robustness.json").exists():
         return
-    run(["recipes/robustness.py", "--model_name_or_path", str(target), "--severities", *map(str, args.severities),
-         "--eval_clips", str(args.eval_clips)], out / "logs" / f"robustness-{init}.log")
+    run(
+        [
+            "recipes/robustness.py",
+            "--model_name_or_path",
+            str(target),
+            "--severities",
+            *map(str, args.severities),
+            "--eval_clips",
+            str(args.eval_clips),
+        ],
+        out / "logs" / f"robustness-{init}.log",
+    )
 
 
 #: the metrics that show a pretext objective learning (the MoCo tasks' queue accuracy falls while
@@ -140,8 +235,10 @@ def pretext_summary(rows: list[dict], last: int = 5) -> dict:
     summary: dict = {"steps": rows[-1]["step"]}
     for metric in ("loss", *PRETEXT_METRICS):
         if metric in rows[0]:
-            summary[metric] = {"first": rows[0][metric],
-                               "last": statistics.mean(row[metric] for row in rows[-last:])}
+            summary[metric] = {
+                "first": rows[0][metric],
+                "last": statistics.mean(row[metric] for row in rows[-last:]),
+            }
     return summary
 
 
@@ -151,10 +248,13 @@ def summarise(out: Path, inits: list[str], args) -> dict:
         for label_set in LABEL_SETS:
             values = []
             for seed in args.seeds:
-                metrics = json.loads((out / "finetune" / f"{init}-{label_set}-seed{seed}" / "metrics.json").read_text())
+                metrics = json.loads(
+                    (out / "finetune" / f"{init}-{label_set}-seed{seed}" / "metrics.json").read_text()
+                )
                 values.append(100 * metrics["results"]["video_top1"])
             table.setdefault(init, {})[label_set] = {
-                "values": values, "mean": statistics.mean(values),
+                "values": values,
+                "mean": statistics.mean(values),
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             }
     pretext = {}
@@ -167,10 +267,16 @@ def summarise(out: Path, inits: list[str], args) -> dict:
         path = out / "finetune" / f"{init}-motion-seed0" / "robustness.json"
         if path.exists() and init != "distilled":
             report = json.loads(path.read_text())
-            robust[init] = {"clean_top1": report["clean_top1"],
-                            **{k: v["relative_robustness"] for k, v in report["average"].items()}}
-    return {"settings": vars(args) | {"out": str(args.out), "argv": sys.argv[1:]}, "finetune": table, "pretext": pretext,
-            "robustness": robust}
+            robust[init] = {
+                "clean_top1": report["clean_top1"],
+                **{k: v["relative_robustness"] for k, v in report["average"].items()},
+            }
+    return {
+        "settings": vars(args) | {"out": str(args.out), "argv": sys.argv[1:]},
+        "finetune": table,
+        "pretext": pretext,
+        "robustness": robust,
+    }
 
 
 def _optimiser_text(settings: dict) -> str:
@@ -194,11 +300,13 @@ def write_markdown(out: Path, study: dict) -> None:
     lines = [
         "# The study in miniature (synthetic corpus)",
         "",
-        (f"Backbone r21d at 1/4 width, 8x56x56 clips, built-in synthetic corpus (UCF101 layout, fold 1). "
-        f"Pretraining: {s['pretrain_steps']} steps per task, batch 8, {_optimiser_text(s)}, each task's own "
-        f"augmentation. Finetuning (the recipe's defaults: AdamW 1e-3, resize + center crop): {s['finetune_steps']} "
-        f"steps, batch 8, seeds {s['seeds']}; video-level top-1 (%) on the test split ({s['eval_clips']} clips per video), "
-        "mean +- std over seeds. Raw numbers in `study.json`. Generated by:"),
+        (
+            f"Backbone r21d at 1/4 width, 8x56x56 clips, built-in synthetic corpus (UCF101 layout, fold 1). "
+            f"Pretraining: {s['pretrain_steps']} steps per task, batch 8, {_optimiser_text(s)}, each task's own "
+            f"augmentation. Finetuning (the recipe's defaults: AdamW 1e-3, resize + center crop): {s['finetune_steps']} "
+            f"steps, batch 8, seeds {s['seeds']}; video-level top-1 (%) on the test split ({s['eval_clips']} clips per video), "
+            "mean +- std over seeds. Raw numbers in `study.json`. Generated by:"
+        ),
         "",
         "    " + " ".join(["python", "scripts/miniature_study.py", *map(shlex.quote, s["argv"])]),
         "",
@@ -210,34 +318,59 @@ def write_markdown(out: Path, study: dict) -> None:
         cells = [f"{row[k]['mean']:.1f} +- {row[k]['std']:.1f}" for k in LABEL_SETS]
         lines.append(f"| {init} | {cells[0]} | {cells[1]} | {_gain(row['motion'], random_motion, init)} |")
     if "distilled" in study["finetune"]:
-        lines += ["", (f"`distilled`: a student of the same architecture distilled from the {' and '.join(s['distill'])} "
-                  f"pretrainings ({s['pretrain_steps']} steps, learning rate 0.05, otherwise `recipes/distill.py` "
-                  "defaults), then finetuned like the others.")]
+        lines += [
+            "",
+            (
+                f"`distilled`: a student of the same architecture distilled from the {' and '.join(s['distill'])} "
+                f"pretrainings ({s['pretrain_steps']} steps, learning rate 0.05, otherwise `recipes/distill.py` "
+                "defaults), then finetuned like the others."
+            ),
+        ]
     for name, (task, steps, settings) in s.get("variant", {}).items():
         changes = ([f"{steps} steps"] if steps else []) + ([f"`{json.dumps(settings)}`"] if settings else [])
         description = " and ".join(changes) or "no change"
         lines += ["", f"`{name}`: {task} pretrained with {description}, otherwise like the {task} row."]
     if study["pretext"]:
-        lines += ["", ("Pretext objectives during pretraining: first logged value -> mean of the last 5 logs (20 steps "
-                  "each). `accuracy` is the task's own target (for RSPNet and TDL against the queue), "
-                  "`batch_accuracy` the MoCo tasks' instance top-1 against the batch's keys (chance 1/8), "
-                  "`speed_accuracy` RSPNet's relative-speed ranking (chance 1/2):"), "",
-                  "| task | steps | loss | " + " | ".join(PRETEXT_METRICS) + " |",
-                  "|---|---|---|" + "---|" * len(PRETEXT_METRICS)]
+        lines += [
+            "",
+            (
+                "Pretext objectives during pretraining: first logged value -> mean of the last 5 logs (20 steps "
+                "each). `accuracy` is the task's own target (for RSPNet and TDL against the queue), "
+                "`batch_accuracy` the MoCo tasks' instance top-1 against the batch's keys (chance 1/8), "
+                "`speed_accuracy` RSPNet's relative-speed ranking (chance 1/2):"
+            ),
+            "",
+            "| task | steps | loss | " + " | ".join(PRETEXT_METRICS) + " |",
+            "|---|---|---|" + "---|" * len(PRETEXT_METRICS),
+        ]
         for task, row in study["pretext"].items():
-            cells = [f"{row[m]['first']:.2f} -> {row[m]['last']:.2f}" if m in row else "-"
-                     for m in ("loss", *PRETEXT_METRICS)]
+            cells = [
+                f"{row[m]['first']:.2f} -> {row[m]['last']:.2f}" if m in row else "-"
+                for m in ("loss", *PRETEXT_METRICS)
+            ]
             lines.append(f"| {task} | {row['steps']} | " + " | ".join(cells) + " |")
     if study["robustness"]:
         kinds = sorted({k for row in study["robustness"].values() for k in row if k != "clean_top1"})
-        lines += ["", (f"Robustness of the motion-label models (seed 0), severities {s['severities']}, preset video-p: "
-                  "clean top-1 and relative robustness (1 - relative decrease) averaged over severities:"), "",
-                  "| init | clean top-1 | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+        lines += [
+            "",
+            (
+                f"Robustness of the motion-label models (seed 0), severities {s['severities']}, preset video-p: "
+                "clean top-1 and relative robustness (1 - relative decrease) averaged over severities:"
+            ),
+            "",
+            "| init | clean top-1 | " + " | ".join(kinds) + " |",
+            "|---|---|" + "---|" * len(kinds),
+        ]
         for init, row in study["robustness"].items():
-            lines.append(f"| {init} | {100 * row['clean_top1']:.1f} | " +
-                         " | ".join(f"{row[k]:.2f}" for k in kinds) + " |")
-    for name, title in (("rspnet", "CKA map within the RSPNet backbone"),
-                        ("rspnet-vs-rotnet", "CKA map, RSPNet (y) against RotNet (x)")):
+            lines.append(
+                f"| {init} | {100 * row['clean_top1']:.1f} | "
+                + " | ".join(f"{row[k]:.2f}" for k in kinds)
+                + " |"
+            )
+    for name, title in (
+        ("rspnet", "CKA map within the RSPNet backbone"),
+        ("rspnet-vs-rotnet", "CKA map, RSPNet (y) against RotNet (x)"),
+    ):
         png = out / "cka" / name / "cka.png"
         if png.exists():
             shutil.copyfile(png, out / f"cka_{name}.png")
@@ -261,10 +394,18 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--pretrain_steps", type=int, default=500)
-    parser.add_argument("--pretrain_lr", type=json.loads, default=None,
-                        help='JSON {task: learning rate}; default: each task\'s own (docs/study_settings.md#optimisers)')
-    parser.add_argument("--pretrain_optimizer", choices=("sgd", "adamw"), default=None,
-                        help="one optimiser for every task (default: each task's own)")
+    parser.add_argument(
+        "--pretrain_lr",
+        type=json.loads,
+        default=None,
+        help="JSON {task: learning rate}; default: each task's own (docs/study_settings.md#optimisers)",
+    )
+    parser.add_argument(
+        "--pretrain_optimizer",
+        choices=("sgd", "adamw"),
+        default=None,
+        help="one optimiser for every task (default: each task's own)",
+    )
     parser.add_argument("--queue_size", type=int, default=128)
     parser.add_argument("--finetune_steps", type=int, default=300)
     parser.add_argument("--finetune_lr", type=float, default=None)
@@ -273,8 +414,14 @@ def main() -> None:
     parser.add_argument("--no_robustness", action="store_true")
     parser.add_argument("--no_cka", action="store_true")
     parser.add_argument("--distill", nargs="*", default=[], help="teacher tasks to distill into one student")
-    parser.add_argument("--variant", nargs="*", type=parse_variant, default=[], metavar="NAME=TASK[@STEPS]:JSON",
-                        help="extra pretrainings: a task with its settings changed, reported as its own row")
+    parser.add_argument(
+        "--variant",
+        nargs="*",
+        type=parse_variant,
+        default=[],
+        metavar="NAME=TASK[@STEPS]:JSON",
+        help="extra pretrainings: a task with its settings changed, reported as its own row",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     args.variant = dict(args.variant)
@@ -288,8 +435,15 @@ def main() -> None:
         inits.append("distilled")
     if not args.no_cka:
         cka_maps(out, args)
-    parallel(args.jobs, [(finetune, out, init, label_set, seed, args)
-                         for seed in args.seeds for label_set in LABEL_SETS for init in inits])
+    parallel(
+        args.jobs,
+        [
+            (finetune, out, init, label_set, seed, args)
+            for seed in args.seeds
+            for label_set in LABEL_SETS
+            for init in inits
+        ],
+    )
     if not args.no_robustness:
         parallel(args.jobs, [(robustness, out, init, args) for init in inits if init != "distilled"])
     study = summarise(out, inits, args)

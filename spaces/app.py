@@ -224,8 +224,10 @@ def load_model(name: str) -> SpaceModel:
             raise SpaceError(f"cannot load model {where} `{name}`: {_first_line(error)}") from error
         loaded = SpaceModel(name=name, source=source, is_local=is_local, model=model, processor=processor)
         if loaded.num_frames > MAX_CLIP_FRAMES:
-            raise SpaceError(f"`{name}` reads {loaded.num_frames}-frame clips; this Space decodes at most "
-                             f"{MAX_CLIP_FRAMES} frames per clip")
+            raise SpaceError(
+                f"`{name}` reads {loaded.num_frames}-frame clips; this Space decodes at most "
+                f"{MAX_CLIP_FRAMES} frames per clip"
+            )
         _MODELS[name] = loaded
         return loaded
 
@@ -245,7 +247,9 @@ def load_models(names: list[str]) -> tuple[list[SpaceModel], dict[str, str]]:
 # Bounded decoding of the central clip
 # ---------------------------------------------------------------------------------------------
 
-_DECODE_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="space-decode")
+_DECODE_POOL = concurrent.futures.ThreadPoolExecutor(
+    max_workers=DECODE_WORKERS, thread_name_prefix="space-decode"
+)
 
 
 def _human_size(num_bytes: int) -> str:
@@ -264,11 +268,15 @@ def _check_upload(path: Path) -> None:
     if size == 0:
         raise SpaceError(f"`{path.name}` is empty (0 bytes); please upload a video file")
     if size > MAX_UPLOAD_BYTES:
-        raise SpaceError(f"`{path.name}` is {_human_size(size)}; this Space accepts videos up to "
-                         f"{_human_size(MAX_UPLOAD_BYTES)}")
+        raise SpaceError(
+            f"`{path.name}` is {_human_size(size)}; this Space accepts videos up to "
+            f"{_human_size(MAX_UPLOAD_BYTES)}"
+        )
 
 
-def _decode_central_clip(path: Path, num_frames: int, frame_stride: int, short_side: int) -> tuple[torch.Tensor, float]:
+def _decode_central_clip(
+    path: Path, num_frames: int, frame_stride: int, short_side: int
+) -> tuple[torch.Tensor, float]:
     """Open ``path``, enforce the caps, decode the central clip -> (uint8 (T, C, H, W), fps)."""
     try:
         probe = open_video(path, name=path.name)  # approximate mode: reads the header, not the file
@@ -279,8 +287,10 @@ def _decode_central_clip(path: Path, num_frames: int, frame_stride: int, short_s
     duration = float(meta.duration_seconds or 0.0)
     height, width = int(meta.height), int(meta.width)
     if duration > MAX_DURATION_S or total > MAX_VIDEO_FRAMES:
-        raise SpaceError(f"`{path.name}` is too long ({duration:.0f} s, {total} frames); this Space accepts up to "
-                         f"{MAX_DURATION_S:.0f} s and {MAX_VIDEO_FRAMES} frames. Trim it and try again")
+        raise SpaceError(
+            f"`{path.name}` is too long ({duration:.0f} s, {total} frames); this Space accepts up to "
+            f"{MAX_DURATION_S:.0f} s and {MAX_VIDEO_FRAMES} frames. Trim it and try again"
+        )
     if height * width > MAX_SOURCE_PIXELS:
         raise SpaceError(f"`{path.name}` is {width}x{height}; this Space accepts frames up to 3840x2160")
     decoder = probe
@@ -300,8 +310,9 @@ def _decode_central_clip(path: Path, num_frames: int, frame_stride: int, short_s
     return frames, (fps if math.isfinite(fps) and fps > 0 else FALLBACK_FPS)
 
 
-def read_clip(video_path: str | os.PathLike, num_frames: int, frame_stride: int = 1,
-              short_side: int = DECODE_SHORT_SIDE) -> tuple[torch.Tensor, float]:
+def read_clip(
+    video_path: str | os.PathLike, num_frames: int, frame_stride: int = 1, short_side: int = DECODE_SHORT_SIDE
+) -> tuple[torch.Tensor, float]:
     """The central clip of an untrusted video as uint8 ``(T, C, H, W)`` and the source fps.
 
     Only the clip's frames are decoded, at most :data:`DECODE_SHORT_SIDE` pixels on the short
@@ -317,8 +328,9 @@ def read_clip(video_path: str | os.PathLike, num_frames: int, frame_stride: int 
         return future.result(timeout=DECODE_TIMEOUT_S)
     except concurrent.futures.TimeoutError as error:
         future.cancel()  # only helps while it is still queued behind other decodes
-        raise SpaceError(f"reading `{path.name}` took longer than {DECODE_TIMEOUT_S:g} s; "
-                         "try a shorter or smaller video") from error
+        raise SpaceError(
+            f"reading `{path.name}` took longer than {DECODE_TIMEOUT_S:g} s; try a shorter or smaller video"
+        ) from error
     except (RuntimeError, ValueError) as error:  # anything torchcodec raised past open_video's checks
         raise SpaceError(f"`{path.name}` could not be decoded: {_first_line(error)}") from error
 
@@ -378,9 +390,15 @@ def _check_offered(model_name: str | None, offered: Collection[str] | None) -> s
     return model_name
 
 
-def predict(model_name: str, video_path: str | None, noise_kind: str = "gaussian", severity: int = 3,
-            preset: str = "video-p", *, offered: Collection[str] | None = None,
-            ) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None, str]:
+def predict(
+    model_name: str,
+    video_path: str | None,
+    noise_kind: str = "gaussian",
+    severity: int = 3,
+    preset: str = "video-p",
+    *,
+    offered: Collection[str] | None = None,
+) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None, str]:
     """Classify the central clip of ``video_path`` clean and perturbed.
 
     Returns ``(top5_clean, top5_noisy, noisy_video_path, status_markdown)``: label -> probability
@@ -395,8 +413,9 @@ def predict(model_name: str, video_path: str | None, noise_kind: str = "gaussian
             raise SpaceError("upload a video or pick one of the examples first")
         level = _check_choice(noise_kind, severity, preset)
         space_model = load_model(model_name)
-        frames, fps = read_clip(video_path, space_model.num_frames, space_model.frame_stride,
-                                space_model.decode_short_side)
+        frames, fps = read_clip(
+            video_path, space_model.num_frames, space_model.frame_stride, space_model.decode_short_side
+        )
         generator = torch.Generator().manual_seed(NOISE_SEED)
         noisy = apply_noise(frames, noise_kind, level, preset, generator=generator)
         probabilities = classify(space_model, [frames, noisy])
@@ -408,13 +427,17 @@ def predict(model_name: str, video_path: str | None, noise_kind: str = "gaussian
         return None, None, None, f"**Could not classify:** {message}"
     except Exception:  # the request boundary: log the traceback here, show the user one line
         logger.exception("predict failed for model %r on %r", model_name, video_path)
-        message = f"something went wrong while classifying `{Path(video_path).name}`; please try another video"
+        message = (
+            f"something went wrong while classifying `{Path(video_path).name}`; please try another video"
+        )
         gr.Warning(message)
         return None, None, None, f"**Could not classify:** {message}"
     clean_label, clean_score = next(iter(clean_top.items()))
     noisy_label, noisy_score = next(iter(noisy_top.items()))
     changed = "unchanged" if clean_label == noisy_label else "**changed**"
-    kind_text = f"{noise_kind} noise" if noise_kind in PIXEL_NOISES else f"temporal perturbation `{noise_kind}`"
+    kind_text = (
+        f"{noise_kind} noise" if noise_kind in PIXEL_NOISES else f"temporal perturbation `{noise_kind}`"
+    )
     status = (
         f"`{Path(video_path).name}`: central clip of {frames.shape[0]} frames (stride {space_model.frame_stride}), "
         f"decoded at {frames.shape[-1]}x{frames.shape[-2]}. With {kind_text}, severity {level} ({preset}), "
@@ -428,8 +451,16 @@ def predict(model_name: str, video_path: str | None, noise_kind: str = "gaussian
 # Model artifacts (CKA map, robustness chart, metrics)
 # ---------------------------------------------------------------------------------------------
 
-_HUB_ERRORS = (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError,
-               HfHubHTTPError, httpx.HTTPError, OSError, ValueError)
+_HUB_ERRORS = (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    HFValidationError,
+    HfHubHTTPError,
+    httpx.HTTPError,
+    OSError,
+    ValueError,
+)
 
 
 def artifact_path(space_model: SpaceModel, filename: str) -> Path | None:
@@ -471,8 +502,11 @@ def _metrics_lines(space_model: SpaceModel) -> list[str]:
     return lines
 
 
-def model_details(model_name: str | None, *, offered: Collection[str] | None = None,
-                  ) -> tuple[Image.Image | None, Image.Image | None, str]:
+def model_details(
+    model_name: str | None,
+    *,
+    offered: Collection[str] | None = None,
+) -> tuple[Image.Image | None, Image.Image | None, str]:
     """``(cka_image, robustness_image, markdown)`` for the selected model (one of ``offered``)."""
     if not model_name:
         return None, None, ""
@@ -485,8 +519,10 @@ def model_details(model_name: str | None, *, offered: Collection[str] | None = N
     missing = [ARTIFACTS[key] for key, image in images.items() if image is None]
     where = "folder" if space_model.is_local else "Hub repo"
     lines = [
-        (f"**{model_name}**: backbone `{config.backbone}`, clips of {space_model.num_frames} frames at "
-         f"{config.image_size}x{config.image_size}, {len(space_model.labels)} classes."),
+        (
+            f"**{model_name}**: backbone `{config.backbone}`, clips of {space_model.num_frames} frames at "
+            f"{config.image_size}x{config.image_size}, {len(space_model.labels)} classes."
+        ),
         *_metrics_lines(space_model),
     ]
     if missing:
@@ -508,8 +544,10 @@ perturbed with a pixel noise (gaussian, shot, impulse, speckle) or a temporal pe
 
 def _no_model_note(failed: dict[str, str]) -> str:
     reasons = "\n".join(f"- {reason}" for reason in failed.values()) or "- no model was configured"
-    return (f"### No model could be loaded\n{reasons}\n\nTrain and finetune one (see the project README), "
-            f"or point `{MODELS_ENV_VAR}` at model folders or Hub ids (comma-separated).")
+    return (
+        f"### No model could be loaded\n{reasons}\n\nTrain and finetune one (see the project README), "
+        f"or point `{MODELS_ENV_VAR}` at model folders or Hub ids (comma-separated)."
+    )
 
 
 def build_demo(model_paths: list[str] | None = None) -> gr.Blocks:
@@ -541,28 +579,43 @@ def build_demo(model_paths: list[str] | None = None) -> gr.Blocks:
                 run = gr.Button("Classify", variant="primary")
                 if examples:
                     settings = [EXAMPLE_SETTINGS[i % len(EXAMPLE_SETTINGS)] for i in range(len(examples))]
-                    gr.Examples([[str(p), kind, level, "video-p"] for p, (kind, level) in zip(examples, settings)],
-                                inputs=[video, noise_kind, severity, preset], cache_examples=False)
+                    gr.Examples(
+                        [[str(p), kind, level, "video-p"] for p, (kind, level) in zip(examples, settings)],
+                        inputs=[video, noise_kind, severity, preset],
+                        cache_examples=False,
+                    )
             with gr.Column():
                 status = gr.Markdown("Upload a video or pick an example, then press **Classify**.")
                 with gr.Row():
                     clean_top = gr.Label(num_top_classes=TOP_K, label="Clean clip: top 5")
                     noisy_top = gr.Label(num_top_classes=TOP_K, label="Perturbed clip: top 5")
-                noisy_video = gr.Video(label="Perturbed clip (what the model saw)", interactive=False,
-                                       autoplay=True, loop=True)
+                noisy_video = gr.Video(
+                    label="Perturbed clip (what the model saw)", interactive=False, autoplay=True, loop=True
+                )
         gr.Markdown("## About the model")
         # The first model's details are rendered with the page (no load event to wait for).
-        first_cka, first_robustness, first_details = model_details(choices[0] if choices else None, offered=choices)
+        first_cka, first_robustness, first_details = model_details(
+            choices[0] if choices else None, offered=choices
+        )
         details = gr.Markdown(first_details)
         with gr.Row():
             cka = gr.Image(first_cka, label="CKA map (cka.png)", type="pil", interactive=False)
-            robustness = gr.Image(first_robustness, label="Robustness (robustness.png)", type="pil",
-                                  interactive=False)
+            robustness = gr.Image(
+                first_robustness, label="Robustness (robustness.png)", type="pil", interactive=False
+            )
 
-        run.click(functools.partial(predict, offered=choices), inputs=[model_name, video, noise_kind, severity, preset],
-                  outputs=[clean_top, noisy_top, noisy_video, status], api_name="predict")
-        model_name.change(functools.partial(model_details, offered=choices), inputs=model_name, outputs=[cka, robustness, details],
-                          api_name="model_details")
+        run.click(
+            functools.partial(predict, offered=choices),
+            inputs=[model_name, video, noise_kind, severity, preset],
+            outputs=[clean_top, noisy_top, noisy_video, status],
+            api_name="predict",
+        )
+        model_name.change(
+            functools.partial(model_details, offered=choices),
+            inputs=model_name,
+            outputs=[cka, robustness, details],
+            api_name="model_details",
+        )
     return demo
 
 
@@ -579,8 +632,11 @@ def launch_kwargs(host: str | None = None, port: int | None = None) -> dict[str,
 def main(argv: list[str] | None = None) -> None:
     """Launch the Space (``python spaces/app.py [--models a,b] [--host H] [--port P]``)."""
     parser = argparse.ArgumentParser(description="hf_vssl Gradio Space")
-    parser.add_argument("--models", help=f"comma-separated model folders or Hub ids (default: ${MODELS_ENV_VAR} "
-                                         "or the checkpoints under outputs/)")
+    parser.add_argument(
+        "--models",
+        help=f"comma-separated model folders or Hub ids (default: ${MODELS_ENV_VAR} "
+        "or the checkpoints under outputs/)",
+    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860)")
     args = parser.parse_args(argv)

@@ -39,8 +39,16 @@ def make_examples(out_dir: Path = SPACE_DIR / "examples", seed: int = 0) -> list
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         # Two videos per class is the smallest corpus the generator accepts (two scene groups).
-        root = make_synthetic_dataset(Path(tmp) / "corpus", layout="videofolder", seed=seed, label_set="motion",
-                                      videos_per_class=2, clips_per_group=1, num_frames=NUM_FRAMES, size=SIZE)
+        root = make_synthetic_dataset(
+            Path(tmp) / "corpus",
+            layout="videofolder",
+            seed=seed,
+            label_set="motion",
+            videos_per_class=2,
+            clips_per_group=1,
+            num_frames=NUM_FRAMES,
+            size=SIZE,
+        )
         videos = read_metadata(root)["videos"]
         for name in EXAMPLE_CLASSES:
             video = next(v for v in videos if v["motion"] == name)

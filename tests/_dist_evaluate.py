@@ -31,8 +31,14 @@ def main() -> None:
     result = evaluate_classifier(model, dataset, batch_size=2, accelerator=accelerator)
     if accelerator.is_main_process:
         with open(out_file, "w") as handle:
-            json.dump({"num_videos": result.num_videos, "skipped": result.skipped_videos,
-                       "scores": result.video_scores.tolist()}, handle)
+            json.dump(
+                {
+                    "num_videos": result.num_videos,
+                    "skipped": result.skipped_videos,
+                    "scores": result.video_scores.tolist(),
+                },
+                handle,
+            )
     accelerator.wait_for_everyone()
 
 

@@ -29,14 +29,39 @@ def recording_collate(samples):
 pretraining.collate_clips = recording_collate
 report = {"tasks": {}}
 for current in list_pretext_tasks():
-    args = parse_args(pretraining.PretrainingArguments, [
-        "--pretext_task", current, "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-        "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--max_steps", "2", "--save_steps", "2", "--logging_steps", "1",
-        "--dataset_root", str(corpus), "--output_dir", str(out_dir / current),
-        # an explicit queue (the default one would be capped to the 24-video corpus and wrap)
-        *(["--pretext_config", '{"queue_size": 64}'] if current in ("tdl", "rspnet") else []),
-    ])
+    args = parse_args(
+        pretraining.PretrainingArguments,
+        [
+            "--pretext_task",
+            current,
+            "--backbone",
+            "r21d",
+            "--width_multiplier",
+            "0.125",
+            "--num_frames",
+            "8",
+            "--image_size",
+            "32",
+            "--per_device_train_batch_size",
+            "4",
+            "--dataloader_num_workers",
+            "0",
+            "--report_to",
+            "none",
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--logging_steps",
+            "1",
+            "--dataset_root",
+            str(corpus),
+            "--output_dir",
+            str(out_dir / current),
+            # an explicit queue (the default one would be capped to the 24-video corpus and wrap)
+            *(["--pretext_config", '{"queue_size": 64}'] if current in ("tdl", "rspnet") else []),
+        ],
+    )
     output = pretraining.run_pretraining(args)
     state = PartialState()  # the recipe's Accelerator initialised the shared state (gloo, 2 ranks)
     assert state.num_processes == 2, f"expected 2 processes, got {state.num_processes}"

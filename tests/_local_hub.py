@@ -87,8 +87,9 @@ class LocalHub:
     ``hub.files(repo_id)`` returns the files of a repo's head commit.
     """
 
-    def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
-                 port: int = 0):
+    def __init__(
+        self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None, port: int = 0
+    ):
         self.tokens = dict(tokens or {})
         self.orgs = {name: set(members) for name, members in (orgs or {}).items()}
         self.repos: dict[tuple[str, str], _Repo] = {}
@@ -128,7 +129,7 @@ class LocalHub:
 
     def user_for(self, headers) -> str | None:
         auth = headers.get("Authorization", "")
-        return self.tokens.get(auth[len("Bearer "):]) if auth.startswith("Bearer ") else None
+        return self.tokens.get(auth[len("Bearer ") :]) if auth.startswith("Bearer ") else None
 
     def can_write(self, user: str | None, namespace: str) -> bool:
         return user is not None and (namespace == user or user in self.orgs.get(namespace, ()))
@@ -179,8 +180,13 @@ def _handler_for(hub: LocalHub):
                     chunks.append(chunk)
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-        def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
-                  content_type: str = "application/json") -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes = b"",
+            headers: dict | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -214,34 +220,48 @@ def _handler_for(hub: LocalHub):
                 if user is None:
                     raise _HubError(401, "Invalid credentials in Authorization header")
                 orgs = [{"name": o, "type": "org"} for o, members in hub.orgs.items() if user in members]
-                return self._json(200, {"type": "user", "name": user, "orgs": orgs,
-                                        "auth": {"accessToken": {"role": "write"}}})
+                return self._json(
+                    200,
+                    {"type": "user", "name": user, "orgs": orgs, "auth": {"accessToken": {"role": "write"}}},
+                )
             if method == "POST" and path == "/api/validate-yaml":
                 return self._validate_yaml(body)
             if method == "POST" and path == "/api/repos/create":
                 return self._create_repo(user, json.loads(body or b"{}"))
-            m = re.fullmatch(rf"/api/(?P<type>models|datasets|spaces)/{_REPO}/(?P<op>preupload|commit)/(?P<rev>[^/]+)",
-                             path)
+            m = re.fullmatch(
+                rf"/api/(?P<type>models|datasets|spaces)/{_REPO}/(?P<op>preupload|commit)/(?P<rev>[^/]+)",
+                path,
+            )
             if m and method == "POST":
                 repo = hub.repo(_TYPES[m["type"]], m["repo"], user)
                 if not hub.can_write(user, m["repo"].split("/")[0]):
-                    raise _HubError(401 if user is None else 403,
-                                    "You don't have the rights to write to this repository")
+                    raise _HubError(
+                        401 if user is None else 403, "You don't have the rights to write to this repository"
+                    )
                 if m["rev"] != "main":
                     raise _HubError(404, f"Invalid rev id: {m['rev']}", "RevisionNotFound")
                 return self._preupload(repo, body) if m["op"] == "preupload" else self._commit(repo, body)
-            m = re.fullmatch(rf"/api/(?P<type>models|datasets|spaces)/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", path)
+            m = re.fullmatch(
+                rf"/api/(?P<type>models|datasets|spaces)/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", path
+            )
             if m and method == "GET":
                 commit = self._revision(hub.repo(_TYPES[m["type"]], m["repo"], user), m["rev"])
                 prefix = (m["sub"] or "").strip("/")
-                entries = [{"type": "file", "path": p, "size": len(d), "oid": git_blob_sha1(d)}
-                           for p, d in sorted(commit.files.items()) if not prefix or p.startswith(prefix + "/")]
+                entries = [
+                    {"type": "file", "path": p, "size": len(d), "oid": git_blob_sha1(d)}
+                    for p, d in sorted(commit.files.items())
+                    if not prefix or p.startswith(prefix + "/")
+                ]
                 return self._json(200, entries)
-            m = re.fullmatch(rf"/api/(?P<type>models|datasets|spaces)/{_REPO}(?:/revision/(?P<rev>[^/]+))?", path)
+            m = re.fullmatch(
+                rf"/api/(?P<type>models|datasets|spaces)/{_REPO}(?:/revision/(?P<rev>[^/]+))?", path
+            )
             if m and method == "GET":
                 repo = hub.repo(_TYPES[m["type"]], m["repo"], user)
                 return self._info(repo, self._revision(repo, m["rev"] or "main"))
-            m = re.fullmatch(rf"/(?:(?P<type>datasets|spaces)/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path)
+            m = re.fullmatch(
+                rf"/(?:(?P<type>datasets|spaces)/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path
+            )
             if m and method in ("GET", "HEAD"):
                 repo = hub.repo(_TYPES[m["type"] or "models"], m["repo"], user)
                 return self._resolve(repo, self._revision(repo, m["rev"]), m["file"], method)
@@ -270,23 +290,38 @@ def _handler_for(hub: LocalHub):
                 raise _HubError(401, "You must be authenticated to create a repo")
             repo_id = f"{namespace}/{payload['name']}"
             if not hub.can_write(user, namespace):
-                raise _HubError(403, f"You don't have the rights to create a {repo_type} under the namespace "
-                                     f"{namespace!r}")
+                raise _HubError(
+                    403,
+                    f"You don't have the rights to create a {repo_type} under the namespace {namespace!r}",
+                )
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
             if (repo_type, repo_id) in hub.repos:
                 raise _HubError(409, f"You already created this {repo_type} repo")
-            repo = _Repo(repo_type, repo_id, private=payload.get("visibility") == "private"
-                         or bool(payload.get("private")))
-            hub.commit(repo, "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
+            repo = _Repo(
+                repo_type,
+                repo_id,
+                private=payload.get("visibility") == "private" or bool(payload.get("private")),
+            )
+            hub.commit(
+                repo,
+                "initial commit",
+                {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+            )
             hub.repos[(repo_type, repo_id)] = repo
             return self._json(200, {"url": f"{hub.url}/{prefix}{repo_id}", "name": repo_id})
 
         def _preupload(self, repo: _Repo, body: bytes) -> None:
             files = json.loads(body)["files"]
             current = repo.head.files
-            answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                       "oid": git_blob_sha1(current[f["path"]]) if f["path"] in current else None}
-                      for f in files]
+            answer = [
+                {
+                    "path": f["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_sha1(current[f["path"]]) if f["path"] in current else None,
+                }
+                for f in files
+            ]
             return self._json(200, {"files": answer, "commitOid": repo.head.oid})
 
         def _commit(self, repo: _Repo, body: bytes) -> None:
@@ -313,22 +348,43 @@ def _handler_for(hub: LocalHub):
                 raise _HubError(412, "A commit has happened since. Please refresh and try again.")
             commit = hub.commit(repo, header.get("summary", ""), files)
             prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
-            return self._json(200, {"success": True, "commitOid": commit.oid,
-                                    "commitUrl": f"{hub.url}/{prefix}{repo.repo_id}/commit/{commit.oid}"})
+            return self._json(
+                200,
+                {
+                    "success": True,
+                    "commitOid": commit.oid,
+                    "commitUrl": f"{hub.url}/{prefix}{repo.repo_id}/commit/{commit.oid}",
+                },
+            )
 
         def _info(self, repo: _Repo, commit: _Commit) -> None:
-            return self._json(200, {
-                "id": repo.repo_id, "_id": repo.repo_id, "sha": commit.oid, "private": repo.private,
-                "disabled": False, "gated": False, "tags": [], "downloads": 0, "likes": 0,
-                "lastModified": "2025-01-01T00:00:00.000Z", "createdAt": "2025-01-01T00:00:00.000Z",
-                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-            })
+            return self._json(
+                200,
+                {
+                    "id": repo.repo_id,
+                    "_id": repo.repo_id,
+                    "sha": commit.oid,
+                    "private": repo.private,
+                    "disabled": False,
+                    "gated": False,
+                    "tags": [],
+                    "downloads": 0,
+                    "likes": 0,
+                    "lastModified": "2025-01-01T00:00:00.000Z",
+                    "createdAt": "2025-01-01T00:00:00.000Z",
+                    "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+                },
+            )
 
         def _resolve(self, repo: _Repo, commit: _Commit, filename: str, method: str) -> None:
             data = commit.files.get(filename)
             if data is None:
                 raise _HubError(404, "Entry not found", "EntryNotFound")
-            headers = {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes"}
+            headers = {
+                "ETag": f'"{git_blob_sha1(data)}"',
+                "X-Repo-Commit": commit.oid,
+                "Accept-Ranges": "bytes",
+            }
             status = 200
             ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
             if ranged and method == "GET":

@@ -39,14 +39,27 @@ def frame_marker(frames: np.ndarray) -> np.ndarray:
     """The index encoded in the top row of each ``(N, H, W, 3)`` frame as stored (undo a display
     rotation first)."""
     inner = slice(4, MARKER - 4)
-    bits = [frames[:, inner, bit * MARKER + 4 : (bit + 1) * MARKER - 4].astype(np.float32).mean(axis=(1, 2, 3)) > 128
-            for bit in range(BITS)]
+    bits = [
+        frames[:, inner, bit * MARKER + 4 : (bit + 1) * MARKER - 4].astype(np.float32).mean(axis=(1, 2, 3))
+        > 128
+        for bit in range(BITS)
+    ]
     return sum(bit.astype(int) << k for k, bit in enumerate(bits))
 
 
-def _write(path: Path, container: str, codec: str, num_frames: int, size: tuple[int, int], *, tag: str | None = None,
-           b_frames: int = 2, audio: str | None = None, pts_ms: list[int] | None = None,
-           options: dict[str, str] | None = None) -> Path:
+def _write(
+    path: Path,
+    container: str,
+    codec: str,
+    num_frames: int,
+    size: tuple[int, int],
+    *,
+    tag: str | None = None,
+    b_frames: int = 2,
+    audio: str | None = None,
+    pts_ms: list[int] | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
     height, width = size
     with av.open(str(path), "w", format=container) as out:
         video = out.add_stream(codec, rate=25)
@@ -81,14 +94,29 @@ def xvid_mp3_avi(path: Path, num_frames: int = 40) -> Path:
 
 
 def h264_avi(path: Path, num_frames: int = 10) -> Path:
-    return _write(path, "avi", "libx264", num_frames, (1080, 1920), b_frames=3, audio="libmp3lame",
-                  options={"preset": "ultrafast", "bframes": "3"})
+    return _write(
+        path,
+        "avi",
+        "libx264",
+        num_frames,
+        (1080, 1920),
+        b_frames=3,
+        audio="libmp3lame",
+        options={"preset": "ultrafast", "bframes": "3"},
+    )
 
 
 def vfr_mp4(path: Path, num_frames: int = 40) -> Path:
     steps = [33 if i % 4 else 100 for i in range(1, num_frames)]
-    return _write(path, "mp4", "libx264", num_frames, (240, 320), pts_ms=np.cumsum([0, *steps]).tolist(),
-                  options={"preset": "ultrafast"})
+    return _write(
+        path,
+        "mp4",
+        "libx264",
+        num_frames,
+        (240, 320),
+        pts_ms=np.cumsum([0, *steps]).tolist(),
+        options={"preset": "ultrafast"},
+    )
 
 
 def rotated_mov(path: Path, num_frames: int = 30) -> Path:
@@ -106,8 +134,12 @@ def rotated_mov(path: Path, num_frames: int = 30) -> Path:
     return path
 
 
-REAL_VIDEO_MAKERS = {"xvid_mp3.avi": xvid_mp3_avi, "h264_1080p.avi": h264_avi, "vfr.mp4": vfr_mp4,
-                     "rotated.mov": rotated_mov}
+REAL_VIDEO_MAKERS = {
+    "xvid_mp3.avi": xvid_mp3_avi,
+    "h264_1080p.avi": h264_avi,
+    "vfr.mp4": vfr_mp4,
+    "rotated.mov": rotated_mov,
+}
 
 
 def pyav_frames(path: Path) -> np.ndarray:
@@ -126,8 +158,21 @@ def ffprobe_count(path: Path) -> int | None:
     if shutil.which("ffprobe") is None:
         return None
     result = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(result.stdout.strip().split(",")[0])

@@ -49,8 +49,15 @@ def make_video(tmp_path):
     """
     from hf_vssl.data.video_io import encode_video
 
-    def _make(name: str = "clip.mp4", num_frames: int = 24, height: int = 48, width: int = 64,
-              fps: float = 25, seed: int = 0, **kwargs):
+    def _make(
+        name: str = "clip.mp4",
+        num_frames: int = 24,
+        height: int = 48,
+        width: int = 64,
+        fps: float = 25,
+        seed: int = 0,
+        **kwargs,
+    ):
         generator = torch.Generator().manual_seed(seed)
         base = torch.randint(0, 256, (3, height, width + num_frames), generator=generator, dtype=torch.uint8)
         frames = torch.stack([base[:, :, t : t + width] for t in range(num_frames)])  # a panning texture
@@ -68,8 +75,16 @@ def tiny_corpus(tmp_path_factory):
     from hf_vssl.data.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_corpus")
-    return make_synthetic_dataset(root / "ucf101", layout="ucf101", seed=0, num_classes=4,
-                                  videos_per_class=8, clips_per_group=2, num_frames=64, size=(48, 48))
+    return make_synthetic_dataset(
+        root / "ucf101",
+        layout="ucf101",
+        seed=0,
+        num_classes=4,
+        videos_per_class=8,
+        clips_per_group=2,
+        num_frames=64,
+        size=(48, 48),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,13 @@ from hf_vssl.models.backbone_transformers import build_mvit, build_swin_t, build
 from hf_vssl.models.backbones import get_backbone_spec
 from hf_vssl.utils.profiling import count_gflops, count_parameters
 
-CNN_BUILDERS = {"c3d": build_c3d, "r3d": build_r3d, "r21d": build_r21d, "r3d-18": build_r3d_18,
-                "r21d-18": build_r21d_18}
+CNN_BUILDERS = {
+    "c3d": build_c3d,
+    "r3d": build_r3d,
+    "r21d": build_r21d,
+    "r3d-18": build_r3d_18,
+    "r21d-18": build_r21d_18,
+}
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 TINY_KWARGS = {
     "swin-t": {"embed_dim": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]},
@@ -36,14 +41,21 @@ TINY_KWARGS = {
 
 
 def make_config(width=0.125, frames=8, size=32, **kwargs):
-    return types.SimpleNamespace(width_multiplier=width, num_frames=frames, image_size=size, num_channels=3,
-                                 backbone_kwargs=kwargs or None)
+    return types.SimpleNamespace(
+        width_multiplier=width,
+        num_frames=frames,
+        image_size=size,
+        num_channels=3,
+        backbone_kwargs=kwargs or None,
+    )
 
 
 # --- sizes at width 1.0 ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "params_m", "gflops"), [("c3d", 27.7, 77.2), ("r3d", 14.4, 39.8),
-                                                         ("r21d", 14.4, 42.9)])
+
+@pytest.mark.parametrize(
+    ("name", "params_m", "gflops"), [("c3d", 27.7, 77.2), ("r3d", 14.4, 39.8), ("r21d", 14.4, 42.9)]
+)
 def test_study_backbones_match_reference_size(name, params_m, gflops):
     model = CNN_BUILDERS[name](make_config(width=1.0))
     assert count_parameters(model) / 1e6 == pytest.approx(params_m, rel=0.03)
@@ -68,13 +80,19 @@ def test_18_layer_resnets_are_torchvision_without_fc(name, torchvision_builder):
 
 def test_resnets_are_one_class_differing_by_conv_builder_and_depth():
     config = make_config()
-    expected = {"r3d": (Conv3x3x3, (1, 1, 1, 1)), "r21d": (Conv2Plus1DPerConv, (1, 1, 1, 1)),
-                "r3d-18": (Conv3x3x3, (2, 2, 2, 2)), "r21d-18": (Conv2Plus1DBlock, (2, 2, 2, 2))}
+    expected = {
+        "r3d": (Conv3x3x3, (1, 1, 1, 1)),
+        "r21d": (Conv2Plus1DPerConv, (1, 1, 1, 1)),
+        "r3d-18": (Conv3x3x3, (2, 2, 2, 2)),
+        "r21d-18": (Conv2Plus1DBlock, (2, 2, 2, 2)),
+    }
     for name, (conv_builder, blocks) in expected.items():
         model = CNN_BUILDERS[name](config)
         assert type(model) is ResNet3D
         assert model.conv_builder is conv_builder and model.blocks_per_stage == blocks
-        assert [len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4)] == list(blocks)
+        assert [len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4)] == list(
+            blocks
+        )
 
 
 def test_r21d_variants_match_mid_channels_differently():
@@ -92,6 +110,7 @@ def test_r21d_variants_match_mid_channels_differently():
 
 
 # --- tiny CNN forward / backward ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(CNN_BUILDERS))
 def test_tiny_cnn_forward_backward(name):
@@ -127,7 +146,9 @@ def test_c3d_rejects_too_short_clips_clearly():
 def test_cnn_init_is_kaiming_and_unit_batchnorm():
     model = build_r3d(make_config())
     bn = model.layer1[0].conv1[1]
-    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(
+        bn.bias, torch.zeros_like(bn.bias)
+    )
     conv = model.layer4[0].conv1[0]
     fan_out = conv.out_channels * conv.weight[0, 0].numel()
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.15)
@@ -135,17 +156,26 @@ def test_cnn_init_is_kaiming_and_unit_batchnorm():
 
 # --- transformers -----------------------------------------------------------------------------
 
+
 def _tiny_transformer(name, frames, size):
-    builder = {"swin-t": build_swin_t, "mvit": build_mvit, "timesformer": build_timesformer, "vivit": build_vivit}
+    builder = {
+        "swin-t": build_swin_t,
+        "mvit": build_mvit,
+        "timesformer": build_timesformer,
+        "vivit": build_vivit,
+    }
     return builder[name](make_config(width=1.0, frames=frames, size=size, **TINY_KWARGS[name]))
 
 
-@pytest.mark.parametrize(("name", "stage_shapes"), [
-    ("swin-t", [(2, 12, 2, 8, 8), (2, 24, 2, 4, 4), (2, 48, 2, 2, 2), (2, 96, 2, 1, 1)]),
-    ("mvit", [(2, 1 + 2 * 8 * 8, 8), (2, 1 + 2 * 4 * 4, 16), (2, 1 + 2 * 2 * 2, 32), (2, 1 + 2, 64)]),
-    ("timesformer", [(2, 1 + 4 * 2 * 2, 32)] * 2),
-    ("vivit", [(2, 1 + 2 * 2 * 2, 32)] * 2),
-])
+@pytest.mark.parametrize(
+    ("name", "stage_shapes"),
+    [
+        ("swin-t", [(2, 12, 2, 8, 8), (2, 24, 2, 4, 4), (2, 48, 2, 2, 2), (2, 96, 2, 1, 1)]),
+        ("mvit", [(2, 1 + 2 * 8 * 8, 8), (2, 1 + 2 * 4 * 4, 16), (2, 1 + 2 * 2 * 2, 32), (2, 1 + 2, 64)]),
+        ("timesformer", [(2, 1 + 4 * 2 * 2, 32)] * 2),
+        ("vivit", [(2, 1 + 2 * 2 * 2, 32)] * 2),
+    ],
+)
 def test_tiny_transformer_forward_backward(name, stage_shapes):
     model = _tiny_transformer(name, frames=4, size=32)
     x = torch.randn(2, 3, 4, 32, 32, requires_grad=True)
@@ -178,8 +208,10 @@ def test_hf_adapter_pooled_is_normed_cls_token(name):
     assert model.model.config.num_frames == 4 and model.model.config.image_size == 32
 
 
-@pytest.mark.parametrize(("name", "weights"), [("swin-t", Swin3D_T_Weights.KINETICS400_V1),
-                                               ("mvit", MViT_V2_S_Weights.KINETICS400_V1)])
+@pytest.mark.parametrize(
+    ("name", "weights"),
+    [("swin-t", Swin3D_T_Weights.KINETICS400_V1), ("mvit", MViT_V2_S_Weights.KINETICS400_V1)],
+)
 def test_full_size_torchvision_transformers_match_torchvision_architecture(name, weights):
     builder = build_swin_t if name == "swin-t" else build_mvit
     model = builder(make_config(width=1.0, frames=16, size=224))
@@ -200,8 +232,10 @@ def test_transformer_kwargs_and_shapes_are_validated():
 
 # --- registry minimum clip sizes ------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["c3d", "r3d", "r21d", "r3d-18", "r21d-18", "swin-t", "mvit", "timesformer",
-                                  "vivit"])
+
+@pytest.mark.parametrize(
+    "name", ["c3d", "r3d", "r21d", "r3d-18", "r21d-18", "swin-t", "mvit", "timesformer", "vivit"]
+)
 def test_registry_minimum_clip_is_accepted(name):
     spec = get_backbone_spec(name)
     config = make_config(frames=spec.min_frames, size=spec.min_size, **TINY_KWARGS.get(name, {}))

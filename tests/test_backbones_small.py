@@ -26,8 +26,13 @@ SMALL = {
 
 
 def make_config(width_multiplier: float = 0.25, num_frames: int = 16, image_size: int = 32):
-    return SimpleNamespace(width_multiplier=width_multiplier, num_frames=num_frames, image_size=image_size,
-                           num_channels=3, backbone_kwargs=None)
+    return SimpleNamespace(
+        width_multiplier=width_multiplier,
+        num_frames=num_frames,
+        image_size=image_size,
+        num_channels=3,
+        backbone_kwargs=None,
+    )
 
 
 def build(name: str, width_multiplier: float = 0.25) -> VideoBackbone:

@@ -33,7 +33,9 @@ HIGH = (1 - VIDEO_MEAN[0]) / VIDEO_STD[0]
 
 
 def random_clip(t=4, h=36, w=48, seed=0):
-    return torch.randint(0, 256, (t, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (t, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def loader_batch(preset, batch=6, seed=0, clips=None):
@@ -99,8 +101,12 @@ def test_matches_the_per_clip_fused_path_for_the_same_parameters(preset):
     torch.manual_seed(11)
     params = augment.draw(12)
     if preset == "cvrl":  # make sure every extra shows up in a few clips
-        params = params._replace(gamma_on=torch.arange(12) % 2 == 0, blur=torch.arange(12) % 3 == 0,
-                                 solarize=torch.arange(12) % 4 == 1, gray=torch.arange(12) % 5 == 0)
+        params = params._replace(
+            gamma_on=torch.arange(12) % 2 == 0,
+            blur=torch.arange(12) % 3 == 0,
+            solarize=torch.arange(12) % 4 == 1,
+            gray=torch.arange(12) % 5 == 0,
+        )
     out = augment.apply(batch, params)
     margin = spec.margin
     for i in range(12):
@@ -123,7 +129,9 @@ def test_deterministic_under_a_seeded_device_generator():
     seeded = SeededBatchAugment(augment, "cpu", seed=1)
     assert torch.equal(seeded(batch, 0, 3), seeded(batch, 0, 3))
     assert not torch.equal(seeded(batch, 0, 3), seeded(batch, 1, 3))
-    assert seeded.batch_seed(0, 3) != SeededBatchAugment(augment, "cpu", seed=1, process_index=1).batch_seed(0, 3)
+    assert seeded.batch_seed(0, 3) != SeededBatchAugment(augment, "cpu", seed=1, process_index=1).batch_seed(
+        0, 3
+    )
 
 
 def test_loader_crop_draws_the_crop_like_the_fused_path():
@@ -138,7 +146,9 @@ def test_loader_crop_draws_the_crop_like_the_fused_path():
     torch.manual_seed(2)
     out = build_loader_transform("rspnet", SIZE)(clip)
     m = spec.margin
-    torch.testing.assert_close(out[..., m:-m, m:-m], clip[..., top : top + h, left : left + w], rtol=0, atol=0)
+    torch.testing.assert_close(
+        out[..., m:-m, m:-m], clip[..., top : top + h, left : left + w], rtol=0, atol=0
+    )
 
 
 def test_bad_inputs_and_settings_are_refused():
@@ -189,14 +199,39 @@ def test_pretraining_with_device_augmentation_runs_and_resumes_exactly(tmp_path,
     from hf_vssl.training.arguments import parse_args
     from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
-    common = ["--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
-              "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0", "--report_to", "none",
-              "--logging_steps", "1", "--dataset_root", str(tiny_corpus), "--pretext_task", "cvrl",
-              "--augment_on", "device", "--save_steps", "2", "--save_total_limit", "5"]
+    common = [
+        "--backbone",
+        "r21d",
+        "--width_multiplier",
+        "0.125",
+        "--num_frames",
+        "8",
+        "--image_size",
+        "32",
+        "--per_device_train_batch_size",
+        "4",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "1",
+        "--dataset_root",
+        str(tiny_corpus),
+        "--pretext_task",
+        "cvrl",
+        "--augment_on",
+        "device",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "5",
+    ]
 
     def run(out, *extra):
-        return run_pretraining(parse_args(PretrainingArguments, [*common, "--max_steps", "8",
-                                                                 "--output_dir", str(out), *extra]))
+        return run_pretraining(
+            parse_args(PretrainingArguments, [*common, "--max_steps", "8", "--output_dir", str(out), *extra])
+        )
 
     output = run(tmp_path / "run")
     expected = load_file(output / "model.safetensors")

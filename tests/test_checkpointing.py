@@ -21,14 +21,36 @@ from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
-        "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0", "--report_to", "none",
-        "--logging_steps", "1", "--pretext_task", "rotnet", "--bf16", "false"]
+TINY = [
+    "--backbone",
+    "r21d",
+    "--width_multiplier",
+    "0.125",
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+    "--per_device_train_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--pretext_task",
+    "rotnet",
+    "--bf16",
+    "false",
+]
 
 
 def _pretrain(corpus: Path, output: Path, *extra: str) -> Path:
-    return run_pretraining(parse_args(PretrainingArguments, [*TINY, "--dataset_root", str(corpus),
-                                                             "--output_dir", str(output), *extra]))
+    return run_pretraining(
+        parse_args(
+            PretrainingArguments, [*TINY, "--dataset_root", str(corpus), "--output_dir", str(output), *extra]
+        )
+    )
 
 
 class _Payload:
@@ -42,20 +64,32 @@ class _Payload:
 
 
 def _plant_pickles(folder: Path, marker: Path) -> None:
-    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin",
-                 "pytorch_model.bin", "sampler.bin", "scaler.pt"):
+    for name in (
+        "custom_checkpoint_0.pkl",
+        "random_states_0.pkl",
+        "optimizer.bin",
+        "scheduler.bin",
+        "pytorch_model.bin",
+        "sampler.bin",
+        "scaler.pt",
+    ):
         (folder / name).write_bytes(pickle.dumps(_Payload(marker)))
 
 
 def test_split_and_join_state_round_trip():
-    state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2, 3)}, 5: {"momentum_buffer": None}},
-             "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0, 5], "name": None}],
-             "nested": [torch.arange(4), {"flag": True}]}
+    state = {
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2, 3)}, 5: {"momentum_buffer": None}},
+        "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0, 5], "name": None}],
+        "nested": [torch.arange(4), {"flag": True}],
+    }
     tree, tensors = ckpt.split_state(state)
     json.dumps(tree)  # the non-tensor part is plain JSON
     back = ckpt.join_state(json.loads(json.dumps(tree)), tensors)
     assert set(back["state"]) == {0, 5}, "integer parameter ids keep their type"
-    assert torch.equal(back["state"][0]["exp_avg"], torch.ones(2, 3)) and back["state"][5]["momentum_buffer"] is None
+    assert (
+        torch.equal(back["state"][0]["exp_avg"], torch.ones(2, 3))
+        and back["state"][5]["momentum_buffer"] is None
+    )
     assert back["param_groups"][0]["betas"] == (0.9, 0.999)
     assert torch.equal(back["nested"][0], torch.arange(4)) and back["nested"][1] == {"flag": True}
     with pytest.raises(TypeError, match="without pickle"):
@@ -81,9 +115,12 @@ def _tiny_training(output_dir: Path, steps: int):
 
 def test_checkpoint_round_trip_restores_model_optimizer_schedule_and_rng(tmp_path):
     accelerator, model, optimizer, scheduler = _tiny_training(tmp_path, 3)
-    path = ckpt.write_checkpoint(accelerator, tmp_path, {"global_step": 3, "epoch": 0, "step_in_epoch": 3,
-                                                         "steps_per_epoch": 10})
-    assert path == tmp_path / "checkpoints" / "checkpoint-3" and not any((tmp_path / ckpt.STAGING_DIR).iterdir())
+    path = ckpt.write_checkpoint(
+        accelerator, tmp_path, {"global_step": 3, "epoch": 0, "step_in_epoch": 3, "steps_per_epoch": 10}
+    )
+    assert path == tmp_path / "checkpoints" / "checkpoint-3" and not any(
+        (tmp_path / ckpt.STAGING_DIR).iterdir()
+    )
     saved_model = {k: v.clone() for k, v in model.state_dict().items()}
     saved_optim = optimizer.state_dict()
     saved_lr, expected_draw = scheduler.get_last_lr(), torch.rand(3)
@@ -108,7 +145,9 @@ def test_resume_never_unpickles_a_planted_file(tmp_path, tiny_corpus):
     _plant_pickles(checkpoint, marker)
     before = load_file(output / "model.safetensors")
     (output / "model.safetensors").unlink()
-    _pretrain(tiny_corpus, output, "--max_steps", "3", "--save_steps", "1", "--resume_from_checkpoint", "latest")
+    _pretrain(
+        tiny_corpus, output, "--max_steps", "3", "--save_steps", "1", "--resume_from_checkpoint", "latest"
+    )
     assert not marker.exists(), "a planted pickle ran on resume"
     assert (output / "checkpoints" / "checkpoint-3").is_dir()
     assert load_file(output / "model.safetensors").keys() == before.keys()
@@ -121,8 +160,11 @@ def test_resume_never_unpickles_a_planted_file(tmp_path, tiny_corpus):
 def test_latest_skips_a_broken_newest_checkpoint(tmp_path, damage, caplog):
     accelerator, *_ = _tiny_training(tmp_path, 1)
     for step in (1, 2):
-        ckpt.write_checkpoint(accelerator, tmp_path, {"global_step": step, "epoch": 0, "step_in_epoch": step,
-                                                      "steps_per_epoch": 10})
+        ckpt.write_checkpoint(
+            accelerator,
+            tmp_path,
+            {"global_step": step, "epoch": 0, "step_in_epoch": step, "steps_per_epoch": 10},
+        )
     newest = tmp_path / "checkpoints" / "checkpoint-2"
     if damage == "truncated_safetensors":
         data = (newest / "model.safetensors").read_bytes()
@@ -143,8 +185,9 @@ def test_latest_skips_a_broken_newest_checkpoint(tmp_path, damage, caplog):
 
 def test_same_size_corruption_of_a_json_file_is_caught(tmp_path):
     accelerator, *_ = _tiny_training(tmp_path, 1)
-    path = ckpt.write_checkpoint(accelerator, tmp_path, {"global_step": 1, "epoch": 0, "step_in_epoch": 1,
-                                                         "steps_per_epoch": 10})
+    path = ckpt.write_checkpoint(
+        accelerator, tmp_path, {"global_step": 1, "epoch": 0, "step_in_epoch": 1, "steps_per_epoch": 10}
+    )
     text = (path / "custom_0.json").read_text()
     (path / "custom_0.json").write_text("]" + text[1:])
     assert ckpt.resolve_checkpoint(tmp_path, "latest") == (None, None)
@@ -156,7 +199,9 @@ def test_fresh_run_into_a_used_folder_refuses_unless_resuming_or_overwriting(tmp
         _pretrain(tiny_corpus, output, "--max_steps", "1", "--save_steps", "1")
     _pretrain(tiny_corpus, output, "--max_steps", "1", "--save_steps", "1", "--overwrite_output_dir")
     logs = (output / "log_history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in logs] == [1], "the earlier run's log was deleted, not appended to"
+    assert [json.loads(line)["step"] for line in logs] == [1], (
+        "the earlier run's log was deleted, not appended to"
+    )
 
 
 def _lock_in_subprocess(output_dir: Path, then: str) -> subprocess.Popen:
@@ -167,8 +212,12 @@ def _lock_in_subprocess(output_dir: Path, then: str) -> subprocess.Popen:
         print("locked", flush=True)
         {then}
     """)
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
 
 
 def test_a_second_live_run_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, caplog):
@@ -201,10 +250,25 @@ def test_recipe_refuses_a_locked_output_dir_in_one_line(tmp_path, tiny_corpus):
     holder = _lock_in_subprocess(tmp_path / "run", "time.sleep(60)")
     try:
         assert holder.stdout.readline().strip() == "locked"
-        result = subprocess.run([sys.executable, str(REPO / "recipes" / "pretrain.py"), *TINY, "--max_steps", "1",
-                                 "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / "run")],
-                                capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
-                                env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"))
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "recipes" / "pretrain.py"),
+                *TINY,
+                "--max_steps",
+                "1",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(tmp_path / "run"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -220,8 +284,9 @@ def test_a_recipe_releases_its_lock_when_it_ends(tmp_path, tiny_corpus):
     spec = importlib.util.spec_from_file_location("pretrain_recipe", REPO / "recipes" / "pretrain.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    output = recipe.main([*TINY, "--max_steps", "1", "--dataset_root", str(tiny_corpus),
-                          "--output_dir", str(tmp_path / "run")])
+    output = recipe.main(
+        [*TINY, "--max_steps", "1", "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / "run")]
+    )
     assert (output / ckpt.LOCK_FILE).read_text() == "", "released: the next run takes it without a warning"
     assert output.resolve() not in ckpt._held_locks
 

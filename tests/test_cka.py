@@ -67,7 +67,9 @@ def test_invariant_to_orthogonal_maps_and_isotropic_scaling(debiased):
     q, _ = torch.linalg.qr(torch.randn(24, 24, dtype=torch.float64))
     moved = 3.7 * x @ q
     assert linear_cka(x, moved, debiased=debiased) == pytest.approx(1.0, abs=1e-10)
-    assert linear_cka(moved, y, debiased=debiased) == pytest.approx(linear_cka(x, y, debiased=debiased), abs=1e-10)
+    assert linear_cka(moved, y, debiased=debiased) == pytest.approx(
+        linear_cka(x, y, debiased=debiased), abs=1e-10
+    )
     # The RBF bandwidth follows the median distance, so it is scale-free too.
     assert rbf_cka(moved, y, debiased=debiased) == pytest.approx(rbf_cka(x, y, debiased=debiased), abs=1e-10)
 
@@ -152,7 +154,9 @@ def test_cka_matrix_matches_pairwise_functions():
         assert torch.equal(full, full.T)
         for i in range(3):
             for j in range(3):
-                assert float(full[i, j]) == pytest.approx(linear_cka(layers[i], layers[j], debiased), abs=1e-12)
+                assert float(full[i, j]) == pytest.approx(
+                    linear_cka(layers[i], layers[j], debiased), abs=1e-12
+                )
     across = cka_matrix(layers[:2], layers, kernel="rbf")
     assert across.shape == (2, 3)
     assert float(across[1, 2]) == pytest.approx(rbf_cka(layers[1], layers[2]), abs=1e-12)
@@ -182,7 +186,11 @@ def test_minibatch_accumulates_hsic_not_cka():
             xy = xx = yy = 0.0
             for rows in batches:
                 gram_k, gram_l = fa[rows] @ fa[rows].T, fb[rows] @ fb[rows].T
-                b_xy, b_xx, b_yy = _song_hsic(gram_k, gram_l), _song_hsic(gram_k, gram_k), _song_hsic(gram_l, gram_l)
+                b_xy, b_xx, b_yy = (
+                    _song_hsic(gram_k, gram_l),
+                    _song_hsic(gram_k, gram_k),
+                    _song_hsic(gram_l, gram_l),
+                )
                 xy, xx, yy = xy + b_xy / 8, xx + b_xx / 8, yy + b_yy / 8
                 mean_of_batch_cka[i, j] += b_xy / (b_xx * b_yy) ** 0.5 / 8
             expected[i, j] = xy / (xx * yy) ** 0.5
@@ -222,8 +230,12 @@ def test_minibatch_rejects_mismatched_inputs():
 def test_constant_features_give_zero_with_a_warning():
     x = torch.randn(50, 10)
     constant = torch.full((50, 7), 3.0)
-    for fn in (lambda: linear_cka(x, constant), lambda: linear_cka(x, constant, debiased=True),
-               lambda: rbf_cka(x, constant), lambda: rbf_cka(constant, x, debiased=True)):
+    for fn in (
+        lambda: linear_cka(x, constant),
+        lambda: linear_cka(x, constant, debiased=True),
+        lambda: rbf_cka(x, constant),
+        lambda: rbf_cka(constant, x, debiased=True),
+    ):
         with pytest.warns(RuntimeWarning, match="zero self-HSIC"):
             assert fn() == 0.0
     cka = MinibatchCKA(2)
@@ -281,11 +293,17 @@ def test_gram_blocks_match_one_product(monkeypatch):
 
 
 def _conv_net():
-    return nn.Sequential(
-        nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(),
-        nn.Conv3d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv3d(6, 8, 3, stride=2, padding=1),
-    ).double().eval()
+    return (
+        nn.Sequential(
+            nn.Conv3d(3, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(4, 6, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(6, 8, 3, stride=2, padding=1),
+        )
+        .double()
+        .eval()
+    )
 
 
 def test_capture_hooks_give_the_same_map_as_features():

@@ -31,26 +31,62 @@ def _recipe():
 
 
 def _data_flags(corpus: Path) -> list[str]:
-    return ["--dataset_root", str(corpus), "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0"]
+    return [
+        "--dataset_root",
+        str(corpus),
+        "--per_device_eval_batch_size",
+        "4",
+        "--dataloader_num_workers",
+        "0",
+    ]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_corpus, tmp_path_factory) -> Path:
     """A tiny RotNet pretraining run with a checkpoint at every step (checkpoint-2 = the final model)."""
     output = tmp_path_factory.mktemp("cka_run") / "rotnet-r21d"
-    return run_pretraining(parse_args(PretrainingArguments, [
-        "--pretext_task", "rotnet", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-        "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--max_steps", "2", "--save_steps", "1", "--save_total_limit", "3",
-        "--dataset_root", str(tiny_corpus), "--output_dir", str(output),
-    ]))
+    return run_pretraining(
+        parse_args(
+            PretrainingArguments,
+            [
+                "--pretext_task",
+                "rotnet",
+                "--backbone",
+                "r21d",
+                "--width_multiplier",
+                "0.125",
+                "--num_frames",
+                "8",
+                "--image_size",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--dataloader_num_workers",
+                "0",
+                "--report_to",
+                "none",
+                "--max_steps",
+                "2",
+                "--save_steps",
+                "1",
+                "--save_total_limit",
+                "3",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(output),
+            ],
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def other_model_dir(tmp_path_factory) -> Path:
     """A different model: an R3D backbone built for another clip shape (8 frames at 40x40)."""
     path = tmp_path_factory.mktemp("cka_other") / "r3d-40"
-    VSSLModel(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=40)).save_pretrained(path)
+    VSSLModel(
+        VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=40)
+    ).save_pretrained(path)
     return path
 
 
@@ -87,8 +123,15 @@ def test_within_one_model_defaults_to_the_model_folder(run_dir, tiny_corpus):
 
 
 def test_between_two_models_with_different_clip_shapes(run_dir, other_model_dir, tiny_corpus, batches):
-    output = _recipe().main(["--model_name_or_path", str(run_dir), "--compare_to", str(other_model_dir),
-                          *_data_flags(tiny_corpus)])
+    output = _recipe().main(
+        [
+            "--model_name_or_path",
+            str(run_dir),
+            "--compare_to",
+            str(other_model_dir),
+            *_data_flags(tiny_corpus),
+        ]
+    )
     assert output == run_dir / f"cka-vs-{other_model_dir.name}", "A's own cka.json stays untouched"
     data = _read(output / "cka.json")
     _assert_png(output / "cka.png")
@@ -98,14 +141,16 @@ def test_between_two_models_with_different_clip_shapes(run_dir, other_model_dir,
     assert matrix.shape == (4, 4) and torch.isfinite(matrix).all() and (matrix.abs() <= 1 + 1e-9).all()
     assert (matrix < 1 - 1e-3).all(), "a random R3D is not the pretrained R21D"
     # Swapping the models transposes the map (B gets the 8x32 clips resized to its 40x40 either way).
-    swapped = compare_models(load_vssl_model(other_model_dir), batches, {"a": load_vssl_model(run_dir)},
-                             progress=False)["a"]
+    swapped = compare_models(
+        load_vssl_model(other_model_dir), batches, {"a": load_vssl_model(run_dir)}, progress=False
+    )["a"]
     assert torch.allclose(swapped.matrix.float(), matrix.T, atol=1e-6)
 
 
 def test_across_checkpoints_of_a_run(run_dir, tiny_corpus, tmp_path):
-    output = _recipe().main(["--checkpoints", str(run_dir), "--output_dir", str(tmp_path),
-                             *_data_flags(tiny_corpus)])
+    output = _recipe().main(
+        ["--checkpoints", str(run_dir), "--output_dir", str(tmp_path), *_data_flags(tiny_corpus)]
+    )
     summary = json.loads((output / "cka_checkpoints.json").read_text())
     assert [entry["name"] for entry in summary["checkpoints"]] == ["checkpoint-1", "checkpoint-2"]
     assert [entry["step"] for entry in summary["checkpoints"]] == [1, 2]
@@ -129,8 +174,6 @@ def test_checkpoint_folder_loads_the_run_backbone(run_dir):
         assert torch.equal(value, from_checkpoint.state_dict()[key]), key
 
 
-
-
 def test_hook_path_equals_hidden_states_path(run_dir, batches):
     model = load_vssl_model(run_dir)
     names = resolve_stage_modules(model, batches[0]["pixel_values"])
@@ -142,7 +185,9 @@ def test_hook_path_equals_hidden_states_path(run_dir, batches):
     reference = MinibatchCKA(4)
     with torch.no_grad():
         for batch in batches:
-            hidden = model.hidden_states_by_name(model(batch["pixel_values"], output_hidden_states=True).hidden_states)
+            hidden = model.hidden_states_by_name(
+                model(batch["pixel_values"], output_hidden_states=True).hidden_states
+            )
             reference.update([hidden[f"layer{i}"] for i in range(1, 5)])
     assert torch.allclose(hooked.matrix, reference.compute(), atol=1e-10)
     assert torch.allclose(plain.matrix, reference.compute(), atol=1e-10)
@@ -165,7 +210,9 @@ def test_resize_clip_and_argument_errors(run_dir, tmp_path):
     assert resize_clip(clip, 4, 40).shape == (2, 4, 3, 40, 40)
     recipe = _recipe()
     with pytest.raises(ValueError, match="not both"):
-        recipe.main(["--model_name_or_path", str(run_dir), "--compare_to", "x", "--checkpoints", str(run_dir)])
+        recipe.main(
+            ["--model_name_or_path", str(run_dir), "--compare_to", "x", "--checkpoints", str(run_dir)]
+        )
     with pytest.raises(ValueError, match="> 3"):
         recipe.main(["--model_name_or_path", str(run_dir), "--per_device_eval_batch_size", "3"])
     with pytest.raises(FileNotFoundError, match="no checkpoint folders"):

@@ -285,7 +285,9 @@ def test_short_videos_follow_the_policy_video_by_video(tmp_path):
     assert ids(loop["clips"][0]) == [*range(20), 0] and ids(pad["clips"][0]) == [*range(20), 19]
     refuse = VideoClipDataset(records, sampler, short_video="refuse")
     assert refuse[1]["index"] == 1  # the long videos are read
-    with pytest.raises(ClipTooLongError, match=r"v0\.mp4: the clip needs 21 frames but the video has only 20"):
+    with pytest.raises(
+        ClipTooLongError, match=r"v0\.mp4: the clip needs 21 frames but the video has only 20"
+    ):
         refuse[0]
     with pytest.raises(ValueError, match="short_video must be one of"):
         VideoClipDataset(records, sampler, short_video="error")
@@ -302,7 +304,11 @@ def test_evaluation_dataset_skips_bad_videos_without_substitutes(tmp_path):
     assert batch["skipped_video_ids"] == ["v2"] and batch["skipped_index"].tolist() == [2]
     assert batch["pixel_values"].shape[0] == 2
     empty = collate_clips([samples[2]])
-    assert empty["pixel_values"] is None and empty["labels"].numel() == 0 and empty["skipped_video_ids"] == ["v2"]
+    assert (
+        empty["pixel_values"] is None
+        and empty["labels"].numel() == 0
+        and empty["skipped_video_ids"] == ["v2"]
+    )
     assert dataset.skipped_videos()["corrupt"] == [{"index": 2, "video_id": "v2", "path": records[2].path}]
 
 
@@ -312,8 +318,9 @@ def test_bad_video_tolerance_does_not_depend_on_worker_count(tmp_path, num_worke
     # now a fraction of all the videos, counted in memory every worker shares.
     def run(records, **kwargs):
         dataset = VideoClipDataset(records, UniformClipSampler(4), **kwargs)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=num_workers,
-                                             collate_fn=collate_clips)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=2, num_workers=num_workers, collate_fn=collate_clips
+        )
         return dataset, [index for batch in loader for index in batch["index"].tolist()]
 
     one_bad = _records(tmp_path / "one", 10, bad={7})
@@ -352,6 +359,8 @@ def test_tracker_rule_on_counts_summed_over_ranks():
         tracker.bad(f"r{rank}", f"video{rank}.mp4", "corrupt")  # 1 of 2 on each rank: under min_seen
     sums = {key: sum(t.totals()[key] for t in ranks) for key in ("read", "corrupt", "short")}
     assert sums == {"read": 4, "corrupt": 2, "short": 0}
-    with pytest.raises(RuntimeError, match=r"2 of 4 videos could not be used \(50\.0% > max_bad_fraction=25\.0%\)"):
+    with pytest.raises(
+        RuntimeError, match=r"2 of 4 videos could not be used \(50\.0% > max_bad_fraction=25\.0%\)"
+    ):
         ranks[0].check_totals(sums["corrupt"], sums["read"])
     ranks[0].check_totals(1, 4)  # within the tolerance

@@ -28,8 +28,12 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 def _recipe_name(config: Path) -> str:
     """The recipe a config is for, from the usage line its header comment must carry."""
-    usage = re.search(rf"recipes/(\w+)\.py --config recipes/configs/{re.escape(config.name)}", config.read_text())
-    assert usage, f"{config.name}: the header comment shows no 'recipes/<recipe>.py --config {config}' usage line"
+    usage = re.search(
+        rf"recipes/(\w+)\.py --config recipes/configs/{re.escape(config.name)}", config.read_text()
+    )
+    assert usage, (
+        f"{config.name}: the header comment shows no 'recipes/<recipe>.py --config {config}' usage line"
+    )
     return usage.group(1)
 
 
@@ -44,9 +48,13 @@ def _load_recipe(name: str) -> types.ModuleType:
 
 def _arguments_class(module: types.ModuleType) -> type:
     """The recipe's arguments dataclass: the one in its namespace with a ``config`` field."""
-    found = {value for value in vars(module).values()
-             if isinstance(value, type) and dataclasses.is_dataclass(value)
-             and "config" in {f.name for f in dataclasses.fields(value)}}
+    found = {
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and dataclasses.is_dataclass(value)
+        and "config" in {f.name for f in dataclasses.fields(value)}
+    }
     assert len(found) == 1, f"{module.__file__}: expected one arguments dataclass, found {found}"
     return found.pop()
 
@@ -75,7 +83,10 @@ def test_configs_are_shipped():
 
 
 def test_configs_named_in_the_recipes_and_docs_exist():
-    texts = [p.read_text() for p in [*(REPO / "recipes").glob("*.py"), *(REPO / "docs").glob("*.md"), REPO / "README.md"]]
+    texts = [
+        p.read_text()
+        for p in [*(REPO / "recipes").glob("*.py"), *(REPO / "docs").glob("*.md"), REPO / "README.md"]
+    ]
     named = {m for text in texts for m in re.findall(r"recipes/configs/([\w.-]+\.yaml)", text)}
     assert "rspnet_r21d_k400.yaml" in named
     missing = sorted(n for n in named if not (REPO / "recipes" / "configs" / n).is_file())
@@ -101,9 +112,12 @@ def test_config_parses_with_its_recipe_and_names_its_optimizer(config):
         parsed = getattr(args, key)
         assert (parse_json_option(parsed, key) if key.endswith("_config") else parsed) == value, key
 
-    assert values.get("optimizer") in OPTIMIZERS, f"{config.name}: name the optimiser (optimizer: sgd or adamw)"
-    settings = resolve_optimizer_settings({}, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                                          weight_decay=args.weight_decay)
+    assert values.get("optimizer") in OPTIMIZERS, (
+        f"{config.name}: name the optimiser (optimizer: sgd or adamw)"
+    )
+    settings = resolve_optimizer_settings(
+        {}, optimizer=args.optimizer, learning_rate=args.learning_rate, weight_decay=args.weight_decay
+    )
     optimizer = build_optimizer(torch.nn.Linear(4, 2), settings)
     assert type(optimizer) is OPTIMIZERS[values["optimizer"]]
     if values.get("learning_rate") is not None:
@@ -111,41 +125,109 @@ def test_config_parses_with_its_recipe_and_names_its_optimizer(config):
 
     if getattr(args, "pretext_task", None):  # the task accepts the config's settings
         task = get_pretext_task_class(args.pretext_task)
-        task.settings_class.from_overrides(args.pretext_task, parse_json_option(args.pretext_config, "pretext_config"))
+        task.settings_class.from_overrides(
+            args.pretext_task, parse_json_option(args.pretext_config, "pretext_config")
+        )
 
 
-SMALL = ["--num_frames", "8", "--image_size", "32", "--per_device_train_batch_size", "4", "--max_steps", "1",
-         "--bf16", "false", "--dataloader_num_workers", "0", "--report_to", "none"]
+SMALL = [
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+    "--per_device_train_batch_size",
+    "4",
+    "--max_steps",
+    "1",
+    "--bf16",
+    "false",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+]
 
 
 @pytest.mark.slow
 def test_shipped_configs_run_one_step(tiny_corpus, tmp_path):
     """Each config through its recipe's ``main``: only the paths, sizes and budget are overridden."""
     configs = {config.stem: config for config in CONFIGS}
-    kinetics = make_synthetic_dataset(tmp_path / "kinetics400", layout="kinetics400", seed=0, num_classes=4,
-                                      videos_per_class=4, clips_per_group=2, num_frames=48, size=(48, 48))
+    kinetics = make_synthetic_dataset(
+        tmp_path / "kinetics400",
+        layout="kinetics400",
+        seed=0,
+        num_classes=4,
+        videos_per_class=4,
+        clips_per_group=2,
+        num_frames=48,
+        size=(48, 48),
+    )
 
     pretrained = tmp_path / "rspnet"
-    _load_recipe("pretrain").main(["--config", str(configs["rspnet_r21d_k400"]), "--dataset_root", str(kinetics),
-                                   "--subset_size", "16", "--width_multiplier", "0.125", *SMALL,
-                                   "--output_dir", str(pretrained)])
+    _load_recipe("pretrain").main(
+        [
+            "--config",
+            str(configs["rspnet_r21d_k400"]),
+            "--dataset_root",
+            str(kinetics),
+            "--subset_size",
+            "16",
+            "--width_multiplier",
+            "0.125",
+            *SMALL,
+            "--output_dir",
+            str(pretrained),
+        ]
+    )
     saved = json.loads((pretrained / "config.json").read_text())
     assert saved["pretext_task"] == "rspnet" and saved["pretext_config"]["queue_size"] == 16384
 
     finetuned = tmp_path / "finetuned"
-    _load_recipe("finetune").main(["--config", str(configs["finetune_ucf101"]), "--model_name_or_path",
-                                   str(pretrained), "--dataset_root", str(tiny_corpus), *SMALL,
-                                   "--per_device_eval_batch_size", "4", "--eval_clips", "1", "--eval_crops", "1",
-                                   "--do_retrieval", "false", "--output_dir", str(finetuned)])
+    _load_recipe("finetune").main(
+        [
+            "--config",
+            str(configs["finetune_ucf101"]),
+            "--model_name_or_path",
+            str(pretrained),
+            "--dataset_root",
+            str(tiny_corpus),
+            *SMALL,
+            "--per_device_eval_batch_size",
+            "4",
+            "--eval_clips",
+            "1",
+            "--eval_crops",
+            "1",
+            "--do_retrieval",
+            "false",
+            "--output_dir",
+            str(finetuned),
+        ]
+    )
     metrics = json.loads((finetuned / "metrics.json").read_text())
     assert metrics["dataset"] == "ucf101" and 0.0 <= metrics["results"]["video_top1"] <= 1.0
 
     distill = _load_recipe("distill")
     for name in sorted(n for n in configs if n.startswith("distill_")):
         student = tmp_path / name
-        distill.main(["--config", str(configs[name]), "--teachers", str(pretrained), str(pretrained),
-                      "--dataset_root", str(kinetics), "--subset_size", "16", "--width_multiplier", "0.25",
-                      *SMALL, "--output_dir", str(student)])
+        distill.main(
+            [
+                "--config",
+                str(configs[name]),
+                "--teachers",
+                str(pretrained),
+                str(pretrained),
+                "--dataset_root",
+                str(kinetics),
+                "--subset_size",
+                "16",
+                "--width_multiplier",
+                "0.25",
+                *SMALL,
+                "--output_dir",
+                str(student),
+            ]
+        )
         assert (student / "model.safetensors").is_file(), name
     ran = {"rspnet_r21d_k400", "finetune_ucf101", *(n for n in configs if n.startswith("distill_"))}
     assert ran == set(configs), f"configs without a run here: {sorted(set(configs) - ran)}"

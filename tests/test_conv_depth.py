@@ -20,8 +20,10 @@ def _weight_grads(conv: nn.Conv3d, x: torch.Tensor, bf16: bool, repeats: int) ->
     return grads
 
 
-@pytest.mark.parametrize(("kernel", "padding", "depth"), [((3, 1, 1), (1, 0, 0), 2), ((3, 3, 3), (1, 1, 1), 2),
-                                                          ((5, 1, 1), (2, 0, 0), 3)])
+@pytest.mark.parametrize(
+    ("kernel", "padding", "depth"),
+    [((3, 1, 1), (1, 0, 0), 2), ((3, 3, 3), (1, 1, 1), 2), ((5, 1, 1), (2, 0, 0), 3)],
+)
 def test_bf16_weight_gradient_at_short_depth_is_repeatable_and_right(kernel, padding, depth):
     torch.manual_seed(0)
     conv = pad_depth_explicitly(nn.Conv3d(72, 32, kernel, padding=padding, bias=False))
@@ -57,8 +59,13 @@ def test_backbones_are_built_with_explicit_depth_padding(name):
 def test_pretraining_models_use_explicit_depth_padding_throughout(task):
     from hf_vssl.pretext.modeling import VSSLForPretraining
 
-    model = VSSLForPretraining(VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32,
-                                          pretext_task=task))
+    model = VSSLForPretraining(
+        VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32, pretext_task=task)
+    )
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv3d)]
-    plain = [name for name, m in model.named_modules() if not isinstance(m, DepthPaddedConv3d) and isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1]
+    plain = [
+        name
+        for name, m in model.named_modules()
+        if not isinstance(m, DepthPaddedConv3d) and isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1
+    ]
     assert convs and not plain, plain  # PRP's decoder runs its first temporal convolution at depth 2

@@ -26,39 +26,105 @@ from hf_vssl.training.distillation import (
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_PRETRAIN = ["--width_multiplier", "0.125", "--num_frames", "8", "--per_device_train_batch_size", "4",
-                 "--dataloader_num_workers", "0", "--report_to", "none", "--max_steps", "1"]
+TINY_PRETRAIN = [
+    "--width_multiplier",
+    "0.125",
+    "--num_frames",
+    "8",
+    "--per_device_train_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--max_steps",
+    "1",
+]
 # A fixed tiny transfer set: 4 videos (one batch), centre clips, no augmentation.
-TINY_STUDENT = ["--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
-                "--subset_size", "4", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-                "--report_to", "none", "--transform_preset", "eval", "--clip_sampling", "center",
-                "--logging_steps", "1"]
+TINY_STUDENT = [
+    "--backbone",
+    "r21d",
+    "--width_multiplier",
+    "0.125",
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+    "--subset_size",
+    "4",
+    "--per_device_train_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--transform_preset",
+    "eval",
+    "--clip_sampling",
+    "center",
+    "--logging_steps",
+    "1",
+]
 
 
 def _pretrain(corpus: Path, output: Path, task: str, backbone: str, image_size: int) -> Path:
-    return run_pretraining(parse_args(PretrainingArguments, [
-        *TINY_PRETRAIN, "--pretext_task", task, "--backbone", backbone, "--image_size", str(image_size),
-        "--dataset_root", str(corpus), "--output_dir", str(output)]))
+    return run_pretraining(
+        parse_args(
+            PretrainingArguments,
+            [
+                *TINY_PRETRAIN,
+                "--pretext_task",
+                task,
+                "--backbone",
+                backbone,
+                "--image_size",
+                str(image_size),
+                "--dataset_root",
+                str(corpus),
+                "--output_dir",
+                str(output),
+            ],
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def teacher_dirs(tiny_corpus, tmp_path_factory) -> list[Path]:
     """Two pretraining checkpoints: RotNet R21D at 8x32 and VCOP R3D at 8x40 (another clip shape)."""
     root = tmp_path_factory.mktemp("teachers")
-    return [_pretrain(tiny_corpus, root / "rotnet-r21d", "rotnet", "r21d", 32),
-            _pretrain(tiny_corpus, root / "vcop-r3d", "vcop", "r3d", 40)]
+    return [
+        _pretrain(tiny_corpus, root / "rotnet-r21d", "rotnet", "r21d", 32),
+        _pretrain(tiny_corpus, root / "vcop-r3d", "vcop", "r3d", 40),
+    ]
 
 
 def _classifier_teacher(path: Path, labels: list[str]) -> Path:
-    config = VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=40,
-                        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    config = VSSLConfig(
+        backbone="r3d",
+        width_multiplier=0.125,
+        num_frames=8,
+        image_size=40,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     VSSLForVideoClassification(config).save_pretrained(path)
     return path
 
 
 def _args(corpus: Path, output: Path, teachers, *extra: str) -> DistillationArguments:
-    return parse_args(DistillationArguments, ["--teachers", *map(str, teachers), *TINY_STUDENT,
-                                              "--dataset_root", str(corpus), "--output_dir", str(output), *extra])
+    return parse_args(
+        DistillationArguments,
+        [
+            "--teachers",
+            *map(str, teachers),
+            *TINY_STUDENT,
+            "--dataset_root",
+            str(corpus),
+            "--output_dir",
+            str(output),
+            *extra,
+        ],
+    )
 
 
 def _logs(output: Path) -> list[dict]:
@@ -90,8 +156,9 @@ def test_two_teachers_of_different_backbones(teacher_dirs, tiny_corpus, tmp_path
 
     monkeypatch.setattr(distillation, "load_teacher", recording_load_teacher)
 
-    output = run_distillation(_args(tiny_corpus, tmp_path / "student", teacher_dirs,
-                                    "--max_steps", "6", "--save_steps", "3"))
+    output = run_distillation(
+        _args(tiny_corpus, tmp_path / "student", teacher_dirs, "--max_steps", "6", "--save_steps", "3")
+    )
     logs = _logs(output)
     assert [entry["step"] for entry in logs] == list(range(1, 7))
     losses = [entry["loss"] for entry in logs]
@@ -130,9 +197,12 @@ def test_resume_repeats_the_interrupted_step(teacher_dirs, tiny_corpus, tmp_path
     assert step3["step"] == 3
     # Lose the last step, as if killed after checkpoint-2, then resume.
     shutil.rmtree(output / "checkpoints" / "checkpoint-3")
-    (output / "log_history.jsonl").write_text("".join(
-        json.dumps(entry) + "\n" for entry in _logs(output)[:2]))
-    run_distillation(_args(tiny_corpus, output, teacher_dirs[:1], *extra, "--resume_from_checkpoint", "latest"))
+    (output / "log_history.jsonl").write_text(
+        "".join(json.dumps(entry) + "\n" for entry in _logs(output)[:2])
+    )
+    run_distillation(
+        _args(tiny_corpus, output, teacher_dirs[:1], *extra, "--resume_from_checkpoint", "latest")
+    )
     resumed = _logs(output)
     assert [entry["step"] for entry in resumed] == [1, 2, 3]
     assert resumed[-1]["loss"] == pytest.approx(step3["loss"], rel=1e-5, abs=1e-6)
@@ -141,10 +211,23 @@ def test_resume_repeats_the_interrupted_step(teacher_dirs, tiny_corpus, tmp_path
 def test_logit_distillation_from_a_classification_teacher(teacher_dirs, tiny_corpus, tmp_path):
     labels = ["a", "b", "c", "d"]
     classifier_teacher = _classifier_teacher(tmp_path / "cls-r3d", labels)
-    output = run_distillation(_args(
-        tiny_corpus, tmp_path / "student", [teacher_dirs[0], classifier_teacher],
-        "--student_name_or_path", str(teacher_dirs[0]), "--max_steps", "2", "--save_steps", "2",
-        "--feature_loss", "mse", "--projector", "linear"))
+    output = run_distillation(
+        _args(
+            tiny_corpus,
+            tmp_path / "student",
+            [teacher_dirs[0], classifier_teacher],
+            "--student_name_or_path",
+            str(teacher_dirs[0]),
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--feature_loss",
+            "mse",
+            "--projector",
+            "linear",
+        )
+    )
     logs = _logs(output)
     assert math.isfinite(logs[-1]["logit_loss"]) and logs[-1]["logit_loss"] >= 0
     assert "logit_loss_t1" in logs[-1] and "logit_loss_t0" not in logs[-1]
@@ -158,15 +241,20 @@ def test_logit_distillation_from_a_classification_teacher(teacher_dirs, tiny_cor
     # Teachers with heads over different label sets cannot share one student head.
     other = _classifier_teacher(tmp_path / "cls-3", ["x", "y", "z"])
     with pytest.raises(ValueError, match="different label sets"):
-        run_distillation(_args(tiny_corpus, tmp_path / "refused", [classifier_teacher, other], "--max_steps", "1"))
+        run_distillation(
+            _args(tiny_corpus, tmp_path / "refused", [classifier_teacher, other], "--max_steps", "1")
+        )
     assert not (tmp_path / "refused").exists(), "refused before anything ran"
 
 
 def test_nonfinite_loss_stops_the_run(teacher_dirs, tiny_corpus, tmp_path, monkeypatch):
     from hf_vssl.distill import student as student_module
 
-    monkeypatch.setattr(student_module, "feature_distillation_loss",
-                        lambda student, teacher, kind: (student.sum() * float("nan")))
+    monkeypatch.setattr(
+        student_module,
+        "feature_distillation_loss",
+        lambda student, teacher, kind: student.sum() * float("nan"),
+    )
     with pytest.raises(NonFiniteLossError, match="NaN"):
         run_distillation(_args(tiny_corpus, tmp_path / "nan", teacher_dirs[:1], "--max_steps", "1"))
 
@@ -179,8 +267,11 @@ def test_argument_errors_and_presets(tiny_corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--teachers .*missing: no such file or folder"):
         run_distillation(_args(tiny_corpus, tmp_path, [tmp_path / "missing"]))
     presets = sorted((REPO / "recipes" / "configs").glob("distill_*.yaml"))
-    assert [p.name for p in presets] == ["distill_spatial_temporal.yaml", "distill_two_backbones.yaml",
-                                         "distill_two_datasets.yaml"]
+    assert [p.name for p in presets] == [
+        "distill_spatial_temporal.yaml",
+        "distill_two_backbones.yaml",
+        "distill_two_datasets.yaml",
+    ]
     for preset in presets:
         args = parse_args(DistillationArguments, ["--config", str(preset), "--teachers", "a", "b"])
         assert args.teachers == ["a", "b"] and args.num_frames == 16 and args.image_size == 112

@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = sorted([*(p for folder in ("hf_vssl", "recipes", "scripts", "spaces", "benchmarks", "tests")
-                    for p in (REPO / folder).rglob("*.py")),
-                  *(REPO / "recipes" / "configs").glob("*.yaml")])
+SOURCES = sorted(
+    [
+        *(
+            p
+            for folder in ("hf_vssl", "recipes", "scripts", "spaces", "benchmarks", "tests")
+            for p in (REPO / folder).rglob("*.py")
+        ),
+        *(REPO / "recipes" / "configs").glob("*.yaml"),
+    ]
+)
 CITATION = re.compile(r"docs/([\w/.-]+\.md)(?:#([\w-]+))?")
 
 
@@ -21,8 +28,11 @@ def _anchors(page: Path) -> set[str]:
 
 
 def _citations() -> list[tuple[str, str, str | None]]:
-    return [(str(path.relative_to(REPO)), page, anchor)
-            for path in SOURCES for page, anchor in CITATION.findall(path.read_text())]
+    return [
+        (str(path.relative_to(REPO)), page, anchor)
+        for path in SOURCES
+        for page, anchor in CITATION.findall(path.read_text())
+    ]
 
 
 def test_code_cites_the_docs_pages():
@@ -39,6 +49,9 @@ def test_cited_page_and_section_exist(source, page, anchor):
 
 
 def test_no_citation_of_files_outside_the_repository():
-    offenders = [str(p.relative_to(REPO)) for p in SOURCES
-                 if p != Path(__file__).resolve() and re.search(r"\b(REFERENCE|DESIGN)\.md\b", p.read_text())]
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in SOURCES
+        if p != Path(__file__).resolve() and re.search(r"\b(REFERENCE|DESIGN)\.md\b", p.read_text())
+    ]
     assert not offenders

@@ -28,14 +28,32 @@ from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
-TINY = ["--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--eval_clips", "1", "--max_steps", "1", "--num_frames", "8", "--image_size", "32"]
+TINY = [
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--eval_clips",
+    "1",
+    "--max_steps",
+    "1",
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+]
 SCRATCH = [*TINY, "--init", "random", "--backbone", "r21d", "--width_multiplier", "0.125"]
 
 
 def _tiny_classifier(num_labels: int = 4, width: float = 0.125) -> VSSLForVideoClassification:
     config = VSSLConfig(backbone="r21d", width_multiplier=width, num_frames=8, image_size=32)
-    return VSSLForVideoClassification(config.for_classification({i: f"c{i}" for i in range(num_labels)})).eval()
+    return VSSLForVideoClassification(
+        config.for_classification({i: f"c{i}" for i in range(num_labels)})
+    ).eval()
 
 
 @pytest.fixture
@@ -57,15 +75,27 @@ def _records(root: Path) -> list[VideoRecord]:
 @pytest.fixture(scope="module")
 def kinetics(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("k400") / "kinetics400"
-    return make_synthetic_dataset(root, layout="kinetics400", seed=0, num_classes=2, videos_per_class=4,
-                                  clips_per_group=2, num_frames=24, size=(40, 40))
+    return make_synthetic_dataset(
+        root,
+        layout="kinetics400",
+        seed=0,
+        num_classes=2,
+        videos_per_class=4,
+        clips_per_group=2,
+        num_frames=24,
+        size=(40, 40),
+    )
 
 
 def test_kinetics_evaluates_on_val_by_default_and_refuses_the_unlabelled_test(kinetics, tmp_path):
     base = [*SCRATCH, "--dataset", "kinetics400", "--dataset_root", str(kinetics)]
     with pytest.raises(UnlabelledSplitError, match="test"):
-        run_finetuning(parse_args(FinetuningArguments, [*base, "--eval_split", "test",
-                                                        "--output_dir", str(tmp_path / "refused")]))
+        run_finetuning(
+            parse_args(
+                FinetuningArguments,
+                [*base, "--eval_split", "test", "--output_dir", str(tmp_path / "refused")],
+            )
+        )
     assert not (tmp_path / "refused" / "config.json").exists()  # refused before training
     out = run_finetuning(parse_args(FinetuningArguments, [*base, "--output_dir", str(tmp_path / "run")]))
     assert json.loads((out / "metrics.json").read_text())["dataset_split"] == "val"
@@ -80,9 +110,22 @@ def test_ucf101_label_space_and_skipped_test_videos(ucf_copy, tmp_path):
     class_index.write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate([*names, "ExtraOne", "ExtraTwo"])))
     broken = _records(ucf_copy)[0]
     Path(broken.path).write_bytes(Path(broken.path).read_bytes()[:300])  # a truncated test video
-    out = run_finetuning(parse_args(FinetuningArguments, [
-        *SCRATCH, "--dataset", "ucf101", "--dataset_root", str(ucf_copy), "--max_bad_fraction", "0.5",
-        "--output_dir", str(tmp_path / "run")]))
+    out = run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *SCRATCH,
+                "--dataset",
+                "ucf101",
+                "--dataset_root",
+                str(ucf_copy),
+                "--max_bad_fraction",
+                "0.5",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ],
+        )
+    )
     config = VSSLConfig.from_pretrained(out)
     assert config.num_labels == len(names) + 2  # classInd.txt's classes, not the labels seen
     assert config.id2label[len(names) + 1] == "ExtraTwo"
@@ -110,8 +153,11 @@ def test_a_failing_test_loses_no_training(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(finetuning, "evaluate_classifier", broken_test)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="evaluation crashed"):
-        run_finetuning(parse_args(FinetuningArguments, [*SCRATCH, "--dataset_root", str(tiny_corpus),
-                                                        "--output_dir", str(out)]))
+        run_finetuning(
+            parse_args(
+                FinetuningArguments, [*SCRATCH, "--dataset_root", str(tiny_corpus), "--output_dir", str(out)]
+            )
+        )
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
 
 
@@ -135,8 +181,13 @@ def test_short_video_is_a_flag_of_every_recipe():
     from hf_vssl.analysis.robustness import RobustnessArguments
     from hf_vssl.training.distillation import DistillationArguments
 
-    for kind in (FinetuningArguments, PretrainingArguments, DistillationArguments, RobustnessArguments,
-                 CKAArguments):
+    for kind in (
+        FinetuningArguments,
+        PretrainingArguments,
+        DistillationArguments,
+        RobustnessArguments,
+        CKAArguments,
+    ):
         assert parse_args(kind, ["--short_video", "pad"]).short_video == "pad"
         with pytest.raises(ValueError, match="--short_video"):
             parse_args(kind, ["--short_video", "wrap"])
@@ -176,9 +227,20 @@ def test_config_that_does_not_match_the_weights_is_refused(tiny_corpus, tmp_path
     config["width_multiplier"] = 0.25
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"do not match its config\.json"):
-        run_finetuning(parse_args(FinetuningArguments, [*TINY, "--model_name_or_path", str(folder),
-                                                        "--dataset_root", str(tiny_corpus),
-                                                        "--output_dir", str(tmp_path / "run")]))
+        run_finetuning(
+            parse_args(
+                FinetuningArguments,
+                [
+                    *TINY,
+                    "--model_name_or_path",
+                    str(folder),
+                    "--dataset_root",
+                    str(tiny_corpus),
+                    "--output_dir",
+                    str(tmp_path / "run"),
+                ],
+            )
+        )
     with pytest.raises(ValueError, match=r"do not match its config\.json"):
         load_vssl_model(folder)
 
@@ -187,19 +249,60 @@ def test_config_that_does_not_match_the_weights_is_refused(tiny_corpus, tmp_path
 
 
 def test_finetuned_model_keeps_the_pretraining_provenance(tiny_corpus, tmp_path):
-    pretrained = run_pretraining(parse_args(PretrainingArguments, [
-        "--pretext_task", "rotnet", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-        "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--max_steps", "1", "--dataset_root", str(tiny_corpus), "--subset_size", "16",
-        "--output_dir", str(tmp_path / "pre")]))
-    out = run_finetuning(parse_args(FinetuningArguments, [
-        *TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus),
-        "--output_dir", str(tmp_path / "ft")]))
+    pretrained = run_pretraining(
+        parse_args(
+            PretrainingArguments,
+            [
+                "--pretext_task",
+                "rotnet",
+                "--backbone",
+                "r21d",
+                "--width_multiplier",
+                "0.125",
+                "--num_frames",
+                "8",
+                "--image_size",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--dataloader_num_workers",
+                "0",
+                "--report_to",
+                "none",
+                "--max_steps",
+                "1",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--subset_size",
+                "16",
+                "--output_dir",
+                str(tmp_path / "pre"),
+            ],
+        )
+    )
+    out = run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *TINY,
+                "--model_name_or_path",
+                str(pretrained),
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(tmp_path / "ft"),
+            ],
+        )
+    )
     config = VSSLConfig.from_pretrained(out)
     assert config.pretext_task is None
     first, last = config.provenance
-    assert (first["stage"], first["pretext_task"], first["subset_size"], first["steps"]) == ("pretraining",
-                                                                                               "rotnet", 16, 1)
+    assert (first["stage"], first["pretext_task"], first["subset_size"], first["steps"]) == (
+        "pretraining",
+        "rotnet",
+        16,
+        1,
+    )
     assert (last["stage"], last["base_model"]) == ("finetune", str(pretrained))
     assert "Rot" in (out / "README.md").read_text().split("Pretext task", 1)[1].split("\n", 1)[0]
 
@@ -211,13 +314,40 @@ def test_one_short_video_no_longer_refuses_a_pretraining(tiny_corpus, tmp_path):
     root = tmp_path / "ucf101"
     shutil.copytree(tiny_corpus, root)
     first = load_records("ucf101", str(root), "train")[0]  # (no recorded lengths: the probe opens files)
-    encode_video(torch.zeros(4, 3, 48, 48, dtype=torch.uint8), first.path, fps=25)  # 4 frames < an 8-frame clip
-    base = ["--pretext_task", "rotnet", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-            "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-            "--report_to", "none", "--max_steps", "1", "--dataset", "ucf101", "--dataset_root", str(root)]
+    encode_video(
+        torch.zeros(4, 3, 48, 48, dtype=torch.uint8), first.path, fps=25
+    )  # 4 frames < an 8-frame clip
+    base = [
+        "--pretext_task",
+        "rotnet",
+        "--backbone",
+        "r21d",
+        "--width_multiplier",
+        "0.125",
+        "--num_frames",
+        "8",
+        "--image_size",
+        "32",
+        "--per_device_train_batch_size",
+        "4",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+        "--max_steps",
+        "1",
+        "--dataset",
+        "ucf101",
+        "--dataset_root",
+        str(root),
+    ]
     with pytest.raises(ValueError, match="--short_video refuse"):
-        run_pretraining(parse_args(PretrainingArguments, [*base, "--short_video", "refuse",
-                                                          "--output_dir", str(tmp_path / "refused")]))
+        run_pretraining(
+            parse_args(
+                PretrainingArguments,
+                [*base, "--short_video", "refuse", "--output_dir", str(tmp_path / "refused")],
+            )
+        )
     out = run_pretraining(parse_args(PretrainingArguments, [*base, "--output_dir", str(tmp_path / "skip")]))
     assert (out / "model.safetensors").is_file()
 
@@ -229,9 +359,26 @@ def test_robustness_reports_skipped_videos_and_refuses_a_mismatched_config(ucf_c
     _tiny_classifier().save_pretrained(folder)
     broken = _records(ucf_copy)[2]
     Path(broken.path).write_bytes(b"not a video")
-    args = ["--model_name_or_path", str(folder), "--dataset", "ucf101", "--dataset_root", str(ucf_copy),
-            "--noises", "gaussian", "--severities", "1", "--eval_clips", "1", "--max_bad_fraction", "0.5",
-            "--per_device_eval_batch_size", "4", "--output_dir", str(tmp_path / "out")]
+    args = [
+        "--model_name_or_path",
+        str(folder),
+        "--dataset",
+        "ucf101",
+        "--dataset_root",
+        str(ucf_copy),
+        "--noises",
+        "gaussian",
+        "--severities",
+        "1",
+        "--eval_clips",
+        "1",
+        "--max_bad_fraction",
+        "0.5",
+        "--per_device_eval_batch_size",
+        "4",
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     out = run_robustness(parse_args(RobustnessArguments, args))
     report = json.loads((out / "robustness.json").read_text())
     assert report["dataset_split"] == "test"
@@ -250,17 +397,39 @@ def test_two_ranks_score_each_video_once_and_agree_with_one(ucf_copy, tmp_path):
     folder = tmp_path / "classifier"
     model = _tiny_classifier()
     model.save_pretrained(folder)
-    alone = evaluate_classifier(model, build_eval_dataset(records[:count], 8, 32, num_clips=1, max_bad_fraction=0.5))
+    alone = evaluate_classifier(
+        model, build_eval_dataset(records[:count], 8, 32, num_clips=1, max_bad_fraction=0.5)
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     out = tmp_path / "two_ranks.json"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(port), str(repo / "tests" / "_dist_evaluate.py"), str(out), str(folder), str(ucf_copy), str(count)]
-    result = subprocess.run(command, check=False, env=env, cwd=repo, capture_output=True, text=True, timeout=240)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        str(repo / "tests" / "_dist_evaluate.py"),
+        str(out),
+        str(folder),
+        str(ucf_copy),
+        str(count),
+    ]
+    result = subprocess.run(
+        command, check=False, env=env, cwd=repo, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     both = json.loads(out.read_text())
     assert both["num_videos"] == alone.num_videos == count - 1
@@ -272,9 +441,25 @@ def test_training_loop_checks_the_bad_video_tolerance_at_every_epoch_end(tiny_co
     from hf_vssl.training import loop
 
     seen = []
-    monkeypatch.setattr(loop, "check_bad_videos", lambda dataset, accelerator: seen.append(type(dataset).__name__))
+    monkeypatch.setattr(
+        loop, "check_bad_videos", lambda dataset, accelerator: seen.append(type(dataset).__name__)
+    )
     at = SCRATCH.index("--max_steps")
-    args = SCRATCH[:at] + SCRATCH[at + 2:]
-    run_finetuning(parse_args(FinetuningArguments, [*args, "--dataset_root", str(tiny_corpus), "--subset_size", "8",
-                                                    "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run")]))
+    args = SCRATCH[:at] + SCRATCH[at + 2 :]
+    run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *args,
+                "--dataset_root",
+                str(tiny_corpus),
+                "--subset_size",
+                "8",
+                "--num_train_epochs",
+                "2",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ],
+        )
+    )
     assert seen == ["VideoClipDataset"] * 2  # after epoch 0, and after the last one (the run's end)

@@ -16,26 +16,77 @@ from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
-TINY = ["--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--logging_steps", "1", "--eval_clips", "2"]
+TINY = [
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--eval_clips",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
 def pretrained(tiny_corpus, tmp_path_factory) -> Path:
     """A tiny RotNet pretraining checkpoint (2 steps)."""
     out = tmp_path_factory.mktemp("pretrained") / "rotnet"
-    return run_pretraining(parse_args(PretrainingArguments, [
-        "--pretext_task", "rotnet", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-        "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--max_steps", "2", "--dataset_root", str(tiny_corpus), "--output_dir", str(out)]))
+    return run_pretraining(
+        parse_args(
+            PretrainingArguments,
+            [
+                "--pretext_task",
+                "rotnet",
+                "--backbone",
+                "r21d",
+                "--width_multiplier",
+                "0.125",
+                "--num_frames",
+                "8",
+                "--image_size",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--dataloader_num_workers",
+                "0",
+                "--report_to",
+                "none",
+                "--max_steps",
+                "2",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(out),
+            ],
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def finetuned(pretrained, tiny_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("finetuned") / "run"
-    return run_finetuning(parse_args(FinetuningArguments, [
-        *TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus), "--output_dir", str(out),
-        "--max_steps", "3", "--do_retrieval"]))
+    return run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *TINY,
+                "--model_name_or_path",
+                str(pretrained),
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "3",
+                "--do_retrieval",
+            ],
+        )
+    )
 
 
 def _backbone_state(path: Path) -> dict[str, torch.Tensor]:
@@ -77,9 +128,24 @@ def test_finetune_from_pretraining_checkpoint(finetuned, pretrained):
 
 
 def test_linear_probe_freezes_backbone_and_batch_norm_statistics(pretrained, tiny_corpus, tmp_path):
-    out = run_finetuning(parse_args(FinetuningArguments, [
-        *TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus),
-        "--output_dir", str(tmp_path / "probe"), "--mode", "linear_probe", "--max_steps", "3"]))
+    out = run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *TINY,
+                "--model_name_or_path",
+                str(pretrained),
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(tmp_path / "probe"),
+                "--mode",
+                "linear_probe",
+                "--max_steps",
+                "3",
+            ],
+        )
+    )
     start = _backbone_state(pretrained)
     end = _backbone_state(out)
     assert set(start) == set(end)
@@ -93,9 +159,24 @@ def test_linear_probe_freezes_backbone_and_batch_norm_statistics(pretrained, tin
 
 def test_mismatched_label_count_gets_a_fresh_head_with_a_warning(finetuned, tiny_corpus, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_vssl.training.finetuning"):
-        out = run_finetuning(parse_args(FinetuningArguments, [
-            *TINY, "--model_name_or_path", str(finetuned), "--dataset_root", str(tiny_corpus),
-            "--label_set", "appearance", "--output_dir", str(tmp_path / "appearance"), "--max_steps", "1"]))
+        out = run_finetuning(
+            parse_args(
+                FinetuningArguments,
+                [
+                    *TINY,
+                    "--model_name_or_path",
+                    str(finetuned),
+                    "--dataset_root",
+                    str(tiny_corpus),
+                    "--label_set",
+                    "appearance",
+                    "--output_dir",
+                    str(tmp_path / "appearance"),
+                    "--max_steps",
+                    "1",
+                ],
+            )
+        )
     assert "freshly initialised" in caplog.text and "4 labels" in caplog.text
     config = json.loads((out / "config.json").read_text())
     assert len(config["id2label"]) == 10 and config["id2label"]["0"] != "move_left"
@@ -113,8 +194,25 @@ def _ucf_copy(tiny_corpus: Path, tmp_path: Path) -> Path:
 def test_empty_or_missing_test_split_stops_before_training(tiny_corpus, tmp_path):
     root = _ucf_copy(tiny_corpus, tmp_path)
     (root / "ucfTrainTestlist" / "testlist01.txt").write_text("")
-    args = [*TINY, "--init", "random", "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
-            "--image_size", "32", "--dataset", "ucf101", "--dataset_root", str(root), "--max_steps", "1"]
+    args = [
+        *TINY,
+        "--init",
+        "random",
+        "--backbone",
+        "r21d",
+        "--width_multiplier",
+        "0.125",
+        "--num_frames",
+        "8",
+        "--image_size",
+        "32",
+        "--dataset",
+        "ucf101",
+        "--dataset_root",
+        str(root),
+        "--max_steps",
+        "1",
+    ]
     with pytest.raises(ValueError, match=r"split 'test'.*no videos"):
         run_finetuning(parse_args(FinetuningArguments, [*args, "--output_dir", str(tmp_path / "a")]))
     (root / "ucfTrainTestlist" / "testlist01.txt").unlink()
@@ -124,17 +222,41 @@ def test_empty_or_missing_test_split_stops_before_training(tiny_corpus, tmp_path
 
 
 def test_input_the_backbone_cannot_take_is_refused_before_training(pretrained, tiny_corpus, tmp_path):
-    args = [*TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus),
-            "--output_dir", str(tmp_path / "run"), "--image_size", "8", "--max_steps", "1"]
+    args = [
+        *TINY,
+        "--model_name_or_path",
+        str(pretrained),
+        "--dataset_root",
+        str(tiny_corpus),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--image_size",
+        "8",
+        "--max_steps",
+        "1",
+    ]
     with pytest.raises(ValueError, match=r"--image_size 8.*at least"):
         run_finetuning(parse_args(FinetuningArguments, args))
     assert not (tmp_path / "run").exists()
 
 
 def test_retrieval_mode_needs_no_training(pretrained, tiny_corpus, tmp_path):
-    out = run_finetuning(parse_args(FinetuningArguments, [
-        *TINY, "--model_name_or_path", str(pretrained), "--dataset_root", str(tiny_corpus),
-        "--output_dir", str(tmp_path / "retrieval"), "--mode", "retrieval"]))
+    out = run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                *TINY,
+                "--model_name_or_path",
+                str(pretrained),
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(tmp_path / "retrieval"),
+                "--mode",
+                "retrieval",
+            ],
+        )
+    )
     report = json.loads((out / "retrieval.json").read_text())
     values = [report["retrieval"][f"top{k}"] for k in (1, 5, 10, 20)]
     assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)

@@ -40,14 +40,24 @@ TINY = {"backbone": "r21d", "width_multiplier": 0.125, "num_frames": 8, "image_s
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def _metrics(dataset="ucf101", mode="finetune", top1=0.5, base_model="org/rspnet-r21d-k400-50k"):
-    return {"task": "video-classification", "dataset": dataset, "dataset_split": "test", "fold": 1,
-            "label_set": None, "mode": mode, "base_model": base_model, "num_train_epochs": 3.0,
-            "results": {"clip_top1": top1, "clip_top5": 0.8, "video_top1": 0.55, "video_top5": 0.85},
-            "retrieval": {"top1": 0.3, "top5": 0.4, "top10": 0.5, "top20": 0.6}}
+    return {
+        "task": "video-classification",
+        "dataset": dataset,
+        "dataset_split": "test",
+        "fold": 1,
+        "label_set": None,
+        "mode": mode,
+        "base_model": base_model,
+        "num_train_epochs": 3.0,
+        "results": {"clip_top1": top1, "clip_top5": 0.8, "video_top1": 0.55, "video_top5": 0.85},
+        "retrieval": {"top1": 0.3, "top5": 0.4, "top10": 0.5, "top20": 0.6},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +69,37 @@ def pretrained_dir(tmp_path_factory) -> Path:
     config.pretext_config = model.pretext.settings.to_dict()  # resolved settings, as the recipe records
     model.save_pretrained(folder)
     VSSLVideoProcessor.for_clip(8, 32, 1).save_pretrained(folder)
-    args = {"output_dir": str(folder), "pretext_task": "rspnet", "backbone": "r21d", "width_multiplier": 0.125,
-            "num_frames": 8, "image_size": 32, "frame_stride": 1, "dataset": "synthetic",
-            "dataset_root": "/data/private", "dataset_split": "train", "subset_size": 8, "subset_seed": 0,
-            "per_device_train_batch_size": 4, "num_train_epochs": 2.0, "max_steps": 2, "seed": 42, "bf16": True}
+    args = {
+        "output_dir": str(folder),
+        "pretext_task": "rspnet",
+        "backbone": "r21d",
+        "width_multiplier": 0.125,
+        "num_frames": 8,
+        "image_size": 32,
+        "frame_stride": 1,
+        "dataset": "synthetic",
+        "dataset_root": "/data/private",
+        "dataset_split": "train",
+        "subset_size": 8,
+        "subset_seed": 0,
+        "per_device_train_batch_size": 4,
+        "num_train_epochs": 2.0,
+        "max_steps": 2,
+        "seed": 42,
+        "bf16": True,
+    }
     (folder / "training_args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
-    (folder / "subset_ids.json").write_text(json.dumps(
-        {"version": 1, "size": 8, "seed": 0, "class_counts": {"MoveLeft": 4, "MoveRight": 4},
-         "ids": [f"v{i}" for i in range(8)]}))
+    (folder / "subset_ids.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "size": 8,
+                "seed": 0,
+                "class_counts": {"MoveLeft": 4, "MoveRight": 4},
+                "ids": [f"v{i}" for i in range(8)],
+            }
+        )
+    )
     (folder / "checkpoints" / "step-2").mkdir(parents=True)
     (folder / "checkpoints" / "step-2" / "optimizer.bin").write_bytes(b"pickled optimizer state")
     return folder
@@ -75,8 +108,12 @@ def pretrained_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def classifier_dir(tmp_path) -> Path:
     folder = tmp_path / "rspnet-r21d-synthetic-ucf101"
-    config = VSSLConfig(**TINY, pretext_task="rspnet", pretext_config={"temperature": 0.07},
-                        id2label={0: "MoveLeft", 1: "MoveRight"})
+    config = VSSLConfig(
+        **TINY,
+        pretext_task="rspnet",
+        pretext_config={"temperature": 0.07},
+        id2label={0: "MoveLeft", 1: "MoveRight"},
+    )
     VSSLForVideoClassification(config).save_pretrained(folder)
     VSSLVideoProcessor.for_clip(8, 32, 1).save_pretrained(folder)
     return folder
@@ -87,16 +124,39 @@ def reports_dir(tmp_path) -> Path:
     """robustness.json/.md/.png and cka.json/.png as the robustness and CKA recipes write them."""
     folder = tmp_path / "reports"
     folder.mkdir()
-    cells = [{"noise": noise, "severity": s, "top1": top1, "relative_decrease": 1 - top1 / 0.78,
-              "relative_robustness": top1 / 0.78} for noise, top1 in (("gaussian", 0.39), ("shot", 0.6)) for s in (1, 2)]
-    average = {"gaussian": {"top1": 0.39, "relative_decrease": 0.5, "relative_robustness": 0.5},
-               "shot": {"top1": 0.6, "relative_decrease": 0.23, "relative_robustness": 0.77}}
-    (folder / "robustness.json").write_text(json.dumps(
-        {"dataset": "ucf101", "preset": "video-p", "clean_top1": 0.78, "cells": cells, "average": average}))
+    cells = [
+        {
+            "noise": noise,
+            "severity": s,
+            "top1": top1,
+            "relative_decrease": 1 - top1 / 0.78,
+            "relative_robustness": top1 / 0.78,
+        }
+        for noise, top1 in (("gaussian", 0.39), ("shot", 0.6))
+        for s in (1, 2)
+    ]
+    average = {
+        "gaussian": {"top1": 0.39, "relative_decrease": 0.5, "relative_robustness": 0.5},
+        "shot": {"top1": 0.6, "relative_decrease": 0.23, "relative_robustness": 0.77},
+    }
+    (folder / "robustness.json").write_text(
+        json.dumps(
+            {"dataset": "ucf101", "preset": "video-p", "clean_top1": 0.78, "cells": cells, "average": average}
+        )
+    )
     (folder / "robustness.md").write_text("| noise | severity | top-1 |\n")
     (folder / "robustness.png").write_bytes(b"\x89PNG\r\n\x1a\nrobustness")
-    (folder / "cka.json").write_text(json.dumps({"model_a": "a", "model_b": "b", "layers_a": ["l1", "l2"],
-                                                 "layers_b": ["l1", "l2"], "matrix": [[1.0, 0.5], [0.5, 1.0]]}))
+    (folder / "cka.json").write_text(
+        json.dumps(
+            {
+                "model_a": "a",
+                "model_b": "b",
+                "layers_a": ["l1", "l2"],
+                "layers_b": ["l1", "l2"],
+                "matrix": [[1.0, 0.5], [0.5, 1.0]],
+            }
+        )
+    )
     (folder / "cka.png").write_bytes(b"\x89PNG\r\n\x1a\ncka")
     return folder
 
@@ -140,10 +200,22 @@ def test_pretrained_card(pretrained_dir, tmp_path):
 
 
 def test_finetuned_card_holds_every_result(classifier_dir, reports_dir):
-    card = assemble_reports(classifier_dir, metrics=_metrics(), robustness_dir=reports_dir, cka_dir=reports_dir,
-                            repo_id="org/rspnet-r21d-synthetic-ucf101")
-    for name in ("metrics.json", "robustness.json", "robustness.md", "robustness.png", "cka.json", "cka.png",
-                 "README.md"):
+    card = assemble_reports(
+        classifier_dir,
+        metrics=_metrics(),
+        robustness_dir=reports_dir,
+        cka_dir=reports_dir,
+        repo_id="org/rspnet-r21d-synthetic-ucf101",
+    )
+    for name in (
+        "metrics.json",
+        "robustness.json",
+        "robustness.md",
+        "robustness.png",
+        "cka.json",
+        "cka.png",
+        "README.md",
+    ):
         assert (classifier_dir / name).is_file(), name
     data = ModelCard.load(classifier_dir / "README.md").data
     assert data.pipeline_tag == "video-classification"
@@ -161,19 +233,30 @@ def test_finetuned_card_holds_every_result(classifier_dir, reports_dir):
     assert len(values) == 4 + 4 + 1 + 2 * 2 + 4 * 2
     assert "![Accuracy under noise](robustness.png)" in card.text and "![CKA map](cka.png)" in card.text
     assert "| UCF101 | test (fold 1) | finetune | 3 epochs | 50.0 | 80.0 | 55.0 | 85.0 |" in card.text
-    assert 'AutoModelForVideoClassification.from_pretrained("org/rspnet-r21d-synthetic-ucf101", ' \
-           "trust_remote_code=True)" in card.text
+    assert (
+        'AutoModelForVideoClassification.from_pretrained("org/rspnet-r21d-synthetic-ucf101", '
+        "trust_remote_code=True)" in card.text
+    )
 
     # assembling again is a no-op; a second downstream result lands beside the first
     before = _snapshot(classifier_dir)
-    assemble_reports(classifier_dir, metrics=_metrics(), robustness_dir=reports_dir,
-                     repo_id="org/rspnet-r21d-synthetic-ucf101")
+    assemble_reports(
+        classifier_dir,
+        metrics=_metrics(),
+        robustness_dir=reports_dir,
+        repo_id="org/rspnet-r21d-synthetic-ucf101",
+    )
     assert _snapshot(classifier_dir) == before
-    assemble_reports(classifier_dir, metrics=_metrics("hmdb51", "linear_probe", 0.2, base_model=str(reports_dir)))
+    assemble_reports(
+        classifier_dir, metrics=_metrics("hmdb51", "linear_probe", 0.2, base_model=str(reports_dir))
+    )
     assert (classifier_dir / "metrics-hmdb51-linear-probe-fold1.json").is_file()
     data = ModelCard.load(classifier_dir / "README.md").data
     values = {(r.dataset_type, r.metric_config): r.metric_value for r in data.eval_results}
-    assert values[("hmdb51", "linear_probe/clip_top1")] == 0.2 and values[("ucf101", "finetune/clip_top1")] == 0.5
+    assert (
+        values[("hmdb51", "linear_probe/clip_top1")] == 0.2
+        and values[("ucf101", "finetune/clip_top1")] == 0.5
+    )
     assert data.base_model == "org/rspnet-r21d-k400-50k"  # a local path is never a base_model
 
 
@@ -185,8 +268,14 @@ def test_pipeline_tag_differs_between_pretrained_and_finetuned(pretrained_dir, c
 
 def test_pretrained_card_lists_downstream_results(pretrained_dir, tmp_path):
     folder = shutil.copytree(pretrained_dir, tmp_path / "ckpt")
-    retrieval_only = {"task": "video-retrieval", "dataset": "hmdb51", "dataset_split": "test", "fold": 1,
-                      "base_model": str(folder), "retrieval": {"top1": 0.25, "top5": 0.5}}
+    retrieval_only = {
+        "task": "video-retrieval",
+        "dataset": "hmdb51",
+        "dataset_split": "test",
+        "fold": 1,
+        "base_model": str(folder),
+        "retrieval": {"top1": 0.25, "top5": 0.5},
+    }
     assemble_reports(folder, metrics=[_metrics(base_model=str(folder)), retrieval_only])
     assert (folder / "metrics.json").is_file() and (folder / "retrieval.json").is_file()
     data = ModelCard.load(folder / "README.md").data
@@ -229,10 +318,22 @@ def _load_in_subprocess(tmp_path: Path, endpoint: str, hf_home: Path, offline: b
         print("LOADED", type(hub).__name__, len(a))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_OFFLINE="1" if offline else "0", TRANSFORMERS_OFFLINE="1" if offline else "0")
-    result = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path)
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_OFFLINE="1" if offline else "0",
+        TRANSFORMERS_OFFLINE="1" if offline else "0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -245,11 +346,19 @@ def test_publish_then_load_by_id_online_and_offline(hub, pretrained_dir, tmp_pat
 
     files = hub.files(REPO_ID)
     assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
-    assert {"config.json", "video_preprocessor_config.json", "subset_ids.json", "training_args.yaml",
-            "configuration_vssl.py", "README.md"} <= set(files)
+    assert {
+        "config.json",
+        "video_preprocessor_config.json",
+        "subset_ids.json",
+        "training_args.yaml",
+        "configuration_vssl.py",
+        "README.md",
+    } <= set(files)
     assert not any(name.startswith("checkpoints/") for name in files)  # resume pickles stay local
     assert len(hub.repos[("model", REPO_ID)].commits) == 2  # the initial commit + ONE upload commit
-    assert files["README.md"] == (folder / "README.md").read_bytes()  # the card is saved locally after success
+    assert (
+        files["README.md"] == (folder / "README.md").read_bytes()
+    )  # the card is saved locally after success
     assert "hf_vssl" in ModelCard.load(folder / "README.md").data.tags
 
     hf_home = tmp_path / "hf_home"  # empty cache: the first load downloads
@@ -307,10 +416,18 @@ def test_publish_dataset_shards_and_subset(hub, tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     (shards / "synthetic-train-00000.tar").write_bytes(b"tar bytes" * 100)
-    (shards / "manifest.json").write_text(json.dumps({"format": "hf_vssl-webdataset", "splits": {
-        "train": {"num_videos": 32, "shards": [], "class_counts": {}}}}))
+    (shards / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "hf_vssl-webdataset",
+                "splits": {"train": {"num_videos": 32, "shards": [], "class_counts": {}}},
+            }
+        )
+    )
     subset = tmp_path / "subset_ids.json"
-    subset.write_text(json.dumps({"version": 1, "size": 2, "seed": 0, "class_counts": None, "ids": ["a", "b"]}))
+    subset.write_text(
+        json.dumps({"version": 1, "size": 2, "seed": 0, "class_counts": None, "ids": ["a", "b"]})
+    )
     before = _snapshot(tmp_path)
 
     url = publish_dataset(shards, "org/synthetic-shards", token=TOKEN, endpoint=hub.url)
@@ -324,7 +441,6 @@ def test_publish_dataset_shards_and_subset(hub, tmp_path):
     assert _snapshot(tmp_path) == before  # dataset publishing never writes locally
 
 
-
 # -- Hub metadata users can act on ------------------------------------------------------------------
 
 
@@ -336,9 +452,17 @@ def test_hub_dataset_ids():
 
 
 def test_card_lists_datasets_by_hub_id_and_keeps_every_number(classifier_dir, reports_dir):
-    k400 = {**_metrics("hf://datasets/org/k400-shards"), "results": {"clip_top1": 0.4, "clip_top5": 0.7, "video_top1": 0.45,
-                                                   "video_top3": 0.6, "video_top5": 0.75},
-            "retrieval": {"top1": 0.2, "top50": 0.9}}
+    k400 = {
+        **_metrics("hf://datasets/org/k400-shards"),
+        "results": {
+            "clip_top1": 0.4,
+            "clip_top5": 0.7,
+            "video_top1": 0.45,
+            "video_top3": 0.6,
+            "video_top5": 0.75,
+        },
+        "retrieval": {"top1": 0.2, "top50": 0.9},
+    }
     zero_shot = {**_metrics("ucf101", mode="zero_shot"), "retrieval": None}
     card = assemble_reports(classifier_dir, metrics=[k400, zero_shot, _metrics("/data/my videos")])
     data = card.data
@@ -352,19 +476,36 @@ def test_card_lists_datasets_by_hub_id_and_keeps_every_number(classifier_dir, re
 
 
 def _provenance():
-    return {"stages": [
-        {"stage": "pretraining", "pretext_task": "rspnet", "pretext_config": {"queue_size": 64},
-         "dataset": "kinetics400", "dataset_root": "/srv/me/kinetics", "subset_size": 50000, "max_steps": 1000,
-         "output_dir": "/home/me/runs/rspnet"},
-        {"stage": "finetune", "dataset": "ucf101", "mode": "finetune", "model_name_or_path": "/home/me/runs/rspnet",
-         "num_train_epochs": 3.0}]}
+    return {
+        "stages": [
+            {
+                "stage": "pretraining",
+                "pretext_task": "rspnet",
+                "pretext_config": {"queue_size": 64},
+                "dataset": "kinetics400",
+                "dataset_root": "/srv/me/kinetics",
+                "subset_size": 50000,
+                "max_steps": 1000,
+                "output_dir": "/home/me/runs/rspnet",
+            },
+            {
+                "stage": "finetune",
+                "dataset": "ucf101",
+                "mode": "finetune",
+                "model_name_or_path": "/home/me/runs/rspnet",
+                "num_train_epochs": 3.0,
+            },
+        ]
+    }
 
 
 @pytest.mark.parametrize("where", ["sidecar", "config"])
 def test_card_states_the_provenance(tmp_path, where):
     folder = tmp_path / "classifier"
     extra = {"provenance": _provenance()} if where == "config" else {}
-    config = VSSLConfig(**TINY, id2label={0: "MoveLeft", 1: "MoveRight"}, **extra)  # no pretext_task in config
+    config = VSSLConfig(
+        **TINY, id2label={0: "MoveLeft", 1: "MoveRight"}, **extra
+    )  # no pretext_task in config
     VSSLForVideoClassification(config).save_pretrained(folder)
     if where == "sidecar":
         (folder / "provenance.json").write_text(json.dumps(_provenance()))
@@ -403,8 +544,13 @@ def test_publish_uploads_only_what_belongs_to_the_model(hub, pretrained_dir, tmp
     events.mkdir(parents=True)
     (events / "events.out.tfevents.1764496800.myhost.12345.0").write_bytes(b"hparams: /data/private")
     args = yaml.safe_load((folder / "training_args.yaml").read_text())
-    args.update(output_dir=str(folder), model_name_or_path="/home/me/ckpt", logging_dir="runs",
-                teacher_name_or_path="org/teacher", extra_paths=["/mnt/cache/x", "relative/y"])
+    args.update(
+        output_dir=str(folder),
+        model_name_or_path="/home/me/ckpt",
+        logging_dir="runs",
+        teacher_name_or_path="org/teacher",
+        extra_paths=["/mnt/cache/x", "relative/y"],
+    )
     (folder / "training_args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
     (folder / "metrics.json").write_text(json.dumps(_metrics(base_model="/home/me/ckpt")))
     before = _snapshot(folder)
@@ -417,8 +563,16 @@ def test_publish_uploads_only_what_belongs_to_the_model(hub, pretrained_dir, tmp
     assert not any("tfevents" in name or "myhost" in name for name in files), sorted(files)
     assert files["args-link.yaml"] == (folder / "subset_ids.json").read_bytes()
     uploaded = b"\n".join(files.values())
-    for secret in (b"hf_secret", b"aws secret", b"outside secret", b"private key", b"/data/private", b"/home/me",
-                   str(tmp_path).encode(), b"/mnt/cache"):
+    for secret in (
+        b"hf_secret",
+        b"aws secret",
+        b"outside secret",
+        b"private key",
+        b"/data/private",
+        b"/home/me",
+        str(tmp_path).encode(),
+        b"/mnt/cache",
+    ):
         assert secret not in uploaded, secret
 
     published = yaml.safe_load(files["training_args.yaml"])
@@ -436,8 +590,16 @@ def test_publish_uploads_only_what_belongs_to_the_model(hub, pretrained_dir, tmp
 
 
 def test_card_lists_the_test_videos_left_out(classifier_dir):
-    metrics = {**_metrics(), "skipped_videos": [
-        {"index": 3, "video_id": "v_Fencing_g01_c02", "reason": "truncated or corrupt (moov atom not found)"}]}
+    metrics = {
+        **_metrics(),
+        "skipped_videos": [
+            {
+                "index": 3,
+                "video_id": "v_Fencing_g01_c02",
+                "reason": "truncated or corrupt (moov atom not found)",
+            }
+        ],
+    }
     text = str(assemble_reports(classifier_dir, metrics=[metrics]))
     assert "Left out of the test (1 video, never replaced by another)" in text
     assert "`v_Fencing_g01_c02`: truncated or corrupt (moov atom not found)" in text

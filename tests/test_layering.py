@@ -31,11 +31,14 @@ def _package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_check_catches_cycles_upward_arrows_and_function_local_imports(tmp_path):
-    package = _package(tmp_path, {
-        "models/__init__.py": "def load():\n    from hf_vssl.data import x  # hidden upward arrow\n",
-        "data/__init__.py": "from ..models import y\nfrom hf_vssl.training import z\n",
-        "training/__init__.py": "from hf_vssl.data import x\n",
-    })
+    package = _package(
+        tmp_path,
+        {
+            "models/__init__.py": "def load():\n    from hf_vssl.data import x  # hidden upward arrow\n",
+            "data/__init__.py": "from ..models import y\nfrom hf_vssl.training import z\n",
+            "training/__init__.py": "from hf_vssl.data import x\n",
+        },
+    )
     result = _run("--root", str(package), "--strict")
     assert result.returncode == 1
     out = result.stdout
@@ -46,7 +49,9 @@ def test_the_check_catches_cycles_upward_arrows_and_function_local_imports(tmp_p
 
 
 def test_a_clean_package_passes_and_an_unplaced_node_fails(tmp_path):
-    clean = _package(tmp_path / "a", {"models/m.py": "import torch\n", "data/d.py": "from hf_vssl.models import m\n"})
+    clean = _package(
+        tmp_path / "a", {"models/m.py": "import torch\n", "data/d.py": "from hf_vssl.models import m\n"}
+    )
     assert _run("--root", str(clean), "--strict").returncode == 0
     unplaced = _package(tmp_path / "b", {"extras/e.py": "from hf_vssl.models import m\n", "models/m.py": ""})
     result = _run("--root", str(unplaced))

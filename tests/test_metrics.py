@@ -64,7 +64,9 @@ def test_topk_accuracy_rejects_bad_input(topk):
 def test_relative_robustness_known_values():
     metric = load_metric("relative_robustness")
     assert metric.compute(clean_accuracy=[0.8], noisy_accuracy=[0.6]) == {
-        "relative_decrease": pytest.approx(0.25), "relative_robustness": pytest.approx(0.75)}
+        "relative_decrease": pytest.approx(0.25),
+        "relative_robustness": pytest.approx(0.75),
+    }
     # docs/study_settings.md#noise: R21D RSPNet clean 78.0, Gaussian severity 1 16.7.
     result = metric.compute(clean_accuracy=[0.780, 0.780], noisy_accuracy=[0.167, 0.780])
     assert result["relative_decrease"] == pytest.approx((0.613 / 0.780 + 0.0) / 2)
@@ -97,8 +99,11 @@ def test_every_metric_is_a_complete_evaluate_module_folder(name, tmp_path):
     assert "## How to Use" in (folder / "README.md").read_text(encoding="utf-8")
 
     # requirements.txt names every third-party module the metric script imports.
-    requirements = {re.split(r"[<>=!~ ;\[]", line, maxsplit=1)[0].strip().lower()
-                    for line in (folder / "requirements.txt").read_text().splitlines() if line.strip()}
+    requirements = {
+        re.split(r"[<>=!~ ;\[]", line, maxsplit=1)[0].strip().lower()
+        for line in (folder / "requirements.txt").read_text().splitlines()
+        if line.strip()
+    }
     imported = set()
     for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
         if isinstance(node, ast.Import):
@@ -115,7 +120,9 @@ def test_every_metric_is_a_complete_evaluate_module_folder(name, tmp_path):
 
 
 def test_package_data_ships_every_file_of_the_metric_folders():
-    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hf_vssl"]
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "hf_vssl"
+    ]
     package = REPO / "hf_vssl"
     shipped = {path for pattern in patterns for path in package.glob(pattern)}
     for name in METRIC_NAMES:

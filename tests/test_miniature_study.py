@@ -13,7 +13,10 @@ _spec.loader.exec_module(study)
 
 
 def test_variant_names_a_task_with_changed_settings_or_steps():
-    assert study.parse_variant('prp-1-8=prp:{"rates": [1, 8]}') == ("prp-1-8", ("prp", None, {"rates": [1, 8]}))
+    assert study.parse_variant('prp-1-8=prp:{"rates": [1, 8]}') == (
+        "prp-1-8",
+        ("prp", None, {"rates": [1, 8]}),
+    )
     assert study.parse_variant("prp-3k=prp@3000:{}") == ("prp-3k", ("prp", 3000, {}))
 
 
@@ -24,7 +27,10 @@ def test_malformed_variant_is_refused_with_the_expected_form(text):
 
 
 def test_pretext_summary_averages_the_last_logs_of_each_metric_present():
-    rows = [{"step": 20 * (i + 1), "loss": 10.0 - i, "accuracy": 0.1 * i, "batch_accuracy": 0.125} for i in range(8)]
+    rows = [
+        {"step": 20 * (i + 1), "loss": 10.0 - i, "accuracy": 0.1 * i, "batch_accuracy": 0.125}
+        for i in range(8)
+    ]
     summary = study.pretext_summary(rows, last=5)
     assert summary["steps"] == 160
     assert summary["loss"] == {"first": 10.0, "last": pytest.approx(5.0)}  # mean of 7, 6, 5, 4, 3

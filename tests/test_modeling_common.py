@@ -54,8 +54,6 @@ pytestmark = [
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
 
-
-
 def _fill_garbage(model: nn.Module) -> None:
     """What ``torch.empty`` may hold: NaN in every float tensor, a huge value in every integer one."""
     with torch.no_grad():
@@ -74,17 +72,30 @@ def _meta_built(model_class, config) -> nn.Module:
 
 def _non_finite(model: nn.Module) -> list[str]:
     named = [*model.named_parameters(), *model.named_buffers()]
-    return [name for name, tensor in named
-            if (tensor.is_floating_point() and not torch.isfinite(tensor).all()) or tensor.abs().max() >= 2**40]
+    return [
+        name
+        for name, tensor in named
+        if (tensor.is_floating_point() and not torch.isfinite(tensor).all()) or tensor.abs().max() >= 2**40
+    ]
 
 
 class VSSLModelTester:
     """Tiny config and inputs for one backbone, plus what its outputs must look like."""
 
-    def __init__(self, backbone: str, *, num_frames: int = 4, image_size: int = 32, width_multiplier: float = 0.125,
-                 backbone_kwargs: dict | None = None, batch_size: int = 2, num_labels: int = 3,
-                 hidden_state_names: tuple[str, ...], hidden_state_shapes: list[tuple[int, ...]],
-                 attention_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        num_frames: int = 4,
+        image_size: int = 32,
+        width_multiplier: float = 0.125,
+        backbone_kwargs: dict | None = None,
+        batch_size: int = 2,
+        num_labels: int = 3,
+        hidden_state_names: tuple[str, ...],
+        hidden_state_shapes: list[tuple[int, ...]],
+        attention_shape: tuple[int, ...] | None = None,
+    ):
         self.backbone = backbone
         self.num_frames, self.image_size, self.width_multiplier = num_frames, image_size, width_multiplier
         self.backbone_kwargs = backbone_kwargs
@@ -94,9 +105,15 @@ class VSSLModelTester:
         self.attention_shape = attention_shape  # one layer's attention weights, batch axis included
 
     def get_config(self) -> VSSLConfig:
-        return VSSLConfig(backbone=self.backbone, num_frames=self.num_frames, image_size=self.image_size,
-                          width_multiplier=self.width_multiplier, backbone_kwargs=self.backbone_kwargs,
-                          num_labels=self.num_labels, classifier_dropout=0.0)
+        return VSSLConfig(
+            backbone=self.backbone,
+            num_frames=self.num_frames,
+            image_size=self.image_size,
+            width_multiplier=self.width_multiplier,
+            backbone_kwargs=self.backbone_kwargs,
+            num_labels=self.num_labels,
+            classifier_dropout=0.0,
+        )
 
     def prepare_config_and_inputs_for_common(self) -> tuple[VSSLConfig, dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(0)
@@ -164,7 +181,9 @@ class VSSLModelTesterMixin:
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
         for model_class in self.all_model_classes:
             model = model_class(copy.deepcopy(config))
-            new = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict=model.state_dict())
+            new = model_class.from_pretrained(
+                None, config=copy.deepcopy(config), state_dict=model.state_dict()
+            )
             for (name, a), b in zip(model.state_dict().items(), new.state_dict().values()):
                 self.assertTrue(torch.equal(a, b), name)
 
@@ -185,7 +204,9 @@ class VSSLModelTesterMixin:
             model.classifier.bias.fill_(3.0)
         with tempfile.TemporaryDirectory() as folder:
             model.save_pretrained(folder)
-            other = VSSLForVideoClassification.from_pretrained(folder, num_labels=5, ignore_mismatched_sizes=True)
+            other = VSSLForVideoClassification.from_pretrained(
+                folder, num_labels=5, ignore_mismatched_sizes=True
+            )
         self.assertEqual(other.classifier.out_features, 5)
         self.assertTrue(torch.equal(other.classifier.bias, torch.zeros(5)))
         self.assertLess(float(other.classifier.weight.detach().std()), 5 * config.initializer_range)
@@ -252,7 +273,9 @@ class VSSLModelTesterMixin:
             for key in single:
                 values = single[key] if isinstance(single[key], tuple) else (single[key],)
                 for a, b in zip(batched[key] if isinstance(batched[key], tuple) else (batched[key],), values):
-                    torch.testing.assert_close(a[:1], b, rtol=1e-4, atol=1e-5, msg=f"{model_class.__name__}.{key}")
+                    torch.testing.assert_close(
+                        a[:1], b, rtol=1e-4, atol=1e-5, msg=f"{model_class.__name__}.{key}"
+                    )
 
     def test_model_outputs_equivalence(self):
         config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
@@ -261,8 +284,12 @@ class VSSLModelTesterMixin:
             extra = {"output_attentions": True} if self.has_attentions else {}
             for kwargs in ({}, {"output_hidden_states": True, **extra}):
                 with torch.no_grad():
-                    as_dict = model(**self._inputs(model_class, inputs, labels=True), return_dict=True, **kwargs)
-                    as_tuple = model(**self._inputs(model_class, inputs, labels=True), return_dict=False, **kwargs)
+                    as_dict = model(
+                        **self._inputs(model_class, inputs, labels=True), return_dict=True, **kwargs
+                    )
+                    as_tuple = model(
+                        **self._inputs(model_class, inputs, labels=True), return_dict=False, **kwargs
+                    )
                 flat_dict = list(as_dict.to_tuple())
                 self.assertEqual(len(flat_dict), len(as_tuple))
                 for a, b in zip(flat_dict, as_tuple):
@@ -403,8 +430,11 @@ class VSSLModelTesterMixin:
             # A device map that must split the model (a CPU budget of 90% of its size, accelerate keeps room
             # for the largest block) never cuts one of those blocks.
             size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-            device_map = infer_auto_device_map(model, max_memory={"cpu": int(0.9 * size), "disk": 10 * size},
-                                               no_split_module_classes=sorted(no_split))
+            device_map = infer_auto_device_map(
+                model,
+                max_memory={"cpu": int(0.9 * size), "disk": 10 * size},
+                no_split_module_classes=sorted(no_split),
+            )
             self.assertGreater(len(set(device_map.values())), 1)
             blocks = [n for n, m in model.named_modules() if type(m).__name__ in no_split]
             for key in device_map:
@@ -416,7 +446,8 @@ class R21DModelTest(VSSLModelTesterMixin, unittest.TestCase):
 
     def setUp(self):
         self.model_tester = VSSLModelTester(
-            "r21d", hidden_state_names=("stem", "layer1", "layer2", "layer3", "layer4"),
+            "r21d",
+            hidden_state_names=("stem", "layer1", "layer2", "layer3", "layer4"),
             hidden_state_shapes=[(8, 4, 16, 16), (8, 4, 16, 16), (16, 2, 8, 8), (32, 1, 4, 4), (64, 1, 2, 2)],
         )
 
@@ -425,14 +456,30 @@ class R21DModelTest(VSSLModelTesterMixin, unittest.TestCase):
         config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
         batch, classes = self.model_tester.batch_size, self.model_tester.num_labels
         cases = [
-            ("single_label_classification", torch.tensor([0, 2]), classes,
-             lambda logits, y: nn.functional.cross_entropy(logits, y)),
-            ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]), classes,
-             lambda logits, y: nn.functional.binary_cross_entropy_with_logits(logits, y)),
-            ("regression", torch.tensor([0.5, -1.5]), 1,
-             lambda logits, y: nn.functional.mse_loss(logits.squeeze(), y)),
-            ("regression", torch.randn(batch, classes), classes,
-             lambda logits, y: nn.functional.mse_loss(logits, y)),
+            (
+                "single_label_classification",
+                torch.tensor([0, 2]),
+                classes,
+                lambda logits, y: nn.functional.cross_entropy(logits, y),
+            ),
+            (
+                "multi_label_classification",
+                torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
+                classes,
+                lambda logits, y: nn.functional.binary_cross_entropy_with_logits(logits, y),
+            ),
+            (
+                "regression",
+                torch.tensor([0.5, -1.5]),
+                1,
+                lambda logits, y: nn.functional.mse_loss(logits.squeeze(), y),
+            ),
+            (
+                "regression",
+                torch.randn(batch, classes),
+                classes,
+                lambda logits, y: nn.functional.mse_loss(logits, y),
+            ),
         ]
         for index, (problem_type, labels, num_labels, reference) in enumerate(cases):
             # Unset, float labels with several outputs read as multi-label: the last case needs the setting.
@@ -453,10 +500,14 @@ class R21DModelTest(VSSLModelTesterMixin, unittest.TestCase):
         model.gradient_checkpointing_enable()
         calls = []
         original = model.backbone._gradient_checkpointing_func
-        model.backbone._gradient_checkpointing_func = lambda fn, *a, **k: calls.append(fn) or original(fn, *a, **k)
+        model.backbone._gradient_checkpointing_func = lambda fn, *a, **k: (
+            calls.append(fn) or original(fn, *a, **k)
+        )
         model(**inputs).pooler_output.sum().backward()
         backbone = model.backbone
-        self.assertEqual(calls, [backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4])
+        self.assertEqual(
+            calls, [backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+        )
 
     def test_attn_implementation_of_a_cnn(self):
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
@@ -473,9 +524,18 @@ class TimesformerAdapterTest(VSSLModelTesterMixin, unittest.TestCase):
     def setUp(self):
         tokens = 1 + 4 * 4  # CLS + 4 frames x (16/8)^2 patches
         self.model_tester = VSSLModelTester(
-            "timesformer", image_size=16, width_multiplier=1.0, backbone_kwargs={**TINY_VIT, "patch_size": 8},
-            hidden_state_names=("embeddings", "layer1", "layer2"), hidden_state_shapes=[(tokens, 32)] * 3,
-            attention_shape=(2 * 4, 2, 5, 5),  # divided space attention: (batch x frames, heads, 1 + 4, 1 + 4)
+            "timesformer",
+            image_size=16,
+            width_multiplier=1.0,
+            backbone_kwargs={**TINY_VIT, "patch_size": 8},
+            hidden_state_names=("embeddings", "layer1", "layer2"),
+            hidden_state_shapes=[(tokens, 32)] * 3,
+            attention_shape=(
+                2 * 4,
+                2,
+                5,
+                5,
+            ),  # divided space attention: (batch x frames, heads, 1 + 4, 1 + 4)
         )
 
     def test_attn_implementation_reaches_the_wrapped_model(self):
@@ -503,8 +563,12 @@ class VivitAdapterTest(VSSLModelTesterMixin, unittest.TestCase):
     def setUp(self):
         tokens = 1 + 2 * 2 * 2  # CLS + (4/2) x (16/8)^2 tubelets
         self.model_tester = VSSLModelTester(
-            "vivit", image_size=16, width_multiplier=1.0, backbone_kwargs={**TINY_VIT, "tubelet_size": [2, 8, 8]},
-            hidden_state_names=("embeddings", "layer1", "layer2"), hidden_state_shapes=[(tokens, 32)] * 3,
+            "vivit",
+            image_size=16,
+            width_multiplier=1.0,
+            backbone_kwargs={**TINY_VIT, "tubelet_size": [2, 8, 8]},
+            hidden_state_names=("embeddings", "layer1", "layer2"),
+            hidden_state_shapes=[(tokens, 32)] * 3,
             attention_shape=(2, 2, tokens, tokens),
         )
 
@@ -519,8 +583,9 @@ class VivitAdapterTest(VSSLModelTesterMixin, unittest.TestCase):
             eager = VSSLModel.from_pretrained(folder, attn_implementation="eager").eval()
         self.assertEqual(eager.backbone.model.config._attn_implementation, "eager")
         with torch.no_grad():
-            torch.testing.assert_close(model(**inputs).pooler_output, eager(**inputs).pooler_output,
-                                       rtol=1e-4, atol=1e-6)  # eager matches SDPA
+            torch.testing.assert_close(
+                model(**inputs).pooler_output, eager(**inputs).pooler_output, rtol=1e-4, atol=1e-6
+            )  # eager matches SDPA
         eager.set_attn_implementation("sdpa")
         self.assertEqual(eager.backbone.model.config._attn_implementation, "sdpa")
 
@@ -545,10 +610,22 @@ TINY_BACKBONES = {
     "shufflenet": {"width_multiplier": 0.25},
     "squeezenet": {"width_multiplier": 0.125},
     "mobilenet": {"width_multiplier": 0.125},
-    "swin-t": {"backbone_kwargs": {"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
-                                   "stochastic_depth_prob": 0.0}},
-    "mvit": {"backbone_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
-                                 "stochastic_depth_prob": 0.0}},
+    "swin-t": {
+        "backbone_kwargs": {
+            "embed_dim": 24,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 1, 1],
+            "stochastic_depth_prob": 0.0,
+        }
+    },
+    "mvit": {
+        "backbone_kwargs": {
+            "embed_dim": 16,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 1, 1],
+            "stochastic_depth_prob": 0.0,
+        }
+    },
     "timesformer": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
     "vivit": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "tubelet_size": [2, 8, 8]}},
     "clip-vision": {"image_size": 16, "backbone_kwargs": {**TINY_VIT, "patch_size": 8}},
@@ -601,7 +678,9 @@ PRETEXT_CONFIG = {"rotnet": None, "vcop": None, "rspnet": {"queue_size": 16}}
 
 
 def _pretraining(task: str) -> VSSLForPretraining:
-    return VSSLForPretraining(VSSLConfig(**PRETRAINING, pretext_task=task, pretext_config=PRETEXT_CONFIG[task]))
+    return VSSLForPretraining(
+        VSSLConfig(**PRETRAINING, pretext_task=task, pretext_config=PRETEXT_CONFIG[task])
+    )
 
 
 def _pretext_batch(model: VSSLForPretraining, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -712,8 +791,12 @@ def _dummy_config() -> VSSLConfig:
 def _pytorch_init(linear: nn.Linear) -> bool:
     """PyTorch's default Linear init: U(+-1/sqrt(fan_in)) weight and bias (our scheme: N(0, 0.01), zero bias)."""
     bound = 1 / linear.in_features**0.5
-    return (bool(linear.weight.abs().max() <= bound) and float(linear.weight.std()) > 0.3 * bound
-            and bool(linear.bias.abs().max() <= bound) and bool((linear.bias != 0).any()))
+    return (
+        bool(linear.weight.abs().max() <= bound)
+        and float(linear.weight.std()) > 0.3 * bound
+        and bool(linear.bias.abs().max() <= bound)
+        and bool((linear.bias != 0).any())
+    )
 
 
 def test_init_hooks_on_construction():
@@ -775,11 +858,23 @@ def test_processor_sampling_contract():
         processor.sample_frames(VideoMetadata(total_num_frames=60), fps=2)
     # The same through a call, and an fps set on the processor itself.
     video = np.random.default_rng(0).integers(0, 256, (60, 40, 48, 3), dtype=np.uint8)
-    assert processor(video, video_metadata=metadata, return_tensors="pt")["pixel_values"].shape == (1, 8, 3, 32, 32)
+    assert processor(video, video_metadata=metadata, return_tensors="pt")["pixel_values"].shape == (
+        1,
+        8,
+        3,
+        32,
+        32,
+    )
     assert processor(video, video_metadata=metadata, fps=3, return_tensors="pt")["pixel_values"].shape[1] == 6
     with pytest.raises(ValueError, match="mutually exclusive"):
         processor(video, video_metadata=metadata, fps=3, num_frames=8, return_tensors="pt")
     at_one_fps = VSSLVideoProcessor.for_clip(num_frames=8, image_size=32)
     at_one_fps = VSSLVideoProcessor(fps=1, size=at_one_fps.size, crop_size=at_one_fps.crop_size)
     np.testing.assert_array_equal(at_one_fps.sample_frames(metadata), [0, 30])
-    assert at_one_fps(video, video_metadata=metadata, return_tensors="pt")["pixel_values"].shape == (1, 2, 3, 32, 32)
+    assert at_one_fps(video, video_metadata=metadata, return_tensors="pt")["pixel_values"].shape == (
+        1,
+        2,
+        3,
+        32,
+        32,
+    )

@@ -26,4 +26,6 @@ def test_switching_optimiser_without_a_learning_rate_starts_from_that_optimisers
     assert settings["learning_rate"] == SWITCHED_OPTIMIZER_LR["adamw"] == 1e-3  # not the SGD 0.00625
     assert settings["weight_decay"] == RSPNET["weight_decay"]
     # Naming the task's own optimiser is not a switch: the scaled default stays.
-    assert resolve_optimizer_settings(RSPNET, total_batch_size=8, optimizer="SGD")["learning_rate"] == pytest.approx(0.00625)
+    assert resolve_optimizer_settings(RSPNET, total_batch_size=8, optimizer="SGD")[
+        "learning_rate"
+    ] == pytest.approx(0.00625)

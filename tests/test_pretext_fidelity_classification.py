@@ -80,7 +80,7 @@ def test_prp_loss_leaves_out_the_averaged_frames_of_rate_1():
     _, old = prp_with_decoder(reconstruction, reconstruct_averaged_frames=True)
     loss, _ = old(backbone, pixel_values, rate=torch.tensor([0, 1]), interpolate=torch.tensor([1, 0]))
     (grad,) = torch.autograd.grad(loss, reconstruction)
-    assert (grad[0, 1::2].abs().sum() > 0), "the named option puts them back"
+    assert grad[0, 1::2].abs().sum() > 0, "the named option puts them back"
 
 
 def test_prp_reconstructs_frames_in_unit_range():
@@ -139,8 +139,9 @@ def test_prp_motion_mask_marks_the_moving_region_per_chunk():
     assert weights.shape == target.shape
     assert weights.max() <= 2.0 + 1e-5 and weights.min() >= 0.8 - 1e-5
     assert (weights[:, :, :, 1, 1] > 1.5).all() and (weights[:, :, :, 28, 28] < 0.81).all()
-    still = chunk_motion_weights(torch.rand(1, 1, 1, 1, 1).expand(1, 2 * T, 3, SIZE, SIZE), torch.tensor([1]),
-                                 (1, 2, 4, 8), 0.8, 2.0)
+    still = chunk_motion_weights(
+        torch.rand(1, 1, 1, 1, 1).expand(1, 2 * T, 3, SIZE, SIZE), torch.tensor([1]), (1, 2, 4, 8), 0.8, 2.0
+    )
     assert torch.equal(still, torch.ones_like(still))
 
 

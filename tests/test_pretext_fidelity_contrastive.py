@@ -124,7 +124,13 @@ def test_rspnet_logs_speed_head_diagnostics_and_warns_on_collapse():
     model = pretraining_model("rspnet").train()
     out = model(**batch_for(model))
     metrics = out.metrics
-    for name in ("speed_logit_gap", "speed_key_cosine", "speed_head_weight_norm", "speed_head_bias_norm", "logit_gap"):
+    for name in (
+        "speed_logit_gap",
+        "speed_key_cosine",
+        "speed_head_weight_norm",
+        "speed_head_bias_norm",
+        "logit_gap",
+    ):
         assert metrics[name].ndim == 0 and not metrics[name].requires_grad, name
     head = model.pretext.heads[1].output_layer
     assert metrics["speed_head_weight_norm"] == pytest.approx(head.weight.norm().item())
@@ -165,7 +171,11 @@ def test_tdl_head_is_one_linear_layer_with_l2_and_pytorch_init():
     out = head(torch.randn(3, 512))
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
     defaults = task.optimizer_defaults
-    assert (defaults["learning_rate"], defaults["weight_decay"], defaults["reference_batch_size"]) == (3e-3, 1e-4, 8)
+    assert (defaults["learning_rate"], defaults["weight_decay"], defaults["reference_batch_size"]) == (
+        3e-3,
+        1e-4,
+        8,
+    )
 
 
 def test_tdl_augmentation_is_the_originals():
@@ -203,14 +213,21 @@ def test_cvrl_head_has_three_hidden_layers_and_glorot_init():
     task = build_pretext_task("cvrl", 512)
     layers = list(task.projector.mlp)
     linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(512, 2048), (2048, 2048), (2048, 2048), (2048, 128)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (512, 2048),
+        (2048, 2048),
+        (2048, 2048),
+        (2048, 128),
+    ]
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in layers) == 3
     assert sum(isinstance(m, torch.nn.ReLU) for m in layers) == 3 and isinstance(layers[-1], torch.nn.Linear)
     model = pretraining_model("cvrl")  # through VSSLPreTrainedModel's init, not just the constructor
     for layer in (m for m in model.pretext.projector.mlp if isinstance(m, torch.nn.Linear)):
         limit = math.sqrt(6 / (layer.in_features + layer.out_features))  # Glorot-uniform bound
         assert layer.weight.abs().max() <= limit and layer.weight.std() > 0.8 * limit / math.sqrt(3)
-    assert build_pretext_task("cvrl", 64, {"projection_hidden_layers": 0}).projector.mlp[0].out_features == 128
+    assert (
+        build_pretext_task("cvrl", 64, {"projection_hidden_layers": 0}).projector.mlp[0].out_features == 128
+    )
 
 
 def test_cvrl_loss_adds_both_directions():
@@ -243,8 +260,9 @@ def test_cvrl_augmentation_is_asymmetric_with_strong_jitter():
         assert 0.2 <= params.factors.min() < 0.21 and 1.79 < params.factors.max() <= 1.8
         assert params.hue.abs().max() == pytest.approx(2 * math.pi * 0.2, rel=1e-3)
     # The device half draws each clip of a (B, 2, ...) batch with its position's view.
-    drawn = build_batch_augment("cvrl", SIZE).draw(2 * 500, generator=torch.Generator().manual_seed(1),
-                                                   clips_per_sample=2)
+    drawn = build_batch_augment("cvrl", SIZE).draw(
+        2 * 500, generator=torch.Generator().manual_seed(1), clips_per_sample=2
+    )
     assert drawn.blur[0::2].all() and not drawn.solarize[0::2].any() and drawn.solarize[1::2].any()
 
 
@@ -283,7 +301,9 @@ def test_key_encoder_starts_as_a_copy_of_backbone_and_heads(task, tmp_path):
     # the key encoder copies the *loaded* backbone, not the meta tensors or a fresh init.
     model.export_backbone(tmp_path / "backbone")
     config = {"queue_size": 32}
-    loaded = VSSLForPretraining.from_pretrained(tmp_path / "backbone", pretext_task=task, pretext_config=config)
+    loaded = VSSLForPretraining.from_pretrained(
+        tmp_path / "backbone", pretext_task=task, pretext_config=config
+    )
     for name, value in model.vssl.state_dict().items():
         assert torch.equal(loaded.vssl.state_dict()[name], value), name
     assert_copy(loaded)

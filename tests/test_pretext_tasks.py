@@ -59,8 +59,15 @@ def test_unknown_setting_lists_valid_keys():
 
 def test_defaults_follow_the_reference():
     assert build_pretext_task("rspnet", 64).settings.to_dict() == {
-        "speeds": [1, 2], "queue_size": 16384, "temperature": 0.07, "momentum": 0.999, "projection_dim": 128,
-        "margin": 2.0, "appearance_weight": 1.0, "speed_weight": 1.0, "head_layers": 1,
+        "speeds": [1, 2],
+        "queue_size": 16384,
+        "temperature": 0.07,
+        "momentum": 0.999,
+        "projection_dim": 128,
+        "margin": 2.0,
+        "appearance_weight": 1.0,
+        "speed_weight": 1.0,
+        "head_layers": 1,
     }
     tdl = build_pretext_task("tdl", 64).settings
     assert (tdl.queue_size, tdl.temperature, tdl.momentum) == (500, 0.07, 0.999)
@@ -71,9 +78,15 @@ def test_defaults_follow_the_reference():
 
 @pytest.mark.parametrize(
     "name, knob, classes",
-    [("rotnet", {"num_rotations": 2}, 2), ("rotnet", {"num_rotations": 3}, 3), ("rotnet", {}, 4),
-     ("vcop", {"num_clips": 4}, 24), ("vcop", {"num_clips": 5}, 120),
-     ("prp", {"rates": [1, 2]}, 2), ("prp", {"rates": [1, 4, 8]}, 3)],
+    [
+        ("rotnet", {"num_rotations": 2}, 2),
+        ("rotnet", {"num_rotations": 3}, 3),
+        ("rotnet", {}, 4),
+        ("vcop", {"num_clips": 4}, 24),
+        ("vcop", {"num_clips": 5}, 120),
+        ("prp", {"rates": [1, 2]}, 2),
+        ("prp", {"rates": [1, 4, 8]}, 3),
+    ],
 )
 def test_complexity_knobs_change_the_number_of_classes(name, knob, classes):
     task = build_pretext_task(name, 64, knob)
@@ -87,8 +100,10 @@ def test_rspnet_heads_are_linear_by_default_and_mlp_on_request():
         return [[type(m) for m in head.mlp] for head in task.heads]
 
     assert linears(build_pretext_task("rspnet", 64)) == [[torch.nn.Linear]] * 2
-    assert linears(build_pretext_task("rspnet", 64, {"head_layers": 2})) == [
-        [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]] * 2
+    assert (
+        linears(build_pretext_task("rspnet", 64, {"head_layers": 2}))
+        == [[torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]] * 2
+    )
     with pytest.raises(ValueError, match="head_layers must be 1"):
         build_pretext_task("rspnet", 64, {"head_layers": 3})
 
@@ -97,7 +112,9 @@ def test_head_widths_scale_with_tiny_backbones():
     assert build_pretext_task("vcop", 512).head.pair_mlp.out_features == 512
     assert build_pretext_task("vcop", 64).head.pair_mlp.out_features == 64
     assert build_pretext_task("cvrl", 512).projector.mlp[0].out_features == 2048
-    assert build_pretext_task("cvrl", 512, {"projection_hidden_size": 300}).projector.mlp[0].out_features == 300
+    assert (
+        build_pretext_task("cvrl", 512, {"projection_hidden_size": 300}).projector.mlp[0].out_features == 300
+    )
 
 
 # -- samplers and targets -------------------------------------------------------------------
@@ -164,7 +181,9 @@ def test_rotnet_rotates_each_clip_by_its_label():
     for i, k in enumerate(labels.tolist()):
         assert torch.equal(rotated[i], torch.rot90(clips[i], k, dims=(-2, -1)))
     two = build_pretext_task("rotnet", 64, {"num_rotations": 2})
-    assert torch.equal(two.rotate(clips, torch.tensor([1, 0, 1, 0]))[0], torch.rot90(clips[0], 2, dims=(-2, -1)))
+    assert torch.equal(
+        two.rotate(clips, torch.tensor([1, 0, 1, 0]))[0], torch.rot90(clips[0], 2, dims=(-2, -1))
+    )
     rect = torch.randn(2, 2, 3, 8, 6)
     assert torch.equal(two.rotate(rect, torch.tensor([1, 0]))[0], torch.rot90(rect[0], 2, dims=(-2, -1)))
     with pytest.raises(ValueError, match="square"):
@@ -184,12 +203,18 @@ def test_rspnet_clips_play_at_the_labelled_speeds():
     windows = windows.view(*windows.shape, 1, 1, 1)
     same = torch.tensor([plan.info["query_speed"] for plan in plans])
     other = torch.tensor([plan.info["other_speed"] for plan in plans])
-    query, key, other_key = (clip.view(len(plans), T).long().numpy() for clip in task.cut_clips(windows, same, other))
+    query, key, other_key = (
+        clip.view(len(plans), T).long().numpy() for clip in task.cut_clips(windows, same, other)
+    )
     for i, plan in enumerate(plans):
         a = task.settings.speeds[plan.info["query_speed"]] * 2
         b = task.settings.speeds[plan.info["other_speed"]] * 2
         assert a != b
-        assert (np.diff(query[i]) == a).all() and (np.diff(key[i]) == a).all() and (np.diff(other_key[i]) == b).all()
+        assert (
+            (np.diff(query[i]) == a).all()
+            and (np.diff(key[i]) == a).all()
+            and (np.diff(other_key[i]) == b).all()
+        )
         assert query[i][0] == plan.indices[0][0] and key[i][0] == other_key[i][0] == plan.indices[1][0]
         assert max(window.max() for window in plan.indices) < 60
     assert len(plans[0].indices[0]) == 12  # 8 frames at 1x and 2x share 4: the window decodes 12, not 16
@@ -218,8 +243,12 @@ def test_tdl_negative_starts_two_or_more_frames_from_the_anchor():
 def test_cvrl_interval_distribution_decreases_linearly():
     sampler = build_pretext_task("cvrl", 64).sampler(T)
     rng = np.random.default_rng(0)
-    distances = np.array([abs(int(p.indices[1][0]) - int(p.indices[0][0]))
-                          for p in (sampler.plan(108, rng) for _ in range(4000))])
+    distances = np.array(
+        [
+            abs(int(p.indices[1][0]) - int(p.indices[0][0]))
+            for p in (sampler.plan(108, rng) for _ in range(4000))
+        ]
+    )
     max_distance = 108 - T
     assert distances.max() <= max_distance
     assert abs(distances.mean() - max_distance / 3) < 3  # mean of p(t) ∝ (M - t) is M / 3
@@ -229,10 +258,12 @@ def test_cvrl_interval_distribution_decreases_linearly():
 
 @pytest.mark.parametrize(
     "name, config, frames, video, hint",
-    [("vcop", {"num_clips": 5}, 16, 100, "num_clips=4 fits"),
-     ("prp", {}, 16, 64, r"rates=\[1, 2, 4\] fit"),
-     ("tdl", {}, 16, 17, "num_frames<=15"),
-     ("rspnet", {}, 16, 20, "num_frames<=10")],
+    [
+        ("vcop", {"num_clips": 5}, 16, 100, "num_clips=4 fits"),
+        ("prp", {}, 16, 64, r"rates=\[1, 2, 4\] fit"),
+        ("tdl", {}, 16, 17, "num_frames<=15"),
+        ("rspnet", {}, 16, 20, "num_frames<=10"),
+    ],
 )
 def test_validate_refuses_impossible_settings_with_a_way_out(name, config, frames, video, hint):
     task = build_pretext_task(name, 64, config)
@@ -316,8 +347,13 @@ def test_moco_tasks_report_batch_accuracy(name):
     backbone.eval()
     task.eval()
     pixel_values, info, _ = make_batch(task, np.random.default_rng(0))
-    if name == "rspnet":  # one speed for all, so a key cut from another sample's window is that sample's query
-        info = {"query_speed": torch.zeros(BATCH, dtype=torch.long), "other_speed": torch.ones(BATCH, dtype=torch.long)}
+    if (
+        name == "rspnet"
+    ):  # one speed for all, so a key cut from another sample's window is that sample's query
+        info = {
+            "query_speed": torch.zeros(BATCH, dtype=torch.long),
+            "other_speed": torch.ones(BATCH, dtype=torch.long),
+        }
     own = pixel_values.clone()
     own[:, 1] = own[:, 0]
     _, metrics = task(backbone, own, **info)

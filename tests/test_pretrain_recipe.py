@@ -21,15 +21,30 @@ from hf_vssl.training.pretraining import NonFiniteLossError, PretrainingArgument
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
-    "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
-    "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0", "--report_to", "none",
-    "--logging_steps", "1",
+    "--backbone",
+    "r21d",
+    "--width_multiplier",
+    "0.125",
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+    "--per_device_train_batch_size",
+    "4",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
 ]
 
 
 def tiny_args(tmp_path: Path, corpus: Path, *extra: str) -> PretrainingArguments:
-    return parse_args(PretrainingArguments, [*TINY_FLAGS, "--dataset_root", str(corpus),
-                                             "--output_dir", str(tmp_path / "run"), *extra])
+    return parse_args(
+        PretrainingArguments,
+        [*TINY_FLAGS, "--dataset_root", str(corpus), "--output_dir", str(tmp_path / "run"), *extra],
+    )
 
 
 @pytest.mark.parametrize("task", list_pretext_tasks())
@@ -62,8 +77,18 @@ def test_yaml_config_and_cli_precedence(tmp_path, tiny_corpus):
 
 def test_impossible_setting_is_refused_with_a_hint(tmp_path, tiny_corpus):
     # 5 VCOP clips of 16 frames with interval 8 need 112 frames; the videos have 64.
-    args = tiny_args(tmp_path, tiny_corpus, "--pretext_task", "vcop", "--num_frames", "16",
-                     "--pretext_config", '{"num_clips": 5}', "--max_steps", "1")
+    args = tiny_args(
+        tmp_path,
+        tiny_corpus,
+        "--pretext_task",
+        "vcop",
+        "--num_frames",
+        "16",
+        "--pretext_config",
+        '{"num_clips": 5}',
+        "--max_steps",
+        "1",
+    )
     with pytest.raises(ValueError) as error:
         run_pretraining(args)
     message = str(error.value)
@@ -85,8 +110,18 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_corp
         return out
 
     monkeypatch.setattr(VSSLForPretraining, "forward", poisoned)
-    args = tiny_args(tmp_path, tiny_corpus, "--pretext_task", "rotnet", "--max_steps", "8", "--save_steps", "2",
-                     "--logging_steps", "4")
+    args = tiny_args(
+        tmp_path,
+        tiny_corpus,
+        "--pretext_task",
+        "rotnet",
+        "--max_steps",
+        "8",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "4",
+    )
     with pytest.raises(NonFiniteLossError, match="NaN or inf"):
         run_pretraining(args)
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
@@ -94,15 +129,34 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_corp
 
 
 def _launch(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "recipes" / "pretrain.py"), *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "pretrain.py"), *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_corpus):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    common = [*TINY_FLAGS, "--dataset_root", str(tiny_corpus), "--pretext_task", "rspnet", "--max_steps", "12",
-              "--save_steps", "2", "--save_total_limit", "5", "--dataloader_num_workers", "1"]
+    common = [
+        *TINY_FLAGS,
+        "--dataset_root",
+        str(tiny_corpus),
+        "--pretext_task",
+        "rspnet",
+        "--max_steps",
+        "12",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "5",
+        "--dataloader_num_workers",
+        "1",
+    ]
 
     reference = _launch([*common, "--output_dir", str(tmp_path / "straight")], env)
     out, _ = reference.communicate(timeout=600)
@@ -146,7 +200,9 @@ def test_transform_preset_override_is_used_and_recorded(tmp_path, tiny_corpus, m
         return original(preset, *args, **kwargs)
 
     monkeypatch.setattr(pretraining, "train_transforms", recording)
-    args = tiny_args(tmp_path, tiny_corpus, "--pretext_task", "prp", "--transform_preset", "eval", "--max_steps", "1")
+    args = tiny_args(
+        tmp_path, tiny_corpus, "--pretext_task", "prp", "--transform_preset", "eval", "--max_steps", "1"
+    )
     output = run_pretraining(args)
     assert used == ["eval"]  # not the task's own "prp" augmentation
     assert yaml.safe_load((output / "training_args.yaml").read_text())["transform_preset"] == "eval"

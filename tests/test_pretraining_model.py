@@ -196,8 +196,9 @@ def test_pretraining_checkpoint_loads_its_backbone_with_remote_code(tmp_path):
 
     from hf_vssl import VSSLConfig, VSSLForPretraining
 
-    model = VSSLForPretraining(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32,
-                                          pretext_task="rotnet")).eval()
+    model = VSSLForPretraining(
+        VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32, pretext_task="rotnet")
+    ).eval()
     clip = torch.randn(1, 8, 3, 32, 32)
     with torch.no_grad():
         expected = model.vssl(clip).pooler_output
@@ -213,6 +214,7 @@ def test_pretraining_checkpoint_loads_its_backbone_with_remote_code(tmp_path):
         "assert torch.allclose(out, io['expected'], rtol=1e-4, atol=1e-5)\nprint('OK')\n"
     )
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr

@@ -21,9 +21,28 @@ from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.distillation import DistillationArguments, run_distillation
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
-TINY = ["--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
-        "--per_device_train_batch_size", "8", "--report_to", "none", "--logging_steps", "1",
-        "--save_steps", "2", "--save_total_limit", "5", "--max_steps", "4"]
+TINY = [
+    "--backbone",
+    "r21d",
+    "--width_multiplier",
+    "0.125",
+    "--num_frames",
+    "8",
+    "--image_size",
+    "32",
+    "--per_device_train_batch_size",
+    "8",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--save_total_limit",
+    "5",
+    "--max_steps",
+    "4",
+]
 #: Run on every test session; the rest of the matrix is marked slow. RotNet draws its rotations
 #: in forward (from the loop's per-step generator): the quick lane covers that path too.
 QUICK = {("rspnet", "fp32", 0), ("cvrl", "bf16", 0), ("prp", "bf16", 0), ("rotnet", "bf16", 0)}
@@ -57,9 +76,25 @@ def _interrupt_and_resume(output: Path, run) -> None:
 @pytest.mark.parametrize(("task", "precision", "workers"), list(_cases()))
 def test_pretraining_resumes_exactly(task, precision, workers, tmp_path, tiny_corpus):
     def run(*extra):
-        return run_pretraining(parse_args(PretrainingArguments, [
-            *TINY, "--pretext_task", task, "--bf16", str(precision == "bf16"), "--dataloader_num_workers",
-            str(workers), "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / "run"), *extra]))
+        return run_pretraining(
+            parse_args(
+                PretrainingArguments,
+                [
+                    *TINY,
+                    "--pretext_task",
+                    task,
+                    "--bf16",
+                    str(precision == "bf16"),
+                    "--dataloader_num_workers",
+                    str(workers),
+                    "--dataset_root",
+                    str(tiny_corpus),
+                    "--output_dir",
+                    str(tmp_path / "run"),
+                    *extra,
+                ],
+            )
+        )
 
     run()
     _interrupt_and_resume(tmp_path / "run", run)
@@ -68,20 +103,56 @@ def test_pretraining_resumes_exactly(task, precision, workers, tmp_path, tiny_co
 @pytest.fixture(scope="module")
 def teacher(tiny_corpus, tmp_path_factory):
     output = tmp_path_factory.mktemp("teacher") / "rspnet"
-    return run_pretraining(parse_args(PretrainingArguments, [
-        *TINY, "--pretext_task", "rspnet", "--max_steps", "1", "--bf16", "false", "--dataloader_num_workers", "0",
-        "--dataset_root", str(tiny_corpus), "--output_dir", str(output)]))
+    return run_pretraining(
+        parse_args(
+            PretrainingArguments,
+            [
+                *TINY,
+                "--pretext_task",
+                "rspnet",
+                "--max_steps",
+                "1",
+                "--bf16",
+                "false",
+                "--dataloader_num_workers",
+                "0",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(output),
+            ],
+        )
+    )
 
 
-@pytest.mark.parametrize(("precision", "workers"), [
-    pytest.param("fp32", 0, id="fp32-w0"),
-    pytest.param("bf16", 2, id="bf16-w2", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    ("precision", "workers"),
+    [
+        pytest.param("fp32", 0, id="fp32-w0"),
+        pytest.param("bf16", 2, id="bf16-w2", marks=pytest.mark.slow),
+    ],
+)
 def test_distillation_resumes_exactly(precision, workers, teacher, tmp_path, tiny_corpus):
     def run(*extra):
-        return run_distillation(parse_args(DistillationArguments, [
-            *TINY, "--teachers", str(teacher), "--bf16", str(precision == "bf16"), "--dataloader_num_workers",
-            str(workers), "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / "run"), *extra]))
+        return run_distillation(
+            parse_args(
+                DistillationArguments,
+                [
+                    *TINY,
+                    "--teachers",
+                    str(teacher),
+                    "--bf16",
+                    str(precision == "bf16"),
+                    "--dataloader_num_workers",
+                    str(workers),
+                    "--dataset_root",
+                    str(tiny_corpus),
+                    "--output_dir",
+                    str(tmp_path / "run"),
+                    *extra,
+                ],
+            )
+        )
 
     run()
     _interrupt_and_resume(tmp_path / "run", run)

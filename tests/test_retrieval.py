@@ -20,24 +20,36 @@ def test_hand_made_features_give_the_known_answer():
     # Gallery on the unit circle; classes A=0 at 0/10 deg, B=1 at 90/100 deg, C=2 at 180 deg.
     gallery = torch.tensor([_unit(0), _unit(10), _unit(90), _unit(100), _unit(180)])
     gallery_labels = torch.tensor([0, 0, 1, 1, 2])
-    queries = torch.tensor([
-        _unit(5),    # class 0: nearest are 0 and 10 deg -> top-1 hit
-        _unit(92),   # class 2: nearest 90, 100 (B), then 10 (A, 82 deg away), then 180 (C, 88 deg) at rank 4
-        _unit(170),  # class 1: 180 (C) first, then 100 (B) -> hit at rank 2
-    ])
+    queries = torch.tensor(
+        [
+            _unit(5),  # class 0: nearest are 0 and 10 deg -> top-1 hit
+            _unit(
+                92
+            ),  # class 2: nearest 90, 100 (B), then 10 (A, 82 deg away), then 180 (C, 88 deg) at rank 4
+            _unit(170),  # class 1: 180 (C) first, then 100 (B) -> hit at rank 2
+        ]
+    )
     query_labels = torch.tensor([0, 2, 1])
     # Scaling a feature must not matter (cosine similarity on L2-normalised features).
     scaled = queries * torch.tensor([[3.0], [0.5], [10.0]])
     for q in (queries, scaled):
         result = retrieval_topk(q, query_labels, gallery, gallery_labels, ks=(1, 2, 3, 4, 5))
-        assert result == {"top1": pytest.approx(1 / 3), "top2": pytest.approx(2 / 3), "top3": pytest.approx(2 / 3),
-                          "top4": pytest.approx(1.0), "top5": pytest.approx(1.0)}
+        assert result == {
+            "top1": pytest.approx(1 / 3),
+            "top2": pytest.approx(2 / 3),
+            "top3": pytest.approx(2 / 3),
+            "top4": pytest.approx(1.0),
+            "top5": pytest.approx(1.0),
+        }
 
 
 def test_values_are_monotone_and_in_range_on_random_features():
     generator = torch.Generator().manual_seed(0)
     gallery, query = torch.randn(40, 16, generator=generator), torch.randn(25, 16, generator=generator)
-    labels_g, labels_q = torch.randint(0, 6, (40,), generator=generator), torch.randint(0, 6, (25,), generator=generator)
+    labels_g, labels_q = (
+        torch.randint(0, 6, (40,), generator=generator),
+        torch.randint(0, 6, (25,), generator=generator),
+    )
     result = retrieval_topk(query, labels_q, gallery, labels_g)  # k beyond 40 is not reached; 20 < 40
     values = [result[f"top{k}"] for k in (1, 5, 10, 20)]
     assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)

@@ -29,22 +29,52 @@ SEVERITIES = [1, 3]
 def classifier(tmp_path_factory) -> Path:
     """A tiny classification checkpoint as recipes/finetune.py leaves it (weights, processor, metrics.json)."""
     torch.manual_seed(0)
-    config = VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32, num_labels=4,
-                        id2label={0: "move_left", 1: "move_right", 2: "move_up", 3: "move_down"})
+    config = VSSLConfig(
+        backbone="r21d",
+        width_multiplier=0.125,
+        num_frames=8,
+        image_size=32,
+        num_labels=4,
+        id2label={0: "move_left", 1: "move_right", 2: "move_up", 3: "move_down"},
+    )
     path = tmp_path_factory.mktemp("classifier")
     VSSLForVideoClassification(config).save_pretrained(path)
     VSSLVideoProcessor.for_clip(8, 32).save_pretrained(path)
-    (path / "metrics.json").write_text(json.dumps({
-        "task": "video-classification", "dataset": "synthetic", "dataset_split": "test", "fold": 1,
-        "label_set": "motion", "evaluation": {"num_clips": 2, "num_crops": 1}}))
+    (path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "task": "video-classification",
+                "dataset": "synthetic",
+                "dataset_split": "test",
+                "fold": 1,
+                "label_set": "motion",
+                "evaluation": {"num_clips": 2, "num_crops": 1},
+            }
+        )
+    )
     return path
 
 
 def _run(classifier: Path, corpus: Path, output: Path) -> dict:
-    args = parse_args(RobustnessArguments, [
-        "--model_name_or_path", str(classifier), "--dataset_root", str(corpus), "--output_dir", str(output),
-        "--noises", *NOISES, "--severities", *map(str, SEVERITIES), "--seed", "3",
-        "--per_device_eval_batch_size", "4"])
+    args = parse_args(
+        RobustnessArguments,
+        [
+            "--model_name_or_path",
+            str(classifier),
+            "--dataset_root",
+            str(corpus),
+            "--output_dir",
+            str(output),
+            "--noises",
+            *NOISES,
+            "--severities",
+            *map(str, SEVERITIES),
+            "--seed",
+            "3",
+            "--per_device_eval_batch_size",
+            "4",
+        ],
+    )
     out = run_robustness(args)
     return json.loads((out / "robustness.json").read_text())
 
@@ -65,7 +95,9 @@ def test_report_contents_are_complete_and_deterministic(classifier, tiny_corpus,
             assert cell["top1"] == clean and cell["relative_decrease"] == 0.0
     for noise in NOISES:
         average = report["average"][noise]
-        assert average["top1"] == pytest.approx(sum(cells[(noise, s)]["top1"] for s in SEVERITIES) / len(SEVERITIES))
+        assert average["top1"] == pytest.approx(
+            sum(cells[(noise, s)]["top1"] for s in SEVERITIES) / len(SEVERITIES)
+        )
         assert average["relative_robustness"] == pytest.approx(average["top1"] / clean)
     markdown = (tmp_path / "a" / "robustness.md").read_text()
     assert all(f"| {noise} |" in markdown for noise in NOISES) and "clean" in markdown
@@ -94,8 +126,11 @@ def test_severity_zero_through_the_noise_path_equals_clean(classifier, tiny_corp
 
 def test_build_report_and_markdown_from_known_numbers():
     report = build_report(0.8, {("shot", 1): 0.6, ("shot", 2): 0.4}, dataset="ucf101", preset="imagenet-c")
-    assert report["average"]["shot"] == {"top1": pytest.approx(0.5), "relative_decrease": pytest.approx(0.375),
-                                         "relative_robustness": pytest.approx(0.625)}
+    assert report["average"]["shot"] == {
+        "top1": pytest.approx(0.5),
+        "relative_decrease": pytest.approx(0.375),
+        "relative_robustness": pytest.approx(0.625),
+    }
     assert [(c["severity"], c["top1"]) for c in report["cells"]] == [(0, 0.8), (1, 0.6), (2, 0.4)]
     table = report_markdown(report)
     assert "| shot | 80.0 | 60.0 | 40.0 | 50.0 | 0.625 |" in table
@@ -112,9 +147,17 @@ def test_three_crops_include_the_center_crop_of_the_eval_transform():
 
 
 def test_refuses_a_checkpoint_without_classifier_and_unknown_noise(tiny_corpus, tmp_path):
-    VSSLModel(VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(tmp_path)
+    VSSLModel(
+        VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32)
+    ).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="finetuned classifier"):
-        run_robustness(parse_args(RobustnessArguments, ["--model_name_or_path", str(tmp_path),
-                                                        "--dataset_root", str(tiny_corpus)]))
+        run_robustness(
+            parse_args(
+                RobustnessArguments,
+                ["--model_name_or_path", str(tmp_path), "--dataset_root", str(tiny_corpus)],
+            )
+        )
     with pytest.raises(ValueError, match="unknown noise kind"):
-        run_robustness(parse_args(RobustnessArguments, ["--model_name_or_path", str(tmp_path), "--noises", "fog"]))
+        run_robustness(
+            parse_args(RobustnessArguments, ["--model_name_or_path", str(tmp_path), "--noises", "fog"])
+        )

@@ -167,8 +167,10 @@ def test_real_container_codec_combinations_survive_shards_with_every_frame(real_
     # UCF101's XVID+MP3 AVIs and a 1080p H.264 AVI were dropped ("Requested next frame while
     # there are no more frames left to decode"); every file must be kept with all its frames,
     # counted as FFmpeg counts them, both as original bytes and re-encoded.
-    records = [VideoRecord(str(path), i, f"c{i}", name.replace(".", "_"), "train", "real")
-               for i, (name, path) in enumerate(sorted(real_videos.items()))]
+    records = [
+        VideoRecord(str(path), i, f"c{i}", name.replace(".", "_"), "train", "real")
+        for i, (name, path) in enumerate(sorted(real_videos.items()))
+    ]
     expected = {record.video_id: len(pyav_frames(Path(record.path))) for record in records}
     for record in records:
         assert ffprobe_count(Path(record.path)) in (None, expected[record.video_id])
@@ -190,5 +192,7 @@ def test_real_container_codec_combinations_survive_shards_with_every_frame(real_
 def test_reencoded_b_frame_avi_keeps_frame_order(real_videos):
     path = real_videos["xvid_mp3.avi"]
     data, count = reencode_video(path, ReencodeOptions(short_side=None))
-    frames = decode_frames(open_video(data, name="re-encoded"), list(range(count))).permute(0, 2, 3, 1).numpy()
+    frames = (
+        decode_frames(open_video(data, name="re-encoded"), list(range(count))).permute(0, 2, 3, 1).numpy()
+    )
     assert count == len(pyav_frames(path)) and frame_marker(frames).tolist() == list(range(count))

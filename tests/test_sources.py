@@ -14,7 +14,15 @@ from torchcodec.decoders import VideoDecoder
 from hf_vssl.data.sources import SOURCES, UnlabelledSplitError, default_eval_split, list_sources, load_source
 from hf_vssl.data.synthetic import LAYOUTS, make_synthetic_dataset, read_metadata
 
-SMALL = {"seed": 1, "num_classes": 3, "videos_per_class": 4, "clips_per_group": 2, "num_frames": 16, "size": (32, 32), "num_workers": 1}
+SMALL = {
+    "seed": 1,
+    "num_classes": 3,
+    "videos_per_class": 4,
+    "clips_per_group": 2,
+    "num_frames": 16,
+    "size": (32, 32),
+    "num_workers": 1,
+}
 # split -> videos in the synthetic corpus above (3 classes x 2 groups of 2; fold 1 holds out group 1)
 EXPECTED = {
     "ucf101": {"train": 6, "test": 6},
@@ -28,7 +36,11 @@ NAMES = {
     "ucf101": ["MoveLeft", "MoveRight", "MoveUp"],
     "hmdb51": ["move_left", "move_right", "move_up"],
     "kinetics400": ["move left", "move right", "move up"],
-    "ssv2": ["Moving something from right to left", "Moving something from left to right", "Moving something up"],
+    "ssv2": [
+        "Moving something from right to left",
+        "Moving something from left to right",
+        "Moving something up",
+    ],
     "diving48": ["move_left", "move_right", "move_up"],
     "videofolder": ["move_left", "move_right", "move_up"],
 }
@@ -49,7 +61,9 @@ def copy_of(corpora, tmp_path):
 
 
 def test_registry():
-    assert list_sources() == sorted(["ucf101", "hmdb51", "kinetics400", "ssv2", "diving48", "videofolder", "synthetic"])
+    assert list_sources() == sorted(
+        ["ucf101", "hmdb51", "kinetics400", "ssv2", "diving48", "videofolder", "synthetic"]
+    )
     with pytest.raises(ValueError, match="unknown source 'ucf'"):
         load_source("ucf", ".")
 
@@ -146,8 +160,12 @@ def _bad_kinetics(root):
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     with open(path, "a", newline="") as handle:
-        csv.writer(handle).writerows([["move left", "AAAAAAAAAAA", "0", "10", "train"],
-                                      ["move left", rows[1][1], "zero", "10", "train"]])
+        csv.writer(handle).writerows(
+            [
+                ["move left", "AAAAAAAAAAA", "0", "10", "train"],
+                ["move left", rows[1][1], "zero", "10", "train"],
+            ]
+        )
     # an unknown label shows up in the validation CSV (train.csv defines the labels)
     val = root / "validate.csv"
     with open(val, "a", newline="") as handle:
@@ -159,9 +177,11 @@ def _bad_kinetics(root):
 def _bad_ssv2(root):
     path = root / "labels/train.json"
     entries = json.loads(path.read_text())
-    entries += [{"id": "999999", "label": "x", "template": "Moving [something] up", "placeholders": ["x"]},
-                {"id": entries[0]["id"], "label": "x", "template": "Juggling [something]", "placeholders": ["x"]},
-                {"label": "no id"}]
+    entries += [
+        {"id": "999999", "label": "x", "template": "Moving [something] up", "placeholders": ["x"]},
+        {"id": entries[0]["id"], "label": "x", "template": "Juggling [something]", "placeholders": ["x"]},
+        {"label": "no id"},
+    ]
     path.write_text(json.dumps(entries))
     return path, {7: "not found", 8: "unknown label", 9: "without an id"}, 6
 
@@ -169,8 +189,10 @@ def _bad_ssv2(root):
 def _bad_diving(root):
     path = root / "Diving48_V2_train.json"
     entries = json.loads(path.read_text())
-    entries += [{"vid_name": "nope", "label": 0, "start_frame": 0, "end_frame": 5},
-                {"vid_name": entries[0]["vid_name"], "label": 48, "start_frame": 0, "end_frame": 5}]
+    entries += [
+        {"vid_name": "nope", "label": 0, "start_frame": 0, "end_frame": 5},
+        {"vid_name": entries[0]["vid_name"], "label": 48, "start_frame": 0, "end_frame": 5},
+    ]
     path.write_text(json.dumps(entries))
     return path, {7: "not found", 8: "vocabulary"}, 6
 
@@ -182,10 +204,17 @@ def _bad_videofolder(root):
     return stray, {None: "outside any class folder"}, 6
 
 
-@pytest.mark.parametrize("layout, corrupt", [
-    ("ucf101", _bad_ucf), ("hmdb51", _bad_hmdb), ("kinetics400", _bad_kinetics),
-    ("ssv2", _bad_ssv2), ("diving48", _bad_diving), ("videofolder", _bad_videofolder),
-])
+@pytest.mark.parametrize(
+    "layout, corrupt",
+    [
+        ("ucf101", _bad_ucf),
+        ("hmdb51", _bad_hmdb),
+        ("kinetics400", _bad_kinetics),
+        ("ssv2", _bad_ssv2),
+        ("diving48", _bad_diving),
+        ("videofolder", _bad_videofolder),
+    ],
+)
 def test_bad_annotations_are_reported_and_skipped(copy_of, layout, corrupt):
     root = copy_of(layout)
     bad_file, expected, kept = corrupt(root)
@@ -221,15 +250,18 @@ def test_kinetics_flat_mirror(copy_of):
 # ---- errors in what was asked for ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout, missing, pattern", [
-    ("ucf101", "ucfTrainTestlist/testlist01.txt", "testlist01.txt"),
-    ("ucf101", "ucfTrainTestlist/classInd.txt", "classInd.txt"),
-    ("hmdb51", "testTrainMulti_7030_splits", "testTrainMulti_7030_splits"),
-    ("kinetics400", "validate.csv", "validate.csv"),
-    ("ssv2", "labels/labels.json", "labels.json"),
-    ("diving48", "Diving48_vocab.json", "Diving48_vocab.json"),
-    ("synthetic", "synthetic_metadata.json", "synthetic_metadata.json"),
-])
+@pytest.mark.parametrize(
+    "layout, missing, pattern",
+    [
+        ("ucf101", "ucfTrainTestlist/testlist01.txt", "testlist01.txt"),
+        ("ucf101", "ucfTrainTestlist/classInd.txt", "classInd.txt"),
+        ("hmdb51", "testTrainMulti_7030_splits", "testTrainMulti_7030_splits"),
+        ("kinetics400", "validate.csv", "validate.csv"),
+        ("ssv2", "labels/labels.json", "labels.json"),
+        ("diving48", "Diving48_vocab.json", "Diving48_vocab.json"),
+        ("synthetic", "synthetic_metadata.json", "synthetic_metadata.json"),
+    ],
+)
 def test_missing_annotation_file_names_the_expected_path(copy_of, layout, missing, pattern):
     root = copy_of("ucf101" if layout == "synthetic" else layout)
     target = root / missing
@@ -294,8 +326,11 @@ def test_unlabelled_test_split_is_refused_where_labels_are_needed(corpora, copy_
     # gave retrieval a silent top-1 of 0.
     assert default_eval_split(layout) == "val" and SOURCES[layout].unlabelled_splits == ("test",)
     assert {r.label for r in load_source(layout, corpora[layout], "test")} == {-1}  # still listable
-    with pytest.raises(UnlabelledSplitError, match=r"split 'test' of .* no labels for 6 of its 6 videos "
-                                                   r"\(the official list carries none\); evaluate on .*'val'"):
+    with pytest.raises(
+        UnlabelledSplitError,
+        match=r"split 'test' of .* no labels for 6 of its 6 videos "
+        r"\(the official list carries none\); evaluate on .*'val'",
+    ):
         load_source(layout, corpora[layout], "test", require_labels=True)
     records = load_source(layout, corpora[layout], default_eval_split(layout), require_labels=True)
     assert len(records) == 6 and min(r.label for r in records) >= 0

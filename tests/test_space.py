@@ -160,7 +160,9 @@ def test_bad_uploads_get_a_friendly_message(client, checkpoint, tmp_path):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="not in the list of choices"):
-        client.predict("someone/other-model", handle_file(str(text)), "gaussian", 3, "video-p", api_name="/predict")
+        client.predict(
+            "someone/other-model", handle_file(str(text)), "gaussian", 3, "video-p", api_name="/predict"
+        )
     with pytest.warns(UserWarning):
         clean, _, _, status = app.predict("someone/other-model", str(text), offered=[str(checkpoint)])
     assert clean is None and "is not one of this Space's models" in status
@@ -187,7 +189,9 @@ def test_temporal_perturbation_plays_the_clip_backwards(checkpoint, make_video):
     reversed_frames = _read_all(noisy_video).float()
     clean_frames = app.read_clip(video, num_frames=8)[0].float()
     # x264 is lossy: frame 0 of the reversed clip is near the last clean frame, far from the first.
-    assert (reversed_frames[0] - clean_frames[-1]).abs().mean() < (reversed_frames[0] - clean_frames[0]).abs().mean() / 2
+    assert (reversed_frames[0] - clean_frames[-1]).abs().mean() < (
+        reversed_frames[0] - clean_frames[0]
+    ).abs().mean() / 2
 
 
 def test_large_frames_are_decoded_at_a_reduced_size(make_video):
@@ -201,8 +205,13 @@ def test_large_frames_are_decoded_at_a_reduced_size(make_video):
 
 def test_hub_model_without_network_has_no_artifacts(checkpoint):
     model = app.load_model(str(checkpoint))
-    remote = app.SpaceModel(name="someone/not-here", source="someone/not-here", is_local=False,
-                            model=model.model, processor=model.processor)
+    remote = app.SpaceModel(
+        name="someone/not-here",
+        source="someone/not-here",
+        is_local=False,
+        model=model.model,
+        processor=model.processor,
+    )
     assert app.artifact_path(remote, "cka.png") is None  # HF_HUB_OFFLINE: a clean "not available"
 
 
@@ -269,10 +278,24 @@ def test_page_screenshot_is_not_blank(space, tmp_path):
 
     png = tmp_path / "space.png"
     subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=15000", f"--screenshot={png}", "--window-size=1280,1600", space],
-        capture_output=True, timeout=90, check=False,
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+            f"--screenshot={png}",
+            "--window-size=1280,1600",
+            space,
+        ],
+        capture_output=True,
+        timeout=90,
+        check=False,
     )
     assert png.is_file() and png.stat().st_size > 0
     pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
@@ -282,11 +305,15 @@ def test_page_screenshot_is_not_blank(space, tmp_path):
 
 def test_committed_examples_show_what_the_current_generator_renders(tmp_path):
     """`spaces/examples` must be regenerated when the corpus changes (CORPUS_VERSION bumps)."""
-    spec = importlib.util.spec_from_file_location("make_space_examples", REPO_ROOT / "spaces" / "make_examples.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_space_examples", REPO_ROOT / "spaces" / "make_examples.py"
+    )
     make_examples = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_examples)
     for fresh in make_examples.make_examples(tmp_path):
         committed = REPO_ROOT / "spaces" / "examples" / fresh.name
         difference = (_read_all(committed).float() - _read_all(fresh).float()).abs().mean()
         # Encoders may differ by a grey level; another scene, object or motion differs by tens.
-        assert difference < 1.0, f"{committed} is stale (mean |difference| {difference:.1f}): run spaces/make_examples.py"
+        assert difference < 1.0, (
+            f"{committed} is stale (mean |difference| {difference:.1f}): run spaces/make_examples.py"
+        )

@@ -147,8 +147,12 @@ def test_bad_videos_are_skipped_and_counted(make_video, tmp_path):
     )
     with pytest.raises(ClipTooLongError, match=r"vid01: the clip needs 6 frames but the video has only 4"):
         list(strict)
-    looped = StreamingClipDataset(load_video_dataset(tmp_path / "short"), UniformClipSampler(6, short_video="error"),
-                                  short_video="loop", shuffle=False)
+    looped = StreamingClipDataset(
+        load_video_dataset(tmp_path / "short"),
+        UniformClipSampler(6, short_video="error"),
+        short_video="loop",
+        shuffle=False,
+    )
     assert [sample["video_id"] for sample in looped] == ids
 
 

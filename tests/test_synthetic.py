@@ -33,7 +33,9 @@ def test_same_seed_same_frames_and_files_different_seed_different(tmp_path):
     assert not any(np.array_equal(x, y) for x, y in zip(frames_a, frames_c))
     for video in S.read_metadata(a)["videos"]:
         assert (a / video["path"]).read_bytes() == (b / video["path"]).read_bytes()
-    assert (a / "ucfTrainTestlist/trainlist01.txt").read_bytes() == (b / "ucfTrainTestlist/trainlist01.txt").read_bytes()
+    assert (a / "ucfTrainTestlist/trainlist01.txt").read_bytes() == (
+        b / "ucfTrainTestlist/trainlist01.txt"
+    ).read_bytes()
 
 
 def _polar_features(frame: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -57,7 +59,9 @@ def _polar_features(frame: np.ndarray, centre: np.ndarray) -> np.ndarray:
 def _ridge_accuracy(features: np.ndarray, labels: np.ndarray, num_train: int, num_classes: int) -> float:
     x = np.c_[(features - features.mean(0)) / (features.std(0) + 1e-6), np.ones(len(features))]
     y = np.eye(num_classes)[labels]
-    weights = np.linalg.solve(x[:num_train].T @ x[:num_train] + 100 * np.eye(x.shape[1]), x[:num_train].T @ y[:num_train])
+    weights = np.linalg.solve(
+        x[:num_train].T @ x[:num_train] + 100 * np.eye(x.shape[1]), x[:num_train].T @ y[:num_train]
+    )
     return float(((x[num_train:] @ weights).argmax(1) == labels[num_train:]).mean())
 
 
@@ -67,8 +71,14 @@ def test_single_frame_solves_appearance_but_not_motion():
     features, motion, appearance = [], [], []
     for i in range(240):
         m, a = i % 10, int(rng.integers(10))
-        spec = S.sample_video_spec(9, i, S.MOTION_CLASSES[m], S.APPEARANCE_CLASSES[a],
-                                   S.sample_scene(np.random.default_rng([9, i])), (64, 64))
+        spec = S.sample_video_spec(
+            9,
+            i,
+            S.MOTION_CLASSES[m],
+            S.APPEARANCE_CLASSES[a],
+            S.sample_scene(np.random.default_rng([9, i])),
+            (64, 64),
+        )
         first = S.render_video(spec, 16, (64, 64))[0]
         features.append(_polar_features(first, S.object_track(spec, 16)[0]))
         motion.append(m)
@@ -89,7 +99,12 @@ def test_motion_classes_move_as_named():
         return spec, S.object_track(spec, frames, size)
 
     for index in range(6):
-        for motion, axis, sign in (("move_left", 0, -1), ("move_right", 0, 1), ("move_up", 1, -1), ("move_down", 1, 1)):
+        for motion, axis, sign in (
+            ("move_left", 0, -1),
+            ("move_right", 0, 1),
+            ("move_up", 1, -1),
+            ("move_down", 1, 1),
+        ):
             _, tr = track(motion, index)
             step = np.diff(tr[:, axis])
             step = step[np.abs(step) < 10]  # drop the wrap-around jump
@@ -102,11 +117,15 @@ def test_motion_classes_move_as_named():
             assert np.sign(np.median(cross)) == sense, motion
         _, fast = track("move_fast", index)
         _, slow = track("move_left", index)
-        assert np.median(np.abs(np.diff(fast[:, :2], axis=0)).sum(1)) > 2 * np.median(np.abs(np.diff(slow[:, :2], axis=0)).sum(1))
+        assert np.median(np.abs(np.diff(fast[:, :2], axis=0)).sum(1)) > 2 * np.median(
+            np.abs(np.diff(slow[:, :2], axis=0)).sum(1)
+        )
 
 
 def test_rendered_object_follows_its_track_and_flashes_in_order():
-    spec = S.sample_video_spec(1, 3, "flash_right_first", "solid_square", S.sample_scene(np.random.default_rng(1)), (64, 64))
+    spec = S.sample_video_spec(
+        1, 3, "flash_right_first", "solid_square", S.sample_scene(np.random.default_rng(1)), (64, 64)
+    )
     video = S.render_video(spec, 48, (64, 64)).astype(np.float32)
     tr = S.object_track(spec, 48)
     colour = np.asarray(spec["primary"]["colour"]) * 255
@@ -125,20 +144,29 @@ def test_rendered_object_follows_its_track_and_flashes_in_order():
 def test_every_8_frame_window_shows_the_flash_order():
     """Short clips can tell the two flash classes apart: each 8-frame window holds both flashes."""
     for index in range(20):
-        spec = S.sample_video_spec(2, index, "flash_left_first", "solid_disc", S.sample_scene(np.random.default_rng(2)),
-                                   (64, 64))
+        spec = S.sample_video_spec(
+            2, index, "flash_left_first", "solid_disc", S.sample_scene(np.random.default_rng(2)), (64, 64)
+        )
         traj = spec["trajectory"]
         cycle = (np.arange(64) - traj["flash_phase"]) % traj["flash_period"]
         first = cycle < traj["flash_duration"]
         second = (cycle >= traj["flash_gap"]) & (cycle < traj["flash_gap"] + traj["flash_duration"])
         for start in range(64 - 8 + 1):
-            assert first[start:start + 8].any() and second[start:start + 8].any()
+            assert first[start : start + 8].any() and second[start : start + 8].any()
 
 
 def test_small_corpus_time_size_and_metadata(tmp_path):
     start = time.perf_counter()
-    root = S.make_synthetic_dataset(tmp_path / "c", "ucf101", seed=0, num_classes=4, videos_per_class=9,
-                                    num_frames=32, size=(64, 64), num_workers=1)
+    root = S.make_synthetic_dataset(
+        tmp_path / "c",
+        "ucf101",
+        seed=0,
+        num_classes=4,
+        videos_per_class=9,
+        num_frames=32,
+        size=(64, 64),
+        num_workers=1,
+    )
     elapsed = time.perf_counter() - start
     size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
     assert elapsed < 30, elapsed  # ~1.5 s on an idle core

@@ -17,7 +17,9 @@ from hf_vssl.utils.seeding import derive_seed
 
 def test_derive_seed_is_a_stable_63_bit_hash_of_its_arguments():
     assert derive_seed(0, 0, 0, 0) == 6189968047434225789  # pinned: the same in every process and version
-    seeds = {derive_seed(*args) for args in [(7, 0, 1, 0), (7, 1, 0, 0), (7, 0, 0, 1), (7, 0, 1), (8, 0, 1, 0)]}
+    seeds = {
+        derive_seed(*args) for args in [(7, 0, 1, 0), (7, 1, 0, 0), (7, 0, 0, 1), (7, 0, 1), (8, 0, 1, 0)]
+    }
     assert len(seeds) == 5 and all(0 <= s < 2**63 for s in seeds)
     assert derive_seed(7, 0, 1, 0) == derive_seed(7, 0, 1, 0)
     with pytest.raises(ValueError, match="64 bits"):
@@ -44,11 +46,23 @@ class ToyArguments(LoopArguments):
 
 
 def test_one_loop_seeds_each_micro_batch_and_logs_window_means(tmp_path):
-    args = ToyArguments(per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=4,
-                        logging_steps=2, save_steps=3, save_total_limit=5, channels_last=False,
-                        dataloader_num_workers=0, report_to="none", seed=5, warmup_ratio=0.0)
+    args = ToyArguments(
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        max_steps=4,
+        logging_steps=2,
+        save_steps=3,
+        save_total_limit=5,
+        channels_last=False,
+        dataloader_num_workers=0,
+        report_to="none",
+        seed=5,
+        warmup_ratio=0.0,
+    )
     output_dir = tmp_path / "run"
-    accelerator = build_accelerator(args, output_dir)  # bf16 as every recipe test: one AcceleratorState per process
+    accelerator = build_accelerator(
+        args, output_dir
+    )  # bf16 as every recipe test: one AcceleratorState per process
     dataset = ToyDataset(12)  # 6 batches of 2 = 3 optimiser steps per epoch: step 4 is in epoch 1
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=True, drop_last=True)
     model = nn.Linear(3, 1)
@@ -61,9 +75,20 @@ def test_one_loop_seeds_each_micro_batch_and_logs_window_means(tmp_path):
         return loss, {"index_mean": value.detach(), "two": torch.tensor(2.0)}
 
     exported = []
-    trained = train(accelerator, args, output_dir, TrainingJob(
-        name="toy", model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dataset=dataset,
-        dataloader=loader, step=step, export=lambda m, s: exported.append((m, s))))
+    trained = train(
+        accelerator,
+        args,
+        output_dir,
+        TrainingJob(
+            name="toy",
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            dataset=dataset,
+            dataloader=loader,
+            step=step,
+            export=lambda m, s: exported.append((m, s)),
+        ),
+    )
 
     expected = [derive_seed(5, 0, b, 0) for b in range(6)] + [derive_seed(5, 1, b, 0) for b in range(2)]
     assert [seed for seed, _ in calls] == expected
@@ -82,8 +107,16 @@ def test_one_loop_seeds_each_micro_batch_and_logs_window_means(tmp_path):
 
 
 def test_check_logs_sees_every_logged_window_and_its_warning_is_logged(tmp_path, caplog):
-    args = ToyArguments(per_device_train_batch_size=2, max_steps=4, logging_steps=2, save_steps=4,
-                        channels_last=False, dataloader_num_workers=0, report_to="none", warmup_ratio=0.0)
+    args = ToyArguments(
+        per_device_train_batch_size=2,
+        max_steps=4,
+        logging_steps=2,
+        save_steps=4,
+        channels_last=False,
+        dataloader_num_workers=0,
+        report_to="none",
+        warmup_ratio=0.0,
+    )
     accelerator = build_accelerator(args, tmp_path / "run")
     dataset = ToyDataset(8)
     model = nn.Linear(3, 1)
@@ -97,12 +130,25 @@ def test_check_logs_sees_every_logged_window_and_its_warning_is_logged(tmp_path,
         return prepared(batch["pixel_values"]).mean(), {"step_value": torch.tensor(float(len(seen)))}
 
     with caplog.at_level("WARNING", logger="hf_vssl.training.loop"):
-        train(accelerator, args, tmp_path / "run", TrainingJob(
-            name="toy", model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dataset=dataset,
-            dataloader=torch.utils.data.DataLoader(dataset, batch_size=2), step=step, export=lambda m, s: None,
-            check_logs=check_logs))
+        train(
+            accelerator,
+            args,
+            tmp_path / "run",
+            TrainingJob(
+                name="toy",
+                model=model,
+                optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                dataset=dataset,
+                dataloader=torch.utils.data.DataLoader(dataset, batch_size=2),
+                step=step,
+                export=lambda m, s: None,
+                check_logs=check_logs,
+            ),
+        )
     assert seen == [0.0, 1.0]  # once per logging window, with that window's averages
-    assert [r.getMessage() for r in caplog.records if "collapsing" in r.getMessage()] == ["step 4: collapsing"]
+    assert [r.getMessage() for r in caplog.records if "collapsing" in r.getMessage()] == [
+        "step 4: collapsing"
+    ]
 
 
 def test_channels_last_3d_leaves_2d_convolutions_alone():

@@ -227,7 +227,9 @@ def test_fused_colour_matches_sequential_adjustments():
     image = 0.3 + 0.4 * torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(1))
     b, c, s, hue = 1.2, 0.7, 1.3, 0.4
     adjust = {
-        "brightness": F.adjust_brightness, "contrast": F.adjust_contrast, "saturation": F.adjust_saturation
+        "brightness": F.adjust_brightness,
+        "contrast": F.adjust_contrast,
+        "saturation": F.adjust_saturation,
     }
     factor = {"brightness": b, "contrast": c, "saturation": s}
     for order in (("brightness", "contrast", "saturation"), ("saturation", "contrast", "brightness")):

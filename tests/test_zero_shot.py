@@ -53,15 +53,40 @@ from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE_WORDS = sorted({word for t in ENSEMBLE_TEMPLATES for word in t.replace("{}", " ").replace(".", " ").split()})
+TEMPLATE_WORDS = sorted(
+    {word for t in ENSEMBLE_TEMPLATES for word in t.replace("{}", " ").replace(".", " ").split()}
+)
 CLASS_WORDS = ["left", "right", "up", "down", "red", "green", "blue"]
-WORDS = ["<pad>", "<unk>", "<s>", ".", "move", *TEMPLATE_WORDS, *CLASS_WORDS, "</s>"]  # EOS last: X-CLIP pools at argmax
+WORDS = [
+    "<pad>",
+    "<unk>",
+    "<s>",
+    ".",
+    "move",
+    *TEMPLATE_WORDS,
+    *CLASS_WORDS,
+    "</s>",
+]  # EOS last: X-CLIP pools at argmax
 PIXEL_MEAN, PIXEL_STD = [0.4, 0.5, 0.6], [0.2, 0.3, 0.25]
-TEXT = {"vocab_size": len(WORDS), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": 0, "bos_token_id": 2,
-        "eos_token_id": len(WORDS) - 1}
-VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-          "image_size": 32, "patch_size": 8}
+TEXT = {
+    "vocab_size": len(WORDS),
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 16,
+    "pad_token_id": 0,
+    "bos_token_id": 2,
+    "eos_token_id": len(WORDS) - 1,
+}
+VISION = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
 
 
 def _recipe(name: str):
@@ -75,19 +100,39 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", WORDS.index("<s>")), ("</s>", WORDS.index("</s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", model_max_length=16)
+        single="<s> $A </s>", special_tokens=[("<s>", WORDS.index("<s>")), ("</s>", WORDS.index("</s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=16,
+    )
 
 
 def save_tiny(family: str, folder: Path, image_mean=PIXEL_MEAN, image_std=PIXEL_STD) -> Path:
     """A tiny random ``family`` model with its tokenizer and image processor, saved to ``folder``."""
     torch.manual_seed(0)
     if family == "xclip":
-        vision = {**VISION, "num_frames": 4, "mit_hidden_size": 8, "mit_intermediate_size": 16,
-                  "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2}
-        model = XCLIPModel(XCLIPConfig(text_config=TEXT, vision_config=vision, projection_dim=8, prompt_layers=1,
-                                       prompt_num_attention_heads=2))
+        vision = {
+            **VISION,
+            "num_frames": 4,
+            "mit_hidden_size": 8,
+            "mit_intermediate_size": 16,
+            "mit_num_hidden_layers": 1,
+            "mit_num_attention_heads": 2,
+        }
+        model = XCLIPModel(
+            XCLIPConfig(
+                text_config=TEXT,
+                vision_config=vision,
+                projection_dim=8,
+                prompt_layers=1,
+                prompt_num_attention_heads=2,
+            )
+        )
     elif family == "clip":
         model = CLIPModel(CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=8))
     else:
@@ -174,15 +219,21 @@ def test_zero_shot_logits_equal_the_models_own_forward(tiny_models, family):
         ours = classifier(pixel_values=_to_vssl(raw)).logits
         if family == "xclip":
             tokens = foundation.tokenizer(prompts, padding=True, return_tensors="pt")
-            reference = foundation.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                                         pixel_values=_to_model(raw)).logits_per_video
+            reference = foundation.model(
+                input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, pixel_values=_to_model(raw)
+            ).logits_per_video
         elif family == "clip":
             tokens = foundation.tokenizer(prompts, padding=True, return_tensors="pt")
-            reference = foundation.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                                         pixel_values=_to_model(raw[:, 0])).logits_per_image
+            reference = foundation.model(
+                input_ids=tokens.input_ids,
+                attention_mask=tokens.attention_mask,
+                pixel_values=_to_model(raw[:, 0]),
+            ).logits_per_image
         else:  # SigLIP's own usage: padded to full length, no attention mask
             tokens = foundation.tokenizer(prompts, padding="max_length", return_tensors="pt")
-            reference = foundation.model(input_ids=tokens.input_ids, pixel_values=_to_model(raw[:, 0])).logits_per_image
+            reference = foundation.model(
+                input_ids=tokens.input_ids, pixel_values=_to_model(raw[:, 0])
+            ).logits_per_image
     assert ours.shape == (2, 3)
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
 
@@ -195,13 +246,23 @@ def test_image_models_pool_normalised_frame_embeddings_over_time(tiny_models):
     with torch.no_grad():
         frames = model.get_image_features(pixel_values=_to_model(raw.flatten(0, 1))).pooler_output
         video = torch.nn.functional.normalize(
-            torch.nn.functional.normalize(frames, dim=-1).view(2, 3, -1).mean(1), dim=-1)
-        tokens = foundation.tokenizer(["move left", "a video of move left.", "move right", "a video of move right."],
-                                      padding=True, return_tensors="pt")
-        text = torch.nn.functional.normalize(model.get_text_features(**tokens).pooler_output, dim=-1).view(2, 2, -1)
-        text = torch.nn.functional.normalize(text.mean(1), dim=-1)  # the ensemble: mean of normalised embeddings
+            torch.nn.functional.normalize(frames, dim=-1).view(2, 3, -1).mean(1), dim=-1
+        )
+        tokens = foundation.tokenizer(
+            ["move left", "a video of move left.", "move right", "a video of move right."],
+            padding=True,
+            return_tensors="pt",
+        )
+        text = torch.nn.functional.normalize(model.get_text_features(**tokens).pooler_output, dim=-1).view(
+            2, 2, -1
+        )
+        text = torch.nn.functional.normalize(
+            text.mean(1), dim=-1
+        )  # the ensemble: mean of normalised embeddings
         expected = model.logit_scale.exp() * video @ text.T
-        torch.testing.assert_close(classifier(pixel_values=_to_vssl(raw)).logits, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            classifier(pixel_values=_to_vssl(raw)).logits, expected, rtol=1e-4, atol=1e-5
+        )
     with pytest.raises(ValueError, match="X-CLIP model built for clips of 4 frames"):
         load_foundation_model(tiny_models["xclip"], num_frames=8)
 
@@ -229,18 +290,40 @@ def test_zero_shot_recipe_on_the_synthetic_corpus_is_exact(tiny_models, tiny_cor
     classes = ["left", "right", "up", "down"]
     monkeypatch.setattr(CLIPModel, "get_text_features", _agreeing_text_tower(classes))
     up = torch.nn.functional.one_hot(torch.tensor(classes.index("up")), len(classes)).float()
-    monkeypatch.setattr(CLIPModel, "get_image_features", lambda self, pixel_values, **kwargs: BaseModelOutputWithPooling(
-        pooler_output=up.expand(len(pixel_values), -1).to(pixel_values.device)))
+    monkeypatch.setattr(
+        CLIPModel,
+        "get_image_features",
+        lambda self, pixel_values, **kwargs: BaseModelOutputWithPooling(
+            pooler_output=up.expand(len(pixel_values), -1).to(pixel_values.device)
+        ),
+    )
     output = tmp_path / "run"
-    args = ["--model_name_or_path", str(tiny_models["clip"]), "--dataset_root", str(tiny_corpus),
-            "--output_dir", str(output), "--eval_clips", "2", "--per_device_eval_batch_size", "4", "--num_frames", "4"]
+    args = [
+        "--model_name_or_path",
+        str(tiny_models["clip"]),
+        "--dataset_root",
+        str(tiny_corpus),
+        "--output_dir",
+        str(output),
+        "--eval_clips",
+        "2",
+        "--per_device_eval_batch_size",
+        "4",
+        "--num_frames",
+        "4",
+    ]
     assert _recipe("zero_shot").main(args) == output
 
     records = load_records("synthetic", str(tiny_corpus), "test")
     share_up = sum(r.label_name == "move_up" for r in records) / len(records)
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["mode"] == "zero_shot" and metrics["dataset_split"] == "test"
-    assert metrics["results"] == {"clip_top1": share_up, "clip_top5": 1.0, "video_top1": share_up, "video_top5": 1.0}
+    assert metrics["results"] == {
+        "clip_top1": share_up,
+        "clip_top5": 1.0,
+        "video_top1": share_up,
+        "video_top5": 1.0,
+    }
     assert metrics["zero_shot"]["class_names"] == ["move left", "move right", "move up", "move down"]
     assert metrics["num_videos"] == len(records) and metrics["num_views"] == 2
     predictions = json.loads((output / "predictions.json").read_text())
@@ -276,8 +359,13 @@ def test_zero_shot_predictions_follow_the_video_content(tmp_path, monkeypatch):
     assert sorted({(r.label, r.label_name) for r in records}) == list(enumerate(classes))
     monkeypatch.setattr(CLIPModel, "get_text_features", _agreeing_text_tower(["red", "green", "blue"]))
     # the frame embedding is its mean colour (the tiny model's processor leaves pixels in [0, 1])
-    monkeypatch.setattr(CLIPModel, "get_image_features", lambda self, pixel_values, **kwargs: BaseModelOutputWithPooling(
-        pooler_output=pixel_values.mean(dim=(2, 3))))
+    monkeypatch.setattr(
+        CLIPModel,
+        "get_image_features",
+        lambda self, pixel_values, **kwargs: BaseModelOutputWithPooling(
+            pooler_output=pixel_values.mean(dim=(2, 3))
+        ),
+    )
     classifier = ZeroShotVideoClassifier(load_foundation_model(folder, num_frames=4), classes)
     dataset = build_eval_dataset(records, 4, 32, num_clips=3)
     result = evaluate_classifier(classifier, dataset, batch_size=3)
@@ -292,9 +380,23 @@ def test_zero_shot_predictions_follow_the_video_content(tmp_path, monkeypatch):
 
 def test_robustness_recipe_takes_a_zero_shot_model(tiny_models, tiny_corpus, tmp_path):
     output = tmp_path / "xclip-run"
-    common = ["--model_name_or_path", str(tiny_models["xclip"]), "--dataset_root", str(tiny_corpus),
-              "--output_dir", str(output), "--eval_clips", "1", "--per_device_eval_batch_size", "4",
-              "--prompt_templates", "a video of {}.", "{}", "--frame_stride", "2"]
+    common = [
+        "--model_name_or_path",
+        str(tiny_models["xclip"]),
+        "--dataset_root",
+        str(tiny_corpus),
+        "--output_dir",
+        str(output),
+        "--eval_clips",
+        "1",
+        "--per_device_eval_batch_size",
+        "4",
+        "--prompt_templates",
+        "a video of {}.",
+        "{}",
+        "--frame_stride",
+        "2",
+    ]
     _recipe("zero_shot").main(common)
     zero_shot = json.loads((output / "metrics.json").read_text())
     assert zero_shot["zero_shot"]["family"] == "xclip" and zero_shot["evaluation"]["num_frames"] == 4
@@ -314,21 +416,42 @@ def test_robustness_recipe_takes_a_zero_shot_model(tiny_models, tiny_corpus, tmp
 
 def test_cka_of_a_vision_tower_against_a_self_supervised_backbone(tiny_models, tiny_corpus, tmp_path):
     ssl = tmp_path / "r3d"
-    VSSLModel(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(ssl)
-    flags = ["--dataset_root", str(tiny_corpus), "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0"]
+    VSSLModel(
+        VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32)
+    ).save_pretrained(ssl)
+    flags = [
+        "--dataset_root",
+        str(tiny_corpus),
+        "--per_device_eval_batch_size",
+        "4",
+        "--dataloader_num_workers",
+        "0",
+    ]
     cka = _recipe("cka")
-    output = cka.main(["--model_name_or_path", str(ssl), "--compare_to", str(tiny_models["clip"]),
-                       "--output_dir", str(tmp_path / "vs"), *flags])
+    output = cka.main(
+        [
+            "--model_name_or_path",
+            str(ssl),
+            "--compare_to",
+            str(tiny_models["clip"]),
+            "--output_dir",
+            str(tmp_path / "vs"),
+            *flags,
+        ]
+    )
     data = json.loads((output / "cka.json").read_text())
     assert data["layers_b"] == ["layer1", "layer2"] and len(data["layers_a"]) >= 4
     matrix = torch.tensor(data["matrix"])
     assert matrix.shape == (len(data["layers_a"]), 2) and torch.isfinite(matrix).all()
     assert (matrix > -0.2).all() and (matrix < 1.0 + 1e-6).all()
-    within = cka.main(["--model_name_or_path", str(tiny_models["xclip"]), "--output_dir", str(tmp_path / "xclip"),
-                       *flags])
+    within = cka.main(
+        ["--model_name_or_path", str(tiny_models["xclip"]), "--output_dir", str(tmp_path / "xclip"), *flags]
+    )
     data = json.loads((within / "cka.json").read_text())
     assert data["layers_a"] == ["layer1", "layer2"]
-    torch.testing.assert_close(torch.tensor(data["matrix"], dtype=torch.float64).diagonal(), torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(
+        torch.tensor(data["matrix"], dtype=torch.float64).diagonal(), torch.ones(2, dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("family", ["xclip", "siglip"])
@@ -339,34 +462,74 @@ def test_vision_backbone_is_the_models_vision_tower(tiny_models, family):
     raw = torch.rand(2, foundation.num_frames, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = backbone(_to_vssl(raw), output_hidden_states=True)
-        tower = foundation.model.vision_model(pixel_values=_to_model(raw.flatten(0, 1)), output_hidden_states=True)
-    torch.testing.assert_close(out.pooler_output, tower.pooler_output.view(2, foundation.num_frames, -1).mean(1),
-                               rtol=1e-4, atol=1e-5)
+        tower = foundation.model.vision_model(
+            pixel_values=_to_model(raw.flatten(0, 1)), output_hidden_states=True
+        )
+    torch.testing.assert_close(
+        out.pooler_output,
+        tower.pooler_output.view(2, foundation.num_frames, -1).mean(1),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert len(out.hidden_states) == len(tower.hidden_states) == 3  # the embeddings, then each layer
     for ours, theirs in zip(out.hidden_states, tower.hidden_states):
         torch.testing.assert_close(ours.flatten(0, 1), theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_exported_vision_tower_goes_through_the_linear_probe(tiny_models, tiny_corpus, tmp_path):
-    exported = _recipe("export_vision_tower").main(["--model_name_or_path", str(tiny_models["clip"]),
-                                                    "--output_dir", str(tmp_path / "clip-vision"), "--num_frames", "4"])
+    exported = _recipe("export_vision_tower").main(
+        [
+            "--model_name_or_path",
+            str(tiny_models["clip"]),
+            "--output_dir",
+            str(tmp_path / "clip-vision"),
+            "--num_frames",
+            "4",
+        ]
+    )
     in_memory = load_vision_backbone(tiny_models["clip"], num_frames=4)
     reloaded = VSSLModel.from_pretrained(exported).eval()
     clip = _to_vssl(torch.rand(1, 4, 3, 32, 32))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(clip).pooler_output, in_memory(clip).pooler_output)
-    output = run_finetuning(parse_args(FinetuningArguments, [
-        "--model_name_or_path", str(exported), "--mode", "linear_probe", "--dataset_root", str(tiny_corpus),
-        "--output_dir", str(tmp_path / "probe"), "--max_steps", "2", "--per_device_train_batch_size", "4",
-        "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0", "--report_to", "none",
-        "--eval_clips", "1", "--channels_last", "False"]))  # channels_last_3d cannot take the 2D patch conv
+    output = run_finetuning(
+        parse_args(
+            FinetuningArguments,
+            [
+                "--model_name_or_path",
+                str(exported),
+                "--mode",
+                "linear_probe",
+                "--dataset_root",
+                str(tiny_corpus),
+                "--output_dir",
+                str(tmp_path / "probe"),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "4",
+                "--per_device_eval_batch_size",
+                "4",
+                "--dataloader_num_workers",
+                "0",
+                "--report_to",
+                "none",
+                "--eval_clips",
+                "1",
+                "--channels_last",
+                "False",
+            ],
+        )
+    )  # channels_last_3d cannot take the 2D patch conv
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["mode"] == "linear_probe" and metrics["results"]["video_top5"] == 1.0
 
 
 def test_refusals(tiny_models, tmp_path):
     ssl = tmp_path / "r3d"
-    VSSLModel(VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(ssl)
+    VSSLModel(
+        VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32)
+    ).save_pretrained(ssl)
     assert foundation_family(ssl) is None and foundation_family(tmp_path / "missing") is None
     recipe = _recipe("zero_shot")
     with pytest.raises(ValueError, match=r"no config\.json with a model_type among"):
@@ -374,16 +537,27 @@ def test_refusals(tiny_models, tmp_path):
     with pytest.raises(ValueError, match="--model_name_or_path is required"):
         recipe.main([])
     with pytest.raises(ValueError, match="exactly one"):
-        recipe.main(["--model_name_or_path", str(tiny_models["clip"]), "--prompt_templates", "no slot",
-                     "--output_dir", str(tmp_path / "x")])
+        recipe.main(
+            [
+                "--model_name_or_path",
+                str(tiny_models["clip"]),
+                "--prompt_templates",
+                "no slot",
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
     with pytest.raises(ValueError, match="at least 2 classes"):
         ZeroShotVideoClassifier(load_foundation_model(tiny_models["clip"]), ["only one"])
 
 
 def test_every_flag_in_the_documentation_exists():
     """docs/foundation_models.md's commands use only flags the recipes accept."""
-    known = {f.name for cls in (ZeroShotArguments, RobustnessArguments, CKAArguments, FinetuningArguments)
-             for f in dataclasses.fields(cls)} | {"json", "num_frames", "output_dir", "model_name_or_path"}
+    known = {
+        f.name
+        for cls in (ZeroShotArguments, RobustnessArguments, CKAArguments, FinetuningArguments)
+        for f in dataclasses.fields(cls)
+    } | {"json", "num_frames", "output_dir", "model_name_or_path"}
     text = (REPO / "docs" / "foundation_models.md").read_text()
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]+)", text))
     assert {"model_name_or_path", "prompt_ensemble", "frame_stride", "compare_to", "mode"} <= flags

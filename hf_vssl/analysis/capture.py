@@ -133,7 +133,9 @@ class LayerGramCapture:
         """The last forward pass's ``n x n`` Gram matrices, one per layer, in ``layer_names`` order."""
         missing = [name for name in self.layer_names if name not in self._grams]
         if missing:
-            raise RuntimeError(f"no activation captured yet for {missing}; run a forward pass inside the context")
+            raise RuntimeError(
+                f"no activation captured yet for {missing}; run a forward pass inside the context"
+            )
         return [self._grams[name] for name in self.layer_names]
 
     def clear(self) -> None:

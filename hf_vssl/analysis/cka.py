@@ -251,9 +251,7 @@ def _gram_fn(kernel: str, threshold: float) -> Callable[[ArrayLike], torch.Tenso
     raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
 
 
-def _centred_stack(
-    items: Sequence, to_gram: Callable, unbiased: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _centred_stack(items: Sequence, to_gram: Callable, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre each item's Gram and stack them flattened: ``(L, n*n)`` float64, plus raw energies.
 
     Grams are built one layer at a time straight into the preallocated stack, so only one
@@ -375,7 +373,9 @@ class MinibatchCKA:
         """Add one batch given as per-layer features (same samples, in the same order, in both lists)."""
         self._update(feats_a, feats_b, self._to_gram)
 
-    def update_grams(self, grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor] | None = None) -> None:
+    def update_grams(
+        self, grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor] | None = None
+    ) -> None:
         """Add one batch given as per-layer ``n x n`` Gram matrices (uncentred is fine)."""
         self._update(grams_a, grams_b, torch.as_tensor)
 
@@ -384,7 +384,9 @@ class MinibatchCKA:
         if items_b is not None:
             self._check_count(items_b, self.num_layers_b, "b")
         elif self.num_layers_a != self.num_layers_b:
-            raise ValueError("update without feats_b compares model A with itself, which needs num_layers_b == num_layers_a")
+            raise ValueError(
+                "update without feats_b compares model A with itself, which needs num_layers_b == num_layers_a"
+            )
         n = int(items_a[0].shape[0])
         if items_b is not None and int(items_b[0].shape[0]) != n:
             raise ValueError(f"feats_a has {n} samples but feats_b has {int(items_b[0].shape[0])}")
@@ -426,7 +428,9 @@ class MinibatchCKA:
     def compute(self) -> torch.Tensor:
         """The ``(La, Lb)`` float64 CKA map from every batch so far (zeros, with a warning, if none)."""
         if self._state is None:
-            warnings.warn("MinibatchCKA.compute() called before any usable batch", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "MinibatchCKA.compute() called before any usable batch", RuntimeWarning, stacklevel=2
+            )
             return torch.zeros(self.num_layers_a, self.num_layers_b, dtype=torch.float64, device=self.device)
         s = self._state
         return _normalise(s["cross"], s["self_a"], s["self_b"], s["energy_a"], s["energy_b"])

@@ -40,9 +40,16 @@ class CKAMap:
 
     def to_dict(self) -> dict:
         """The ``cka.json`` contract: model names, layer names and the matrix (plus how it was made)."""
-        return {"model_a": self.model_a, "model_b": self.model_b, "layers_a": list(self.layers_a),
-                "layers_b": list(self.layers_b), "matrix": self.matrix.double().cpu().tolist(),
-                "kernel": self.kernel, "num_samples": self.num_samples, "method": self.method}
+        return {
+            "model_a": self.model_a,
+            "model_b": self.model_b,
+            "layers_a": list(self.layers_a),
+            "layers_b": list(self.layers_b),
+            "matrix": self.matrix.double().cpu().tolist(),
+            "kernel": self.kernel,
+            "num_samples": self.num_samples,
+            "method": self.method,
+        }
 
     def save(self, output_dir: str | Path, stem: str = "cka", title: str | None = None) -> tuple[Path, Path]:
         """Write ``<stem>.json`` and the heatmap ``<stem>.png`` into ``output_dir``; return both paths."""
@@ -54,10 +61,15 @@ class CKAMap:
         json_path = output_dir / f"{stem}.json"
         json_path.write_text(json.dumps(self.to_dict(), indent=2))
         if title is None:
-            title = (f"CKA within {self.model_a}" if self.model_a == self.model_b
-                     else f"CKA: {self.model_a} (y) vs {self.model_b} (x)")
+            title = (
+                f"CKA within {self.model_a}"
+                if self.model_a == self.model_b
+                else f"CKA: {self.model_a} (y) vs {self.model_b} (x)"
+            )
         # plot_cka_heatmap puts the rows (model A's stages) on the y axis, depth growing upwards.
-        png_path = plot_cka_heatmap(self.matrix, self.layers_b, self.layers_a, title, output_dir / f"{stem}.png")
+        png_path = plot_cka_heatmap(
+            self.matrix, self.layers_b, self.layers_a, title, output_dir / f"{stem}.png"
+        )
         return json_path, png_path
 
     @property
@@ -91,19 +103,27 @@ def compare_models(
     models = {name_a: model_a, **others}
     for model in models.values():
         model.eval().to(device)
-    captures = {name: StageGrams(model, kernel=kernel, threshold=threshold, use_hooks=use_hooks,
-                                 autocast_dtype=autocast_dtype) for name, model in models.items()}
+    captures = {
+        name: StageGrams(
+            model, kernel=kernel, threshold=threshold, use_hooks=use_hooks, autocast_dtype=autocast_dtype
+        )
+        for name, model in models.items()
+    }
     layers_a = captures[name_a].layer_names
     if others:
-        accumulators = {name: MinibatchCKA(len(layers_a), len(captures[name].layer_names), device=device,
-                                           kernel=kernel) for name in others}
+        accumulators = {
+            name: MinibatchCKA(len(layers_a), len(captures[name].layer_names), device=device, kernel=kernel)
+            for name in others
+        }
     else:
         accumulators = {name_a: MinibatchCKA(len(layers_a), device=device, kernel=kernel)}
     with ExitStack() as stack:
         for capture in captures.values():
             stack.enter_context(capture)
         total = len(loader) if hasattr(loader, "__len__") else None
-        for batch in tqdm(loader, total=total, desc=f"cka {name_a}", disable=not progress, dynamic_ncols=True):
+        for batch in tqdm(
+            loader, total=total, desc=f"cka {name_a}", disable=not progress, dynamic_ncols=True
+        ):
             pixel_values = batch["pixel_values"].to(device, non_blocking=True)
             if pixel_values.shape[0] <= 3:
                 continue  # the unbiased HSIC needs n > 3; a short last batch carries no estimate
@@ -115,11 +135,19 @@ def compare_models(
     maps = {}
     for name, accumulator in accumulators.items():
         if accumulator.num_batches == 0:
-            raise ValueError("no batch of more than 3 clips reached the CKA estimator; use more videos or a larger "
-                             "--per_device_eval_batch_size")
+            raise ValueError(
+                "no batch of more than 3 clips reached the CKA estimator; use more videos or a larger "
+                "--per_device_eval_batch_size"
+            )
         other = captures[name]
-        maps[name] = CKAMap(accumulator.compute().cpu(), layers_a, other.layer_names, name_a, name,
-                            num_samples=accumulator.num_samples,
-                            method=captures[name_a].method if name == name_a else
-                            f"{captures[name_a].method}/{other.method}", kernel=kernel)
+        maps[name] = CKAMap(
+            accumulator.compute().cpu(),
+            layers_a,
+            other.layer_names,
+            name_a,
+            name,
+            num_samples=accumulator.num_samples,
+            method=captures[name_a].method if name == name_a else f"{captures[name_a].method}/{other.method}",
+            kernel=kernel,
+        )
     return maps

@@ -49,11 +49,15 @@ def find_checkpoints(directory: str | Path) -> list[Path]:
     if not directory.is_dir():
         raise FileNotFoundError(f"--checkpoints {directory}: not a folder")
     root = directory / "checkpoints" if (directory / "checkpoints").is_dir() else directory
-    found = [p for p in root.iterdir() if p.is_dir()
-             and ((p / "model.safetensors").is_file() or (p / "config.json").is_file())]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and ((p / "model.safetensors").is_file() or (p / "config.json").is_file())
+    ]
     if not found:
-        raise FileNotFoundError(f"--checkpoints {directory}: no checkpoint folders (with model.safetensors or "
-                                "config.json) found")
+        raise FileNotFoundError(
+            f"--checkpoints {directory}: no checkpoint folders (with model.safetensors or config.json) found"
+        )
     return sorted(found, key=_step_key)
 
 
@@ -61,38 +65,65 @@ def find_checkpoints(directory: str | Path) -> list[Path]:
 class CKAArguments(ShortVideoArguments):
     """Settings of ``recipes/cka.py``."""
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    model_name_or_path: str | None = field(default=None, metadata={
-        "help": "model A: a local folder or a Hub id (default with --checkpoints: that run's final model)"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "model A: a local folder or a Hub id (default with --checkpoints: that run's final model)"
+        },
+    )
     compare_to: str | None = field(default=None, metadata={"help": "model B: map A's stages against B's"})
-    checkpoints: str | None = field(default=None, metadata={
-        "help": "a run folder (or a folder of exports): map A against every checkpoint"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "default: A's folder (with --compare_to: A's folder/cka-vs-<B>)"})
-    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
-                                                                "videofolder or synthetic"})
+    checkpoints: str | None = field(
+        default=None,
+        metadata={"help": "a run folder (or a folder of exports): map A against every checkpoint"},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "default: A's folder (with --compare_to: A's folder/cka-vs-<B>)"}
+    )
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+    )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str | None = field(default=None, metadata={
-        "help": "split of --dataset whose videos are compared (default: its held-out evaluation split: val for "
-                "kinetics400 and ssv2, test elsewhere)"})
+    dataset_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "split of --dataset whose videos are compared (default: its held-out evaluation split: val for "
+            "kinetics400 and ssv2, test elsewhere)"
+        },
+    )
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    num_videos: int | None = field(default=256, metadata={"help": "class-balanced subset of this many videos"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    num_videos: int | None = field(
+        default=256, metadata={"help": "class-balanced subset of this many videos"}
+    )
     per_device_eval_batch_size: int = field(default=16, metadata={"help": "clips per CKA minibatch (> 3)"})
     num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})
     image_size: int | None = field(default=None, metadata={"help": "default: model A's"})
     frame_stride: int = field(default=1, metadata={"help": "temporal stride of the clips"})
-    short_video: str = field(default="loop", metadata={
-        "help": "a video shorter than a clip: loop or pad its frames, skip it (the next video is used, the same "
-                "for every model), or refuse"})
+    short_video: str = field(
+        default="loop",
+        metadata={
+            "help": "a video shorter than a clip: loop or pad its frames, skip it (the next video is used, the same "
+            "for every model), or refuse"
+        },
+    )
     kernel: str = field(default="linear", metadata={"help": "linear or rbf"})
-    rbf_threshold: float = field(default=0.5, metadata={
-        "help": "rbf kernel: bandwidth as this fraction of the median pairwise distance"})
+    rbf_threshold: float = field(
+        default=0.5,
+        metadata={"help": "rbf kernel: bandwidth as this fraction of the median pairwise distance"},
+    )
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the forward passes"})
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
     dataloader_num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
     seed: int = field(default=0, metadata={"help": "seed of the video subset"})
-    debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+    debug: bool = field(
+        default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"}
+    )
 
     def __post_init__(self):
         check_model_reference(self.model_name_or_path, "--model_name_or_path")
@@ -107,21 +138,38 @@ def _display_name(path_or_id: str) -> str:
 
 def _build_loader(args: CKAArguments, num_frames: int, image_size: int):
     if args.per_device_eval_batch_size <= 3:
-        raise ValueError(f"--per_device_eval_batch_size must be > 3 (the unbiased CKA estimator needs n > 3), "
-                         f"got {args.per_device_eval_batch_size}")
-    records = load_records(args.dataset, args.dataset_root, resolve_eval_split(args.dataset, args.dataset_split),
-                           args.fold, subset_size=args.num_videos, subset_seed=args.seed, label_set=args.label_set)
+        raise ValueError(
+            f"--per_device_eval_batch_size must be > 3 (the unbiased CKA estimator needs n > 3), "
+            f"got {args.per_device_eval_batch_size}"
+        )
+    records = load_records(
+        args.dataset,
+        args.dataset_root,
+        resolve_eval_split(args.dataset, args.dataset_split),
+        args.fold,
+        subset_size=args.num_videos,
+        subset_seed=args.seed,
+        label_set=args.label_set,
+    )
     # Every model must see the same clips: a video is looped/padded/refused per --short_video, or
     # (skip) replaced by the next one in the same deterministic way for every model.
     dataset = VideoClipDataset(
-        records, UniformClipSampler(num_frames, args.frame_stride, mode="center", short_video="error"),
-        transform=build_transform("eval", image_size, train=False), seed=args.seed, short_video=args.short_video,
+        records,
+        UniformClipSampler(num_frames, args.frame_stride, mode="center", short_video="error"),
+        transform=build_transform("eval", image_size, train=False),
+        seed=args.seed,
+        short_video=args.short_video,
     )
     # A last batch of <= 3 clips cannot enter the unbiased estimator: drop it rather than warn.
     drop_last = 0 < len(dataset) % args.per_device_eval_batch_size <= 3
     return torch.utils.data.DataLoader(
-        dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, drop_last=drop_last,
-        collate_fn=collate_clips, num_workers=args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+        dataset,
+        batch_size=args.per_device_eval_batch_size,
+        shuffle=False,
+        drop_last=drop_last,
+        collate_fn=collate_clips,
+        num_workers=args.dataloader_num_workers,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -148,11 +196,15 @@ def run_cka(args: CKAArguments) -> Path:
         raise ValueError(f"--kernel must be 'linear' or 'rbf', got {args.kernel!r}")
     model_path = args.model_name_or_path or args.checkpoints
     if model_path is None:
-        raise ValueError("--model_name_or_path is required (or --checkpoints, whose run folder is then model A)")
+        raise ValueError(
+            "--model_name_or_path is required (or --checkpoints, whose run folder is then model A)"
+        )
     checkpoints = find_checkpoints(args.checkpoints) if args.checkpoints else []
     if not args.model_name_or_path and not (Path(model_path) / "config.json").is_file():
-        raise FileNotFoundError(f"--checkpoints {model_path}: the run has no final model (config.json) yet; pass "
-                                "--model_name_or_path (e.g. its newest checkpoint folder) as model A")
+        raise FileNotFoundError(
+            f"--checkpoints {model_path}: the run has no final model (config.json) yet; pass "
+            "--model_name_or_path (e.g. its newest checkpoint folder) as model A"
+        )
     model_a = load_model(model_path)
     name_a = _display_name(model_path)
     others: dict[str, nn.Module] = {}
@@ -171,12 +223,20 @@ def run_cka(args: CKAArguments) -> Path:
         output_dir = Path(model_path) if local_a else Path("outputs") / "cka" / name_a.replace("/", "--")
         if args.compare_to:
             output_dir = output_dir / f"cka-vs-{next(iter(others)).replace('/', '--').replace(' ', '')}"
-    loader = _build_loader(args, args.num_frames or model_a.config.num_frames,
-                           args.image_size or model_a.config.image_size)
+    loader = _build_loader(
+        args, args.num_frames or model_a.config.num_frames, args.image_size or model_a.config.image_size
+    )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    maps = compare_models(model_a, loader, others, name_a=name_a, device=device, kernel=args.kernel,
-                          threshold=args.rbf_threshold,
-                          autocast_dtype=torch.bfloat16 if args.bf16 else None)
+    maps = compare_models(
+        model_a,
+        loader,
+        others,
+        name_a=name_a,
+        device=device,
+        kernel=args.kernel,
+        threshold=args.rbf_threshold,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+    )
     if not checkpoints:
         (cka_map,) = maps.values()
         json_path, png_path = cka_map.save(output_dir)
@@ -187,8 +247,14 @@ def run_cka(args: CKAArguments) -> Path:
         cka_map = maps[path.name]
         stem = f"cka_{path.name}"
         cka_map.save(output_dir, stem, title=f"CKA: {name_a} (y) vs {path.name} (x)")
-        summary["checkpoints"].append({"name": path.name, "step": _step_key(path)[0], "file": f"{stem}.json",
-                                       "diagonal": cka_map.diagonal})
+        summary["checkpoints"].append(
+            {
+                "name": path.name,
+                "step": _step_key(path)[0],
+                "file": f"{stem}.json",
+                "diagonal": cka_map.diagonal,
+            }
+        )
     (output_dir / "cka_checkpoints.json").write_text(json.dumps(summary, indent=2))
     _plot_sweep(summary, output_dir / "cka_checkpoints.png")
     return output_dir
@@ -205,7 +271,9 @@ def _plot_sweep(summary: dict, path: Path) -> Path:
     axes = figure.add_subplot()
     steps = [entry["step"] for entry in summary["checkpoints"]]
     for index, layer in enumerate(summary["layers"]):
-        axes.plot(steps, [entry["diagonal"][index] for entry in summary["checkpoints"]], marker="o", label=layer)
+        axes.plot(
+            steps, [entry["diagonal"][index] for entry in summary["checkpoints"]], marker="o", label=layer
+        )
     axes.set_xlabel("checkpoint step")
     axes.set_ylabel(f"CKA with {summary['model_a']}")
     axes.set_ylim(0, 1.05)

@@ -65,16 +65,22 @@ def report_markdown(report: dict[str, Any]) -> str:
     severities = sorted({cell["severity"] for cell in report["cells"]})
     header = ["noise", *[f"s{s}" if s else "clean" for s in severities], "mean (s>=1)", "rel. robustness"]
     lines = [
-        (f"Top-1 accuracy (%) under noise, preset `{report['preset']}`, dataset `{report['dataset']}` "
-         f"(clean: {_percent(report['clean_top1'])})."),
+        (
+            f"Top-1 accuracy (%) under noise, preset `{report['preset']}`, dataset `{report['dataset']}` "
+            f"(clean: {_percent(report['clean_top1'])})."
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     for kind, mean in report["average"].items():
         by_severity = {c["severity"]: c["top1"] for c in report["cells"] if c["noise"] == kind}
-        row = [kind, *[_percent(by_severity.get(s)) for s in severities], _percent(mean["top1"]),
-               "-" if mean["relative_robustness"] is None else f"{mean['relative_robustness']:.3f}"]
+        row = [
+            kind,
+            *[_percent(by_severity.get(s)) for s in severities],
+            _percent(mean["top1"]),
+            "-" if mean["relative_robustness"] is None else f"{mean['relative_robustness']:.3f}",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -127,36 +133,73 @@ class RobustnessArguments(FoundationModelArguments, ShortVideoArguments):
     classes, prompted by the ``FoundationModelArguments`` settings (docs/foundation_models.md).
     """
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "a finetuned classification checkpoint "
-                                                                           "or a foundation model (folder or Hub id)"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "a finetuned classification checkpoint or a foundation model (folder or Hub id)"},
+    )
     output_dir: str | None = field(default=None, metadata={"help": "default: the model's folder"})
-    dataset: str | None = field(default=None, metadata={"help": "default: the dataset the model was finetuned on"})
-    dataset_root: str | None = field(default=None, metadata={
-        "help": "dataset folder (default: built in for synthetic)"})
-    dataset_split: str | None = field(default=None, metadata={
-        "help": "default: the finetuning's test split, else the dataset's labelled held-out split (val for "
-                "kinetics400 and ssv2, test elsewhere)"})
+    dataset: str | None = field(
+        default=None, metadata={"help": "default: the dataset the model was finetuned on"}
+    )
+    dataset_root: str | None = field(
+        default=None, metadata={"help": "dataset folder (default: built in for synthetic)"}
+    )
+    dataset_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "default: the finetuning's test split, else the dataset's labelled held-out split (val for "
+            "kinetics400 and ssv2, test elsewhere)"
+        },
+    )
     fold: int | None = field(default=None, metadata={"help": "official fold (default: the finetuning's)"})
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    noises: list[str] = field(default_factory=lambda: list(PIXEL_NOISES),
-                              metadata={"help": f"noise kinds among {', '.join(NOISE_KINDS)}"})
-    severities: list[int] = field(default_factory=lambda: list(range(1, MAX_SEVERITY + 1)),
-                                  metadata={"help": f"severities among 1-{MAX_SEVERITY}"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    noises: list[str] = field(
+        default_factory=lambda: list(PIXEL_NOISES),
+        metadata={"help": f"noise kinds among {', '.join(NOISE_KINDS)}"},
+    )
+    severities: list[int] = field(
+        default_factory=lambda: list(range(1, MAX_SEVERITY + 1)),
+        metadata={"help": f"severities among 1-{MAX_SEVERITY}"},
+    )
     preset: str = field(default="video-p", metadata={"help": "video-p or imagenet-c"})
     seed: int = field(default=0, metadata={"help": "seed of the noise draws"})
-    eval_clips: int | None = field(default=None, metadata={"help": "clips per video (default: as finetuning)"})
-    eval_crops: int | None = field(default=None, metadata={"help": "1 or 3 spatial crops (default: as finetuning)"})
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation clips per device and batch"})
+    eval_clips: int | None = field(
+        default=None, metadata={"help": "clips per video (default: as finetuning)"}
+    )
+    eval_crops: int | None = field(
+        default=None, metadata={"help": "1 or 3 spatial crops (default: as finetuning)"}
+    )
+    per_device_eval_batch_size: int = field(
+        default=8, metadata={"help": "evaluation clips per device and batch"}
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
-    bf16: bool | None = field(default=None, metadata={
-        "help": "bf16 autocast (faster 3D convs on CPU). Not given: the launcher decides (accelerate launch "
-                "--mixed_precision, accelerate config; fp32 without any)"})
-    max_bad_fraction: float = field(default=0.01, metadata={
-        "help": "stop if more than this fraction of the test videos fail to decode (the rest are reported)"})
-    short_video: str = field(default="loop", metadata={
-        "help": "a test video shorter than a clip: loop or pad its frames, skip it (reported), or refuse"})
-    debug: bool = field(default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast (faster 3D convs on CPU). Not given: the launcher decides (accelerate launch "
+            "--mixed_precision, accelerate config; fp32 without any)"
+        },
+    )
+    max_bad_fraction: float = field(
+        default=0.01,
+        metadata={
+            "help": "stop if more than this fraction of the test videos fail to decode (the rest are reported)"
+        },
+    )
+    short_video: str = field(
+        default="loop",
+        metadata={
+            "help": "a test video shorter than a clip: loop or pad its frames, skip it (reported), or refuse"
+        },
+    )
+    debug: bool = field(
+        default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"}
+    )
 
     def __post_init__(self):
         check_model_reference(self.model_name_or_path, "--model_name_or_path")
@@ -178,32 +221,43 @@ def _model_metrics(model_path: str) -> dict[str, Any]:
 def run_robustness(args: RobustnessArguments) -> Path:
     """Run the robustness evaluation of ``args``; write the report files; return the output folder."""
     if not args.model_name_or_path:
-        raise ValueError("--model_name_or_path is required: a classification checkpoint from recipes/finetune.py")
+        raise ValueError(
+            "--model_name_or_path is required: a classification checkpoint from recipes/finetune.py"
+        )
     check_noises(args.noises, args.severities, args.preset)
     zero_shot = foundation_family(args.model_name_or_path) is not None
     config = None if zero_shot else VSSLConfig.from_pretrained(args.model_name_or_path)
     if config is not None and "VSSLForVideoClassification" not in (config.architectures or []):
-        raise ValueError(f"{args.model_name_or_path} is a {config.architectures} checkpoint; robustness needs a "
-                         "finetuned classifier (run recipes/finetune.py first) or a foundation model")
+        raise ValueError(
+            f"{args.model_name_or_path} is a {config.architectures} checkpoint; robustness needs a "
+            "finetuned classifier (run recipes/finetune.py first) or a foundation model"
+        )
     trained = _model_metrics(args.model_name_or_path)
     evaluation = trained.get("evaluation", {})
     dataset = args.dataset or trained.get("dataset") or "synthetic"
     same_data = args.dataset is None or args.dataset == trained.get("dataset")
-    split = resolve_eval_split(dataset, args.dataset_split or (trained.get("dataset_split") if same_data else None))
+    split = resolve_eval_split(
+        dataset, args.dataset_split or (trained.get("dataset_split") if same_data else None)
+    )
     fold = args.fold if args.fold is not None else int(trained.get("fold", 1))
     label_set = args.label_set or trained.get("label_set")
     records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set, require_labels=True)
     accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     if zero_shot:
-        class_names = dataset_class_names(args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold,
-                                          label_set=label_set)
-        model = build_zero_shot_classifier(args, args.model_name_or_path, class_names, device=accelerator.device)
+        class_names = dataset_class_names(
+            args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
+        )
+        model = build_zero_shot_classifier(
+            args, args.model_name_or_path, class_names, device=accelerator.device
+        )
         num_frames, image_size, frame_stride = model.num_frames, model.image_size, args.frame_stride
     else:
         too_high = max(r.label for r in records)
         if too_high >= config.num_labels:
-            raise ValueError(f"{dataset} {split} (fold {fold}) has class index {too_high} but the model at "
-                             f"{args.model_name_or_path} has {config.num_labels} labels: wrong dataset or label set?")
+            raise ValueError(
+                f"{dataset} {split} (fold {fold}) has class index {too_high} but the model at "
+                f"{args.model_name_or_path} has {config.num_labels} labels: wrong dataset or label set?"
+            )
         try:
             frame_stride = VSSLVideoProcessor.from_pretrained(args.model_name_or_path).frame_stride
         except OSError:
@@ -211,17 +265,29 @@ def run_robustness(args: RobustnessArguments) -> Path:
         model = load_checked(VSSLForVideoClassification, args.model_name_or_path)[0].to(accelerator.device)
         num_frames, image_size = config.num_frames, config.image_size
     report = evaluate_robustness(
-        model, records, num_frames=num_frames, image_size=image_size, frame_stride=frame_stride,
-        noises=args.noises, severities=args.severities, preset=args.preset, seed=args.seed,
+        model,
+        records,
+        num_frames=num_frames,
+        image_size=image_size,
+        frame_stride=frame_stride,
+        noises=args.noises,
+        severities=args.severities,
+        preset=args.preset,
+        seed=args.seed,
         num_clips=args.eval_clips or int(evaluation.get("num_clips", 5)),
         num_crops=args.eval_crops or int(evaluation.get("num_crops", 1)),
-        batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
-        accelerator=accelerator, dataset_name=dataset, short_video=args.short_video,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
+        accelerator=accelerator,
+        dataset_name=dataset,
+        short_video=args.short_video,
         max_bad_fraction=args.max_bad_fraction,
     )
     report.update(dataset_split=split, fold=fold, label_set=label_set, model=str(args.model_name_or_path))
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.model_name_or_path)
-    if (zero_shot or not output_dir.is_dir()) and not args.output_dir:  # never into a foundation model's folder
+    if (
+        zero_shot or not output_dir.is_dir()
+    ) and not args.output_dir:  # never into a foundation model's folder
         output_dir = Path("outputs") / f"robustness-{Path(args.model_name_or_path).name}"
     if accelerator.is_main_process:
         paths = write_report(report, output_dir)

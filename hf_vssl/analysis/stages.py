@@ -51,16 +51,28 @@ def resolve_stage_modules(model: VSSLModel, pixel_values: torch.Tensor) -> list[
 
     def record(name):
         def hook(module, inputs, output):
-            tensor = output if isinstance(output, torch.Tensor) else next(
-                (v for v in (output if isinstance(output, (tuple, list)) else ()) if isinstance(v, torch.Tensor)),
-                None)
+            tensor = (
+                output
+                if isinstance(output, torch.Tensor)
+                else next(
+                    (
+                        v
+                        for v in (output if isinstance(output, (tuple, list)) else ())
+                        if isinstance(v, torch.Tensor)
+                    ),
+                    None,
+                )
+            )
             if tensor is not None:
                 refs[name] = weakref.ref(tensor)
 
         return hook
 
-    handles = [module.register_forward_hook(record(f"backbone.{name}"))
-               for name, module in model.backbone.named_modules() if name]
+    handles = [
+        module.register_forward_hook(record(f"backbone.{name}"))
+        for name, module in model.backbone.named_modules()
+        if name
+    ]
     try:
         with torch.no_grad():
             hidden_states = model(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
@@ -86,8 +98,15 @@ class StageGrams:
     stage. :attr:`method` says which path is used: ``"hooks"`` or ``"hidden_states"``.
     """
 
-    def __init__(self, model: nn.Module, *, kernel: str = "linear", threshold: float = 0.5,
-                 use_hooks: bool = True, autocast_dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        kernel: str = "linear",
+        threshold: float = 0.5,
+        use_hooks: bool = True,
+        autocast_dtype: torch.dtype | None = None,
+    ):
         self.model = backbone_of(model)
         self.layer_names = list(self.model.backbone.stage_names)
         if kernel not in ("linear", "rbf"):
@@ -136,12 +155,16 @@ class StageGrams:
             self._stack.enter_context(capture)
             reference = self._from_hidden_states(pixel_values)  # the same pass fills the hooks
             hooked = capture.grams()
-            if all(torch.allclose(a, b, rtol=1e-7, atol=1e-9 * float(b.abs().max()) + 1e-30)
-                   for a, b in zip(hooked, reference)):
+            if all(
+                torch.allclose(a, b, rtol=1e-7, atol=1e-9 * float(b.abs().max()) + 1e-30)
+                for a, b in zip(hooked, reference)
+            ):
                 self._capture, self.method = capture, "hooks"
                 return hooked
             self._stack.close()
-            logger.info("stage hooks of %s disagree with its hidden states; using hidden states",
-                        type(self.model.backbone).__name__)
+            logger.info(
+                "stage hooks of %s disagree with its hidden states; using hidden states",
+                type(self.model.backbone).__name__,
+            )
         self.method = "hidden_states"
         return self._from_hidden_states(pixel_values)

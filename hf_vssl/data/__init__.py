@@ -17,16 +17,31 @@ from typing import Any
 # Public name -> submodule. Resolved on first access (PEP 562), so `import hf_vssl` stays light:
 # torchcodec, PyAV and datasets load only when the data layer is actually used.
 _EXPORTS = {
-    "ClipPlan": "clips", "ClipSampler": "clips", "ClipTooLongError": "clips", "UniformClipSampler": "clips",
+    "ClipPlan": "clips",
+    "ClipSampler": "clips",
+    "ClipTooLongError": "clips",
+    "UniformClipSampler": "clips",
     "decode_plan": "clips",
-    "VideoClipDataset": "datasets", "collate_clips": "datasets",
-    "VideoDecodeError": "decoding", "open_video": "decoding",
+    "VideoClipDataset": "datasets",
+    "collate_clips": "datasets",
+    "VideoDecodeError": "decoding",
+    "open_video": "decoding",
     "VideoRecord": "records",
-    "ReencodeOptions": "shards", "ShardReport": "shards", "build_noisy_shards": "shards", "build_shards": "shards",
-    "SOURCES": "sources", "UnlabelledSplitError": "sources", "default_eval_split": "sources", "list_sources": "sources",
+    "ReencodeOptions": "shards",
+    "ShardReport": "shards",
+    "build_noisy_shards": "shards",
+    "build_shards": "shards",
+    "SOURCES": "sources",
+    "UnlabelledSplitError": "sources",
+    "default_eval_split": "sources",
+    "list_sources": "sources",
     "load_source": "sources",
-    "StreamingClipDataset": "streaming", "load_video_dataset": "streaming",
-    "balanced_subset": "subsets", "load_subset": "subsets", "save_subset": "subsets", "select_by_ids": "subsets",
+    "StreamingClipDataset": "streaming",
+    "load_video_dataset": "streaming",
+    "balanced_subset": "subsets",
+    "load_subset": "subsets",
+    "save_subset": "subsets",
+    "select_by_ids": "subsets",
 }
 
 

@@ -66,8 +66,13 @@ class BatchAugment:
         self.spec, self.preset = spec, preset
         self.image_size, self.input_size = spec.image_size, spec.loader_size
 
-    def draw(self, num_clips: int, device: torch.device | str = "cpu",
-             generator: torch.Generator | None = None, clips_per_sample: int = 1) -> ClipParams:
+    def draw(
+        self,
+        num_clips: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+        clips_per_sample: int = 1,
+    ) -> ClipParams:
         """Parameters of ``num_clips`` clips (float32 on ``device``), in samples of
         ``clips_per_sample`` clips (each clip drawn with its view's probabilities)."""
         u = torch.rand(num_clips, NUM_CLIP_UNIFORMS, device=device, generator=generator)
@@ -84,8 +89,11 @@ class BatchAugment:
             or video.ndim not in (5, 6)
             or tuple(video.shape[-3:]) != (3, size, size)
         ):
-            got = (f"{video.dtype} tensor of shape {tuple(video.shape)}" if isinstance(video, torch.Tensor)
-                   else type(video).__name__)
+            got = (
+                f"{video.dtype} tensor of shape {tuple(video.shape)}"
+                if isinstance(video, torch.Tensor)
+                else type(video).__name__
+            )
             raise ValueError(
                 f"BatchAugment expects a uint8 batch (B, [N,] T, 3, {size}, {size}) from "
                 f"build_loader_transform({self.preset!r}, {self.image_size}) and collate_clips, got {got}"
@@ -102,8 +110,10 @@ class BatchAugment:
         if clips.device.type == "cpu" and clips.shape[0] > self.cpu_chunk:
             # On the CPU, a few clips at a time keep the float intermediates cache-resident
             # (2-3x faster than whole-batch passes over ~100 MB tensors).
-            chunks = [self._apply(clips[i : i + self.cpu_chunk], params.select(slice(i, i + self.cpu_chunk)))
-                      for i in range(0, clips.shape[0], self.cpu_chunk)]
+            chunks = [
+                self._apply(clips[i : i + self.cpu_chunk], params.select(slice(i, i + self.cpu_chunk)))
+                for i in range(0, clips.shape[0], self.cpu_chunk)
+            ]
             out = torch.cat(chunks)
         else:
             out = self._apply(clips, params)
@@ -136,8 +146,10 @@ class BatchAugment:
         return self.apply(video, self.draw(num_clips, video.device, generator, per_sample))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(preset={self.preset!r}, image_size={self.image_size}, "
-                f"input_size={self.input_size})")
+        return (
+            f"{type(self).__name__}(preset={self.preset!r}, image_size={self.image_size}, "
+            f"input_size={self.input_size})"
+        )
 
 
 def build_batch_augment(preset: str, image_size: int = 112) -> BatchAugment:
@@ -168,7 +180,9 @@ class SeededBatchAugment:
         """A 63-bit seed for the batch, the same in every run."""
         import numpy as np
 
-        sequence = np.random.SeedSequence([self.seed, int(epoch), int(batch_index), self.process_index, 0x5EED])
+        sequence = np.random.SeedSequence(
+            [self.seed, int(epoch), int(batch_index), self.process_index, 0x5EED]
+        )
         return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
     def __call__(self, pixel_values: torch.Tensor, epoch: int, batch_index: int) -> torch.Tensor:

@@ -280,7 +280,9 @@ def fit_plan(
         if short_video not in ("loop", "pad") or video_len < 1:
             raise
         plan = sampler.plan(max(int(error.needed), video_len), rng)
-    fold = (lambda ix: ix % video_len) if short_video == "loop" else (lambda ix: np.minimum(ix, video_len - 1))
+    fold = (
+        (lambda ix: ix % video_len) if short_video == "loop" else (lambda ix: np.minimum(ix, video_len - 1))
+    )
     return ClipPlan([fold(np.asarray(ix, dtype=np.int64)) for ix in plan.indices], dict(plan.info))
 
 

@@ -132,7 +132,9 @@ class BadVideoTracker:
     def check(self) -> None:
         """Raise ``RuntimeError`` once the corrupt videos exceed the tolerance."""
         totals = self.totals()
-        self.check_totals(totals["corrupt"], self.num_videos if self.num_videos is not None else totals["read"])
+        self.check_totals(
+            totals["corrupt"], self.num_videos if self.num_videos is not None else totals["read"]
+        )
 
     def check_totals(self, corrupt: int, total: int) -> None:
         """The tolerance rule on counts (summed over ranks by the caller for a distributed run):
@@ -262,9 +264,12 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
     def skipped_videos(self) -> dict[str, list[dict[str, Any]]]:
         """``{"corrupt": [...], "short": [...]}``: every video found unusable so far by any
         DataLoader worker, as ``{"index", "video_id", "path"}`` (for ``metrics.json`` and cards)."""
+
         def listed(kind: int) -> list[dict[str, Any]]:
-            return [{"index": i, "video_id": self.records[i].video_id, "path": self.records[i].path}
-                    for i in self.tracker.bad_indices(kind)]
+            return [
+                {"index": i, "video_id": self.records[i].video_id, "path": self.records[i].path}
+                for i in self.tracker.bad_indices(kind)
+            ]
 
         return {"corrupt": listed(CORRUPT), "short": listed(SHORT)}
 
@@ -314,8 +319,13 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
 
     def _skipped(self, index: int, reason: str) -> dict[str, Any]:
         record = self.records[index]
-        return {"skipped": True, "index": index, "video_id": record.video_id, "label": int(record.label),
-                "reason": reason}
+        return {
+            "skipped": True,
+            "index": index,
+            "video_id": record.video_id,
+            "label": int(record.label),
+            "reason": reason,
+        }
 
 
 def stable_key_seed(key: str) -> int:
@@ -338,9 +348,16 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("collate_clips got an empty batch")
     skipped = [s for s in samples if s.get("skipped")]
     if skipped:
-        batch = collate_clips([s for s in samples if not s.get("skipped")]) if len(skipped) < len(samples) else {
-            "pixel_values": None, "labels": torch.zeros(0, dtype=torch.int64),
-            "index": torch.zeros(0, dtype=torch.int64), "video_ids": []}
+        batch = (
+            collate_clips([s for s in samples if not s.get("skipped")])
+            if len(skipped) < len(samples)
+            else {
+                "pixel_values": None,
+                "labels": torch.zeros(0, dtype=torch.int64),
+                "index": torch.zeros(0, dtype=torch.int64),
+                "video_ids": [],
+            }
+        )
         batch["skipped_video_ids"] = [s["video_id"] for s in skipped]
         batch["skipped_reasons"] = [s.get("reason") for s in skipped]
         batch["skipped_index"] = torch.tensor([s["index"] for s in skipped], dtype=torch.int64)

@@ -325,7 +325,9 @@ def decode_frames(
     return frames.index_select(0, torch.from_numpy(inverse.reshape(-1)))
 
 
-def decode_all(decoder: VideoDecoder, size: tuple[int, int] | None = None, name: str | None = None) -> torch.Tensor:
+def decode_all(
+    decoder: VideoDecoder, size: tuple[int, int] | None = None, name: str | None = None
+) -> torch.Tensor:
     """Every frame of an :func:`open_video` decoder -> uint8 ``(N, C, H, W)``, scaled to ``size``
     (height, width) on the decoder side when given.
 
@@ -347,7 +349,8 @@ def decode_all(decoder: VideoDecoder, size: tuple[int, int] | None = None, name:
     frames = decode_sequential(source, None, name=label, size=scaled)
     if frames.shape[0] < int(meta.num_frames):
         raise VideoDecodeError(
-            label, f"truncated or corrupt: {frames.shape[0]} of its {int(meta.num_frames)} frames could be decoded"
+            label,
+            f"truncated or corrupt: {frames.shape[0]} of its {int(meta.num_frames)} frames could be decoded",
         )
     return frames
 

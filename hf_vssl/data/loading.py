@@ -36,20 +36,36 @@ def load_records(
     return _load(dataset, dataset_root, split, fold, subset_size, subset_seed, label_set, require_labels)[0]
 
 
-def load_labelled_records(dataset: str, dataset_root: str | None, split: str = "train", fold: int = 1,
-                          **options: Any) -> tuple[list[VideoRecord], dict[int, str]]:
+def load_labelled_records(
+    dataset: str, dataset_root: str | None, split: str = "train", fold: int = 1, **options: Any
+) -> tuple[list[VideoRecord], dict[int, str]]:
     """``(records, id2label)``: :func:`load_records` (same ``options``, labels required unless
     ``require_labels=False``) plus the source's whole label space (e.g. UCF101's 101 classes named
     from ``classInd.txt``, even when a partial copy lacks some)."""
     options.setdefault("require_labels", True)
-    return _load(dataset, dataset_root, split, fold, options.get("subset_size"), options.get("subset_seed", 0),
-                 options.get("label_set"), options["require_labels"])
+    return _load(
+        dataset,
+        dataset_root,
+        split,
+        fold,
+        options.get("subset_size"),
+        options.get("subset_seed", 0),
+        options.get("label_set"),
+        options["require_labels"],
+    )
 
 
 def _load(dataset, dataset_root, split, fold, subset_size, subset_seed, label_set, require_labels):
     kwargs = {"label_set": label_set} if (dataset == "synthetic" and label_set) else {}
-    report = load_source(dataset, dataset_root, split=split, fold=fold, return_report=True,
-                         require_labels=require_labels, **kwargs)
+    report = load_source(
+        dataset,
+        dataset_root,
+        split=split,
+        fold=fold,
+        return_report=True,
+        require_labels=require_labels,
+        **kwargs,
+    )
     records = report.records
     if not records:
         where = dataset_root or "the built-in synthetic corpus"

@@ -72,10 +72,16 @@ def encode_video(
             container = "mp4"
     default_codec, default_pix_fmt = DEFAULT_CODECS.get(container, ("libx264", "yuv420p"))
     codec = codec or default_codec
-    pix_fmt = pix_fmt or (default_pix_fmt if codec == default_codec else ("bgr0" if codec == "ffv1" else "yuv420p"))
+    pix_fmt = pix_fmt or (
+        default_pix_fmt if codec == default_codec else ("bgr0" if codec == "ffv1" else "yuv420p")
+    )
 
     buffer = io.BytesIO() if target is None else None
-    sink = buffer if buffer is not None else (os.fspath(target) if isinstance(target, (str, os.PathLike)) else target)
+    sink = (
+        buffer
+        if buffer is not None
+        else (os.fspath(target) if isinstance(target, (str, os.PathLike)) else target)
+    )
     format_name = {"mkv": "matroska"}.get(container, container)
     # bitexact: Matroska/WebM otherwise write random segment ids, and the same frames must give
     # the same file (the synthetic corpus is byte-reproducible).

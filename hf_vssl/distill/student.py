@@ -20,9 +20,16 @@ class DistillationStudent(nn.Module):
     if any is not None).
     """
 
-    def __init__(self, student: VSSLModel | VSSLForVideoClassification, teacher_dims: list[int],
-                 projector: str = "mlp", feature_loss: str = "cosine", temperature: float = 4.0,
-                 feature_weight: float = 1.0, logit_weight: float = 1.0):
+    def __init__(
+        self,
+        student: VSSLModel | VSSLForVideoClassification,
+        teacher_dims: list[int],
+        projector: str = "mlp",
+        feature_loss: str = "cosine",
+        temperature: float = 4.0,
+        feature_weight: float = 1.0,
+        logit_weight: float = 1.0,
+    ):
         super().__init__()
         if feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"feature_loss must be one of {FEATURE_LOSSES}, got {feature_loss!r}")
@@ -30,12 +37,18 @@ class DistillationStudent(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.student = student
         backbone = student.vssl if isinstance(student, VSSLForVideoClassification) else student
-        self.projectors = nn.ModuleList(build_projector(projector, backbone.num_features, d) for d in teacher_dims)
+        self.projectors = nn.ModuleList(
+            build_projector(projector, backbone.num_features, d) for d in teacher_dims
+        )
         self.feature_loss, self.temperature = feature_loss, temperature
         self.feature_weight, self.logit_weight = feature_weight, logit_weight
 
-    def forward(self, pixel_values: torch.Tensor, teacher_features: list[torch.Tensor],
-                teacher_logits: list[torch.Tensor | None]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        teacher_features: list[torch.Tensor],
+        teacher_logits: list[torch.Tensor | None],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         student = self.student
         classifier = isinstance(student, VSSLForVideoClassification)
         pooled = (student.vssl if classifier else student)(pixel_values, return_dict=True).pooler_output

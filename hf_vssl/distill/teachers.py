@@ -51,8 +51,11 @@ class Teacher:
         """``(features (B, D), logits (B, C) or None)`` for the clip resized to this teacher's clip shape."""
         config = self.model.config
         pixel_values = fit_to_config(pixel_values, config)
-        autocast = (torch.autocast(pixel_values.device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                    else nullcontext())
+        autocast = (
+            torch.autocast(pixel_values.device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else nullcontext()
+        )
         with autocast:
             features = self.model(pixel_values, return_dict=True).pooler_output
             logits = self.classifier(features) if self.classifier is not None else None
@@ -70,12 +73,16 @@ def load_teacher(path_or_id: str) -> Teacher:
     except (OSError, ValueError) as error:
         raise ValueError(f"teacher {path_or_id!r}: cannot read its config.json ({error})") from None
     if getattr(config, "model_type", None) != "vssl":
-        raise ValueError(f"teacher {path_or_id!r} is a {getattr(config, 'model_type', '?')!r} model; "
-                         "expected an hf_vssl (model_type 'vssl') checkpoint")
+        raise ValueError(
+            f"teacher {path_or_id!r} is a {getattr(config, 'model_type', '?')!r} model; "
+            "expected an hf_vssl (model_type 'vssl') checkpoint"
+        )
     name = Path(path_or_id).name if Path(path_or_id).exists() else str(path_or_id)
     if VSSLForVideoClassification.__name__ in (config.architectures or []):
         full = load_checked(VSSLForVideoClassification, path_or_id)[0]  # a weights/config mismatch refused
-        teacher = Teacher(name, full.vssl, full.classifier, {int(k): v for k, v in full.config.id2label.items()})
+        teacher = Teacher(
+            name, full.vssl, full.classifier, {int(k): v for k, v in full.config.id2label.items()}
+        )
     else:
         teacher = Teacher(name, load_vssl_model(path_or_id))
     for module in (teacher.model, teacher.classifier):

@@ -78,7 +78,9 @@ class MultiCropTransform:
         crops = []
         for along in (0, long_room // 2, long_room):
             top, left = (short_offset, along) if width >= height else (along, short_offset)
-            crop = F.resized_crop(video, top, left, side, side, [self.image_size, self.image_size], antialias=True)
+            crop = F.resized_crop(
+                video, top, left, side, side, [self.image_size, self.image_size], antialias=True
+            )
             crops.append((crop.float().div_(255.0) - self._mean) / self._std)
         return torch.stack(crops)
 
@@ -102,10 +104,19 @@ def build_eval_dataset(
 
     Never substitutes a video (``substitute=False``); a too-short video follows ``short_video``
     (``skip``, ``loop``, ``pad`` or ``refuse``), decided per video."""
-    sampler = UniformClipSampler(num_frames, frame_stride, num_clips=num_clips, mode="uniform", short_video="error")
-    return VideoClipDataset(records, sampler, transform=MultiCropTransform(image_size, num_crops), noise=noise,
-                            seed=seed, max_bad_fraction=max_bad_fraction, short_video=short_video,
-                            substitute=False)
+    sampler = UniformClipSampler(
+        num_frames, frame_stride, num_clips=num_clips, mode="uniform", short_video="error"
+    )
+    return VideoClipDataset(
+        records,
+        sampler,
+        transform=MultiCropTransform(image_size, num_crops),
+        noise=noise,
+        seed=seed,
+        max_bad_fraction=max_bad_fraction,
+        short_video=short_video,
+        substitute=False,
+    )
 
 
 def check_bad_videos(dataset, accelerator: Accelerator | None = None) -> dict[str, int]:
@@ -121,7 +132,9 @@ def check_bad_videos(dataset, accelerator: Accelerator | None = None) -> dict[st
     totals = tracker.totals()
     if accelerator is not None and accelerator.num_processes > 1:
         counts = torch.tensor([totals["read"], totals["corrupt"], totals["short"]], device=accelerator.device)
-        totals = dict(zip(("read", "corrupt", "short"), accelerator.reduce(counts, "sum").tolist(), strict=True))
+        totals = dict(
+            zip(("read", "corrupt", "short"), accelerator.reduce(counts, "sum").tolist(), strict=True)
+        )
     total = tracker.num_videos if tracker.num_videos is not None else totals["read"]
     tracker.check_totals(int(totals["corrupt"]), int(total))
     return {key: int(value) for key, value in totals.items()}
@@ -151,9 +164,16 @@ class EvaluationResult:
 def _skipped(batch: dict) -> list[dict]:
     """The samples :func:`collate_clips` left out of ``batch``, with their reasons."""
     reasons = batch.get("skipped_reasons") or [None] * len(batch.get("skipped_video_ids", []))
-    return [{"index": int(index), "video_id": video_id, "reason": reason} for index, video_id, reason in
-            zip(batch["skipped_index"].tolist(), batch["skipped_video_ids"], reasons, strict=True)] \
-        if "skipped_index" in batch else []
+    return (
+        [
+            {"index": int(index), "video_id": video_id, "reason": reason}
+            for index, video_id, reason in zip(
+                batch["skipped_index"].tolist(), batch["skipped_video_ids"], reasons, strict=True
+            )
+        ]
+        if "skipped_index" in batch
+        else []
+    )
 
 
 def _gather(accelerator: Accelerator | None, indices: torch.Tensor, *tensors: torch.Tensor):
@@ -174,8 +194,12 @@ def _gather_skipped(accelerator: Accelerator | None, skipped: list[dict], desc: 
         skipped = gather_object(skipped)
     unique = sorted({entry["index"]: entry for entry in skipped}.values(), key=lambda entry: entry["index"])
     if unique and (accelerator is None or accelerator.is_main_process):
-        logger.warning("%s: %d video(s) left out, not substituted: %s", desc, len(unique),
-                       "; ".join(f"{e['video_id']} ({e['reason']})" for e in unique[:5]))
+        logger.warning(
+            "%s: %d video(s) left out, not substituted: %s",
+            desc,
+            len(unique),
+            "; ".join(f"{e['video_id']} ({e['reason']})" for e in unique[:5]),
+        )
     return unique
 
 
@@ -185,8 +209,9 @@ def _views(pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 def _loader(dataset: VideoClipDataset, batch_size: int, num_workers: int, accelerator: Accelerator | None):
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_clips,
-                                         num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_clips, num_workers=num_workers
+    )
     return accelerator.prepare_data_loader(loader) if accelerator is not None else loader
 
 
@@ -241,17 +266,27 @@ def evaluate_classifier(
     if not indices:
         raise RuntimeError(f"{desc}: every one of the {len(dataset)} videos was left out ({skipped[:3]} ...)")
     # Everything stays on the device until here: one gather (and one host copy) at the end.
-    view_logits, video_scores, labels = _gather(accelerator, torch.cat(indices), torch.cat(view_logits),
-                                                torch.cat(video_scores), torch.cat(labels))
+    view_logits, video_scores, labels = _gather(
+        accelerator, torch.cat(indices), torch.cat(view_logits), torch.cat(video_scores), torch.cat(labels)
+    )
 
     metric = load_metric("topk_accuracy")
     num_views = view_logits.shape[1]
-    clip = metric.compute(predictions=view_logits.flatten(0, 1).numpy(),
-                          references=labels.repeat_interleave(num_views).numpy(), k=list(top_k))
+    clip = metric.compute(
+        predictions=view_logits.flatten(0, 1).numpy(),
+        references=labels.repeat_interleave(num_views).numpy(),
+        k=list(top_k),
+    )
     video = metric.compute(predictions=video_scores.numpy(), references=labels.numpy(), k=list(top_k))
     return EvaluationResult(
-        clip_top1=clip["top1"], clip_top5=clip["top5"], video_top1=video["top1"], video_top5=video["top5"],
-        num_videos=len(labels), num_views=num_views, video_scores=video_scores, labels=labels,
+        clip_top1=clip["top1"],
+        clip_top5=clip["top5"],
+        video_top1=video["top1"],
+        video_top5=video["top5"],
+        num_videos=len(labels),
+        num_views=num_views,
+        video_scores=video_scores,
+        labels=labels,
         skipped_videos=skipped,
     )
 

@@ -40,8 +40,10 @@ def retrieval_topk(
     query, gallery = torch.as_tensor(query_features).float(), torch.as_tensor(gallery_features).float()
     query_labels, gallery_labels = torch.as_tensor(query_labels), torch.as_tensor(gallery_labels)
     if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
-        raise ValueError(f"features must be (Q, D) and (G, D) with the same D, got {tuple(query.shape)} and "
-                         f"{tuple(gallery.shape)}")
+        raise ValueError(
+            f"features must be (Q, D) and (G, D) with the same D, got {tuple(query.shape)} and "
+            f"{tuple(gallery.shape)}"
+        )
     if len(query) != len(query_labels) or len(gallery) != len(gallery_labels):
         raise ValueError("each feature row needs one label")
     if len(query) == 0 or len(gallery) == 0:
@@ -72,6 +74,8 @@ def evaluate_retrieval(
     uniform clips per video, center crop), the same code path as classification testing.
     """
     common = {"batch_size": batch_size, "num_workers": num_workers, "accelerator": accelerator}
-    gallery, gallery_labels = extract_features(backbone, train_dataset, desc="retrieval: train features", **common)
+    gallery, gallery_labels = extract_features(
+        backbone, train_dataset, desc="retrieval: train features", **common
+    )
     query, query_labels = extract_features(backbone, test_dataset, desc="retrieval: test features", **common)
     return retrieval_topk(query, query_labels, gallery, gallery_labels, ks)

@@ -32,11 +32,15 @@ def check_noises(noises: Sequence[str], severities: Sequence[int], preset: str) 
     """Refuse unknown noise kinds, severities outside 1..MAX_SEVERITY and unknown presets."""
     unknown = [kind for kind in noises if kind not in NOISE_KINDS]
     if unknown or not noises:
-        raise ValueError(f"unknown noise kind(s) {unknown or '(none given)'}; valid: {', '.join(NOISE_KINDS)}")
+        raise ValueError(
+            f"unknown noise kind(s) {unknown or '(none given)'}; valid: {', '.join(NOISE_KINDS)}"
+        )
     bad = [s for s in severities if not 1 <= int(s) <= MAX_SEVERITY]
     if bad or not severities:
-        raise ValueError(f"severities must be integers in 1..{MAX_SEVERITY} (0, the clean run, is always "
-                         f"included), got {list(severities)}")
+        raise ValueError(
+            f"severities must be integers in 1..{MAX_SEVERITY} (0, the clean run, is always "
+            f"included), got {list(severities)}"
+        )
     if preset not in NOISE_PRESETS:
         raise ValueError(f"unknown noise preset {preset!r}; valid: {', '.join(NOISE_PRESETS)}")
 
@@ -73,11 +77,21 @@ def evaluate_robustness(
     skipped: dict[int, dict] = {}
 
     def top1(noise, desc):
-        dataset = build_eval_dataset(records, num_frames, image_size, frame_stride, num_clips, num_crops,
-                                     noise=noise, seed=seed, max_bad_fraction=max_bad_fraction,
-                                     short_video=short_video)
-        result = evaluate_classifier(model, dataset, batch_size=batch_size, num_workers=num_workers,
-                                     accelerator=accelerator, desc=desc)
+        dataset = build_eval_dataset(
+            records,
+            num_frames,
+            image_size,
+            frame_stride,
+            num_clips,
+            num_crops,
+            noise=noise,
+            seed=seed,
+            max_bad_fraction=max_bad_fraction,
+            short_video=short_video,
+        )
+        result = evaluate_classifier(
+            model, dataset, batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, desc=desc
+        )
         skipped.update({entry["index"]: entry for entry in result.skipped_videos})
         return result.video_top1
 
@@ -88,13 +102,19 @@ def evaluate_robustness(
     for kind, severity in tqdm(cells, desc="robustness", disable=not main, dynamic_ncols=True):
         noisy[(kind, severity)] = top1(NoiseTransform(kind, severity, preset, seed), f"{kind} s{severity}")
     report = build_report(clean, noisy, dataset=dataset_name, preset=preset)
-    report.update(seed=seed, num_clips=num_clips, num_crops=num_crops, metric="video_top1",
-                  skipped_videos=[skipped[index] for index in sorted(skipped)])
+    report.update(
+        seed=seed,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        metric="video_top1",
+        skipped_videos=[skipped[index] for index in sorted(skipped)],
+    )
     return report
 
 
-def build_report(clean_top1: float, noisy_top1: dict[tuple[str, int], float], *, dataset: str,
-                 preset: str) -> dict[str, Any]:
+def build_report(
+    clean_top1: float, noisy_top1: dict[tuple[str, int], float], *, dataset: str, preset: str
+) -> dict[str, Any]:
     """The report dict from the clean accuracy and ``{(noise, severity): top1}`` (severities >= 1).
 
     Every noise gets a severity-0 cell equal to the clean accuracy. Relative values are ``None``
@@ -120,4 +140,10 @@ def build_report(clean_top1: float, noisy_top1: dict[tuple[str, int], float], *,
                 values.append(top1)
                 cells.append({"noise": kind, "severity": severity, "top1": top1, **relative([top1])})
         average[kind] = {"top1": sum(values) / len(values), **relative(values)}
-    return {"dataset": dataset, "preset": preset, "clean_top1": clean_top1, "cells": cells, "average": average}
+    return {
+        "dataset": dataset,
+        "preset": preset,
+        "clean_top1": clean_top1,
+        "cells": cells,
+        "average": average,
+    }

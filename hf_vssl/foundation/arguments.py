@@ -27,26 +27,55 @@ class FoundationModelArguments:
     """How a foundation model (X-CLIP, CLIP, SigLIP) is turned into a classifier of the dataset's classes:
     prompts, class names and the clips it sees."""
 
-    prompt_templates: list[str] | None = field(default=None, metadata={
-        "help": "foundation models: prompt template(s) with one '{}' for the class name; several form an "
-                "ensemble (default: 'a video of a person {}.')"})
-    prompt_ensemble: bool = field(default=False, metadata={
-        "help": "foundation models: use the built-in ensemble of action-video templates"})
-    class_names_file: str | None = field(default=None, metadata={
-        "help": "foundation models: class names to prompt with (JSON list / {label: name}, or one per line) "
-                "instead of the dataset's cleaned label names"})
-    class_name_style: str | None = field(default=None, metadata={
-        "help": f"foundation models: how label names are cleaned, one of {', '.join(CLASS_NAME_STYLES)} "
-                "(default: the dataset's: ucf101 camel, hmdb51 snake, kinetics400/ssv2 as_is, else auto)"})
-    num_frames: int | None = field(default=None, metadata={
-        "help": "foundation models: frames per clip (X-CLIP: fixed by the model; image models: default 8)"})
-    frame_stride: int = field(default=1, metadata={
-        "help": "foundation models: take every n-th frame (1: consecutive frames, as for the SSL backbones)"})
+    prompt_templates: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "foundation models: prompt template(s) with one '{}' for the class name; several form an "
+            "ensemble (default: 'a video of a person {}.')"
+        },
+    )
+    prompt_ensemble: bool = field(
+        default=False,
+        metadata={"help": "foundation models: use the built-in ensemble of action-video templates"},
+    )
+    class_names_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "foundation models: class names to prompt with (JSON list / {label: name}, or one per line) "
+            "instead of the dataset's cleaned label names"
+        },
+    )
+    class_name_style: str | None = field(
+        default=None,
+        metadata={
+            "help": f"foundation models: how label names are cleaned, one of {', '.join(CLASS_NAME_STYLES)} "
+            "(default: the dataset's: ucf101 camel, hmdb51 snake, kinetics400/ssv2 as_is, else auto)"
+        },
+    )
+    num_frames: int | None = field(
+        default=None,
+        metadata={
+            "help": "foundation models: frames per clip (X-CLIP: fixed by the model; image models: default 8)"
+        },
+    )
+    frame_stride: int = field(
+        default=1,
+        metadata={
+            "help": "foundation models: take every n-th frame (1: consecutive frames, as for the SSL backbones)"
+        },
+    )
     text_batch_size: int = field(default=256, metadata={"help": "foundation models: prompts per text batch"})
 
 
-def dataset_class_names(args: FoundationModelArguments, records: Sequence[VideoRecord], *, dataset: str,
-                        dataset_root: str | None, fold: int, label_set: str | None) -> list[str]:
+def dataset_class_names(
+    args: FoundationModelArguments,
+    records: Sequence[VideoRecord],
+    *,
+    dataset: str,
+    dataset_root: str | None,
+    fold: int,
+    label_set: str | None,
+) -> list[str]:
     """The class names to prompt with, in label order: ``--class_names_file`` or the cleaned label names.
 
     Label names come from ``records`` and, for classes they lack, from the dataset's train split
@@ -63,10 +92,19 @@ def dataset_class_names(args: FoundationModelArguments, records: Sequence[VideoR
     return class_names_from_labels(names, dataset, args.class_name_style)
 
 
-def build_zero_shot_classifier(args: FoundationModelArguments, model_name_or_path: str, class_names: Sequence[str],
-                               device: torch.device | str | None = None) -> ZeroShotVideoClassifier:
+def build_zero_shot_classifier(
+    args: FoundationModelArguments,
+    model_name_or_path: str,
+    class_names: Sequence[str],
+    device: torch.device | str | None = None,
+) -> ZeroShotVideoClassifier:
     """Load ``model_name_or_path`` and embed ``class_names`` with the templates of ``args``, on ``device``."""
     templates = resolve_templates(args.prompt_templates, args.prompt_ensemble)
-    return ZeroShotVideoClassifier.from_pretrained(model_name_or_path, class_names, templates,
-                                                   num_frames=args.num_frames, text_batch_size=args.text_batch_size,
-                                                   device=device)
+    return ZeroShotVideoClassifier.from_pretrained(
+        model_name_or_path,
+        class_names,
+        templates,
+        num_frames=args.num_frames,
+        text_batch_size=args.text_batch_size,
+        device=device,
+    )

@@ -36,30 +36,48 @@ def _body(record: dict[str, Any], robustness: dict[str, Any] | None, model: str)
     lines = [
         f"# Zero-shot video classification: `{model}`",
         "",
-        (f"`{model}` ({setting.get('family', '?')}) classifying {dataset_title(record['dataset'])} "
-        f"(`{record['dataset']}`, split `{record.get('dataset_split')}`, fold {record.get('fold', 1)}) without "
-        "training, under hf_vssl's evaluation protocol: "
-        f"{evaluation.get('num_clips')} uniform clips x {evaluation.get('num_crops')} crop(s) of "
-        f"{evaluation.get('num_frames')} frames at {evaluation.get('image_size')} pixels per video; "
-        "video-level scores average the clips' softmax."),
+        (
+            f"`{model}` ({setting.get('family', '?')}) classifying {dataset_title(record['dataset'])} "
+            f"(`{record['dataset']}`, split `{record.get('dataset_split')}`, fold {record.get('fold', 1)}) without "
+            "training, under hf_vssl's evaluation protocol: "
+            f"{evaluation.get('num_clips')} uniform clips x {evaluation.get('num_crops')} crop(s) of "
+            f"{evaluation.get('num_frames')} frames at {evaluation.get('image_size')} pixels per video; "
+            "video-level scores average the clips' softmax."
+        ),
         "",
         "| clip top-1 | clip top-5 | video top-1 | video top-5 | videos |",
         "|---:|---:|---:|---:|---:|",
-        "| " + " | ".join(f"{100 * results[key]:.1f}" for key in RESULT_KEYS) + f" | {record.get('num_videos')} |",
+        "| "
+        + " | ".join(f"{100 * results[key]:.1f}" for key in RESULT_KEYS)
+        + f" | {record.get('num_videos')} |",
         "",
         f"Prompts ({len(setting.get('templates', []))} template(s), class embeddings averaged over them): "
         + ", ".join(f"`{t}`" for t in setting.get("templates", [])),
     ]
     if robustness:
-        lines += ["", (f"Robustness to input noise (preset `{robustness.get('preset')}`, mean video top-1 over "
-                      "severities; `robustness.md` has every cell):"), "",
-                  "| noise | top-1 | relative robustness |", "|---|---:|---:|"]
+        lines += [
+            "",
+            (
+                f"Robustness to input noise (preset `{robustness.get('preset')}`, mean video top-1 over "
+                "severities; `robustness.md` has every cell):"
+            ),
+            "",
+            "| noise | top-1 | relative robustness |",
+            "|---|---:|---:|",
+        ]
         for noise, values in (robustness.get("average") or {}).items():
             relative = values.get("relative_robustness")
-            lines.append(f"| {noise} | {100 * values['top1']:.1f} | "
-                         f"{'-' if relative is None else f'{relative:.3f}'} |")
-    lines += ["", ("Made with hf_vssl's `recipes/zero_shot.py`; settings in "
-                  "`zero_shot_args.yaml`, per-video predictions in `predictions.json`."), ""]
+            lines.append(
+                f"| {noise} | {100 * values['top1']:.1f} | {'-' if relative is None else f'{relative:.3f}'} |"
+            )
+    lines += [
+        "",
+        (
+            "Made with hf_vssl's `recipes/zero_shot.py`; settings in "
+            "`zero_shot_args.yaml`, per-video predictions in `predictions.json`."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -68,7 +86,9 @@ def build_zero_shot_card(folder: str | Path) -> ModelCard:
     folder = Path(folder)
     metrics_path = folder / "metrics.json"
     if not metrics_path.is_file():
-        raise FileNotFoundError(f"{folder}: no metrics.json (run recipes/zero_shot.py with --output_dir {folder})")
+        raise FileNotFoundError(
+            f"{folder}: no metrics.json (run recipes/zero_shot.py with --output_dir {folder})"
+        )
     record = _read(metrics_path)
     validate_metrics(record)
     if record.get("mode") != "zero_shot":

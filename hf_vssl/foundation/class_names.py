@@ -50,14 +50,18 @@ def clean_class_name(name: str, style: str = "auto") -> str:
     return _words(_CAMEL_BOUNDARY.sub(" ", re.sub(r"[_\-]+", " ", name))).lower()
 
 
-def class_names_from_labels(label_names: Mapping[int, str], dataset: str, style: str | None = None) -> list[str]:
+def class_names_from_labels(
+    label_names: Mapping[int, str], dataset: str, style: str | None = None
+) -> list[str]:
     """Cleaned names of classes ``0..max`` from ``{label: label_name}``; a missing index raises ``ValueError``."""
     if not label_names:
         raise ValueError(f"dataset {dataset!r}: no labelled videos, so no class names to build prompts from")
     missing = [i for i in range(max(label_names) + 1) if i not in label_names]
     if missing:
-        raise ValueError(f"dataset {dataset!r}: no video of class index {missing[:5]} in the loaded splits, so "
-                         "its name is unknown; pass --class_names_file")
+        raise ValueError(
+            f"dataset {dataset!r}: no video of class index {missing[:5]} in the loaded splits, so "
+            "its name is unknown; pass --class_names_file"
+        )
     style = style or DATASET_STYLES.get(dataset.lower(), "auto")
     return [clean_class_name(label_names[i], style) for i in range(len(label_names))]
 
@@ -82,6 +86,8 @@ def read_class_names_file(path: str | Path, num_labels: int) -> list[str]:
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != num_labels or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ValueError(f"--class_names_file {path}: expected {num_labels} non-empty class names (one per label "
-                         f"index of the dataset), got {len(names)}")
+        raise ValueError(
+            f"--class_names_file {path}: expected {num_labels} non-empty class names (one per label "
+            f"index of the dataset), got {len(names)}"
+        )
     return [_words(n) for n in names]

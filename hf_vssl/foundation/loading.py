@@ -48,14 +48,21 @@ class FamilySpec:
 
 
 FAMILIES: dict[str, FamilySpec] = {
-    "xclip": FamilySpec(XCLIPModel, "xclip-vision", video_native=True,
-                        tokenizer_kwargs={"padding": True, "truncation": True}),
-    "clip": FamilySpec(CLIPModel, "clip-vision", video_native=False,
-                       tokenizer_kwargs={"padding": True, "truncation": True}),
+    "xclip": FamilySpec(
+        XCLIPModel, "xclip-vision", video_native=True, tokenizer_kwargs={"padding": True, "truncation": True}
+    ),
+    "clip": FamilySpec(
+        CLIPModel, "clip-vision", video_native=False, tokenizer_kwargs={"padding": True, "truncation": True}
+    ),
     # SigLIP was trained on text padded to its full length and attends to the padding (no mask):
     # anything else changes its embeddings.
-    "siglip": FamilySpec(SiglipModel, "siglip-vision", video_native=False,
-                         tokenizer_kwargs={"padding": "max_length", "truncation": True}, text_inputs=("input_ids",)),
+    "siglip": FamilySpec(
+        SiglipModel,
+        "siglip-vision",
+        video_native=False,
+        tokenizer_kwargs={"padding": "max_length", "truncation": True},
+        text_inputs=("input_ids",),
+    ),
 }
 
 
@@ -103,8 +110,13 @@ def _pixel_stats(path_or_id: str, family: str) -> tuple[list[float], list[float]
         mean = std = None
     if mean is None or std is None:
         mean, std = DEFAULT_PIXEL_STATS[family]
-        logger.warning("%s ships no image processor with image_mean/image_std; using the %s defaults %s / %s",
-                       path_or_id, family, list(mean), list(std))
+        logger.warning(
+            "%s ships no image processor with image_mean/image_std; using the %s defaults %s / %s",
+            path_or_id,
+            family,
+            list(mean),
+            list(std),
+        )
     channels = 3
     mean = [float(mean)] * channels if isinstance(mean, (int, float)) else [float(v) for v in mean]
     std = [float(std)] * channels if isinstance(std, (int, float)) else [float(v) for v in std]
@@ -120,22 +132,33 @@ def load_foundation_model(path_or_id: str | Path, *, num_frames: int | None = No
     path_or_id = str(path_or_id)
     family = foundation_family(path_or_id)
     if family is None:
-        raise ValueError(f"--model_name_or_path {path_or_id}: not a foundation model hf_vssl supports (its "
-                         f"config.json model_type must be one of {', '.join(FAMILIES)})")
+        raise ValueError(
+            f"--model_name_or_path {path_or_id}: not a foundation model hf_vssl supports (its "
+            f"config.json model_type must be one of {', '.join(FAMILIES)})"
+        )
     spec = FAMILIES[family]
     model = spec.model_class.from_pretrained(path_or_id).eval()
     tokenizer = AutoTokenizer.from_pretrained(path_or_id)
     vision_config = model.config.vision_config
     if spec.video_native:
         if num_frames is not None and num_frames != vision_config.num_frames:
-            raise ValueError(f"--num_frames {num_frames}: {path_or_id} is an X-CLIP model built for clips of "
-                             f"{vision_config.num_frames} frames")
+            raise ValueError(
+                f"--num_frames {num_frames}: {path_or_id} is an X-CLIP model built for clips of "
+                f"{vision_config.num_frames} frames"
+            )
         num_frames = vision_config.num_frames
     elif num_frames is None:
         num_frames = DEFAULT_IMAGE_MODEL_FRAMES
     if num_frames < 1:
         raise ValueError(f"--num_frames must be >= 1, got {num_frames}")
     mean, std = _pixel_stats(path_or_id, family)
-    return FoundationModel(model=model, tokenizer=tokenizer, family=family, name_or_path=path_or_id,
-                           image_mean=mean, image_std=std, image_size=int(vision_config.image_size),
-                           num_frames=int(num_frames))
+    return FoundationModel(
+        model=model,
+        tokenizer=tokenizer,
+        family=family,
+        name_or_path=path_or_id,
+        image_mean=mean,
+        image_std=std,
+        image_size=int(vision_config.image_size),
+        num_frames=int(num_frames),
+    )

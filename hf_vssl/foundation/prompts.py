@@ -37,7 +37,9 @@ def resolve_templates(templates: Sequence[str] | None = None, ensemble: bool = F
     chosen = tuple(templates) if templates else (ENSEMBLE_TEMPLATES if ensemble else DEFAULT_TEMPLATES)
     bad = [t for t in chosen if t.count("{}") != 1]
     if bad:
-        raise ValueError(f"--prompt_templates: each template needs exactly one '{{}}' for the class name, got {bad}")
+        raise ValueError(
+            f"--prompt_templates: each template needs exactly one '{{}}' for the class name, got {bad}"
+        )
     return chosen
 
 

@@ -46,26 +46,45 @@ __all__ = ["ZeroShotArguments", "run_zero_shot"]
 class ZeroShotArguments(FoundationModelArguments):
     """Settings of ``recipes/zero_shot.py``. Defaults: the test split of the built-in synthetic corpus."""
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    model_name_or_path: str | None = field(default=None, metadata={
-        "help": f"an X-CLIP, CLIP or SigLIP checkpoint (Hub id or folder; model_type in {', '.join(FAMILIES)})"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "a new folder for this run (default: outputs/zero-shot/<model>-<dataset>-<time>)"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": f"an X-CLIP, CLIP or SigLIP checkpoint (Hub id or folder; model_type in {', '.join(FAMILIES)})"
+        },
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "a new folder for this run (default: outputs/zero-shot/<model>-<dataset>-<time>)"},
+    )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "allow an --output_dir with results"})
-    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
-                                                                "videofolder or synthetic"})
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+    )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     dataset_split: str = "test"
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
     subset_size: int | None = field(default=None, metadata={"help": "class-balanced subset of the split"})
     subset_seed: int = 0
     eval_clips: int = field(default=5, metadata={"help": "uniform clips per video"})
     eval_crops: int = field(default=1, metadata={"help": "spatial crops per clip (1 or 3)"})
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "videos per batch (x clips x crops)"})
+    per_device_eval_batch_size: int = field(
+        default=8, metadata={"help": "videos per batch (x clips x crops)"}
+    )
     dataloader_num_workers: int = 0
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast of the model (GPU and CPU, like the other "
-                                                       "recipes); the logits are taken in float32"})
+    bf16: bool = field(
+        default=True,
+        metadata={
+            "help": "bf16 autocast of the model (GPU and CPU, like the other "
+            "recipes); the logits are taken in float32"
+        },
+    )
     seed: int = 0
 
 
@@ -73,8 +92,10 @@ def _output_dir(args: ZeroShotArguments) -> Path:
     if args.output_dir:
         output_dir = Path(args.output_dir)
         if (output_dir / "metrics.json").is_file() and not args.overwrite_output_dir:
-            raise FileExistsError(f"--output_dir {output_dir} already holds a metrics.json; pick a new folder or "
-                                  "pass --overwrite_output_dir")
+            raise FileExistsError(
+                f"--output_dir {output_dir} already holds a metrics.json; pick a new folder or "
+                "pass --overwrite_output_dir"
+            )
         return output_dir
     name = Path(str(args.model_name_or_path).rstrip("/")).name
     return Path("outputs") / "zero-shot" / f"{name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -85,8 +106,10 @@ def _check_args(args: ZeroShotArguments) -> str:
         raise ValueError("--model_name_or_path is required: an X-CLIP, CLIP or SigLIP Hub id or folder")
     family = foundation_family(args.model_name_or_path)
     if family is None:
-        raise ValueError(f"--model_name_or_path {args.model_name_or_path}: no config.json with a model_type among "
-                         f"{', '.join(FAMILIES)} (for hf_vssl classifiers use recipes/finetune.py)")
+        raise ValueError(
+            f"--model_name_or_path {args.model_name_or_path}: no config.json with a model_type among "
+            f"{', '.join(FAMILIES)} (for hf_vssl classifiers use recipes/finetune.py)"
+        )
     resolve_templates(args.prompt_templates, args.prompt_ensemble)  # bad templates fail before any data loads
     if args.eval_crops not in (1, 3):
         raise ValueError(f"--eval_crops must be 1 or 3, got {args.eval_crops}")
@@ -101,37 +124,83 @@ def _check_args(args: ZeroShotArguments) -> str:
 
 def _predictions(records, scores: torch.Tensor, class_names: list[str], k: int = 5) -> list[dict[str, Any]]:
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
-    return [{"video_id": r.video_id, "label": r.label, "label_name": class_names[r.label],
-             "predicted": [class_names[i] for i in row], "correct": row[0] == r.label}
-            for r, row in zip(records, top)]
+    return [
+        {
+            "video_id": r.video_id,
+            "label": r.label,
+            "label_name": class_names[r.label],
+            "predicted": [class_names[i] for i in row],
+            "correct": row[0] == r.label,
+        }
+        for r, row in zip(records, top)
+    ]
 
 
 def run_zero_shot(args: ZeroShotArguments) -> Path:
     """Evaluate ``args.model_name_or_path`` zero-shot on ``args.dataset``; write the run folder; return it."""
     family = _check_args(args)
-    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
-                           subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=args.label_set)
-    class_names = dataset_class_names(args, records, dataset=args.dataset, dataset_root=args.dataset_root,
-                                      fold=args.fold, label_set=args.label_set)
+    records = load_records(
+        args.dataset,
+        args.dataset_root,
+        args.dataset_split,
+        args.fold,
+        subset_size=args.subset_size,
+        subset_seed=args.subset_seed,
+        label_set=args.label_set,
+    )
+    class_names = dataset_class_names(
+        args,
+        records,
+        dataset=args.dataset,
+        dataset_root=args.dataset_root,
+        fold=args.fold,
+        label_set=args.label_set,
+    )
     output_dir = _output_dir(args)
     accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
-    classifier = build_zero_shot_classifier(args, args.model_name_or_path, class_names, device=accelerator.device)
-    dataset = build_eval_dataset(records, classifier.num_frames, classifier.image_size, args.frame_stride,
-                                 args.eval_clips, args.eval_crops, seed=args.seed)
-    result = evaluate_classifier(classifier, dataset, batch_size=args.per_device_eval_batch_size,
-                                 num_workers=args.dataloader_num_workers, accelerator=accelerator, desc="zero-shot")
+    classifier = build_zero_shot_classifier(
+        args, args.model_name_or_path, class_names, device=accelerator.device
+    )
+    dataset = build_eval_dataset(
+        records,
+        classifier.num_frames,
+        classifier.image_size,
+        args.frame_stride,
+        args.eval_clips,
+        args.eval_crops,
+        seed=args.seed,
+    )
+    result = evaluate_classifier(
+        classifier,
+        dataset,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
+        accelerator=accelerator,
+        desc="zero-shot",
+    )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         label_set = (args.label_set or "motion") if args.dataset == "synthetic" else None
         metrics = {
-            "task": "video-classification", "mode": "zero_shot", "dataset": args.dataset,
-            "dataset_split": args.dataset_split, "fold": args.fold, "label_set": label_set,
-            "base_model": args.model_name_or_path, "results": result.results(),
-            "num_videos": result.num_videos, "num_views": result.num_views,
-            "evaluation": {"num_clips": args.eval_clips, "num_crops": args.eval_crops,
-                           "num_frames": classifier.num_frames, "image_size": classifier.image_size,
-                           "frame_stride": args.frame_stride, "subset_size": args.subset_size,
-                           "precision": accelerator.mixed_precision},
+            "task": "video-classification",
+            "mode": "zero_shot",
+            "dataset": args.dataset,
+            "dataset_split": args.dataset_split,
+            "fold": args.fold,
+            "label_set": label_set,
+            "base_model": args.model_name_or_path,
+            "results": result.results(),
+            "num_videos": result.num_videos,
+            "num_views": result.num_views,
+            "evaluation": {
+                "num_clips": args.eval_clips,
+                "num_crops": args.eval_crops,
+                "num_frames": classifier.num_frames,
+                "image_size": classifier.image_size,
+                "frame_stride": args.frame_stride,
+                "subset_size": args.subset_size,
+                "precision": accelerator.mixed_precision,
+            },
             "zero_shot": {"family": family, "templates": classifier.templates, "class_names": class_names},
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -140,7 +209,9 @@ def run_zero_shot(args: ZeroShotArguments) -> Path:
         save_args(args, output_dir / "zero_shot_args.yaml")
         write_zero_shot_card(output_dir)
         summary = ", ".join(f"{key} {100 * value:.1f}" for key, value in result.results().items())
-        accelerator.print(f"zero-shot {args.model_name_or_path} on {args.dataset} {args.dataset_split}: {summary}")
+        accelerator.print(
+            f"zero-shot {args.model_name_or_path} on {args.dataset} {args.dataset_split}: {summary}"
+        )
         accelerator.print(f"wrote metrics.json, predictions.json and README.md to {output_dir}")
     accelerator.wait_for_everyone()
     return output_dir

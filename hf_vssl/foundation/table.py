@@ -36,25 +36,40 @@ def read_rows(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
         if record.get("mode") != "zero_shot":
             raise ValueError(f"{path}: mode {record.get('mode')!r} is not a zero-shot result")
         setting = record.get("zero_shot", {})
-        rows.append({"model": record.get("base_model"), "family": setting.get("family"),
-                     "dataset": record["dataset"], "split": record.get("dataset_split"), "fold": record.get("fold"),
-                     "templates": len(setting.get("templates", [])), "num_videos": record.get("num_videos"),
-                     "frames": record.get("evaluation", {}).get("num_frames"),
-                     "frame_stride": record.get("evaluation", {}).get("frame_stride"),
-                     **record["results"], "folder": str(folder)})
+        rows.append(
+            {
+                "model": record.get("base_model"),
+                "family": setting.get("family"),
+                "dataset": record["dataset"],
+                "split": record.get("dataset_split"),
+                "fold": record.get("fold"),
+                "templates": len(setting.get("templates", [])),
+                "num_videos": record.get("num_videos"),
+                "frames": record.get("evaluation", {}).get("num_frames"),
+                "frame_stride": record.get("evaluation", {}).get("frame_stride"),
+                **record["results"],
+                "folder": str(folder),
+            }
+        )
     return sorted(rows, key=lambda row: (row["dataset"], str(row["model"])))
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of :func:`read_rows` rows (accuracies in percent)."""
-    lines = [("| model | family | dataset | split (fold) | frames x stride | prompts | clip top-1 | video top-1 | "
-             "video top-5 | videos |"),
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| model | family | dataset | split (fold) | frames x stride | prompts | clip top-1 | video top-1 | "
+            "video top-5 | videos |"
+        ),
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| `{row['model']}` | {row['family']} | {dataset_title(row['dataset'])} | {row['split']} "
-                     f"({row['fold']}) | {row['frames']}x{row['frame_stride']} | {row['templates']} | "
-                     f"{100 * row['clip_top1']:.1f} | "
-                     f"{100 * row['video_top1']:.1f} | {100 * row['video_top5']:.1f} | {row['num_videos']} |")
+        lines.append(
+            f"| `{row['model']}` | {row['family']} | {dataset_title(row['dataset'])} | {row['split']} "
+            f"({row['fold']}) | {row['frames']}x{row['frame_stride']} | {row['templates']} | "
+            f"{100 * row['clip_top1']:.1f} | "
+            f"{100 * row['video_top1']:.1f} | {100 * row['video_top5']:.1f} | {row['num_videos']} |"
+        )
     return "\n".join(lines)
 
 

@@ -28,8 +28,13 @@ def vision_backbone_config(foundation: FoundationModel) -> VSSLConfig:
     fixed = {"image_size", "num_channels", "num_frames"}
     kwargs = {k: v for k, v in vision.to_dict().items() if k not in generic and k not in fixed}
     kwargs.update(image_mean=list(foundation.image_mean), image_std=list(foundation.image_std))
-    return VSSLConfig(backbone=FAMILIES[foundation.family].backbone, num_frames=foundation.num_frames,
-                      image_size=foundation.image_size, num_channels=vision.num_channels, backbone_kwargs=kwargs)
+    return VSSLConfig(
+        backbone=FAMILIES[foundation.family].backbone,
+        num_frames=foundation.num_frames,
+        image_size=foundation.image_size,
+        num_channels=vision.num_channels,
+        backbone_kwargs=kwargs,
+    )
 
 
 def load_vision_backbone(source: str | Path | FoundationModel, *, num_frames: int | None = None) -> VSSLModel:
@@ -37,15 +42,20 @@ def load_vision_backbone(source: str | Path | FoundationModel, *, num_frames: in
 
     ``num_frames`` as in :func:`~hf_vssl.foundation.loading.load_foundation_model`.
     """
-    foundation = source if isinstance(source, FoundationModel) else load_foundation_model(source, num_frames=num_frames)
+    foundation = (
+        source
+        if isinstance(source, FoundationModel)
+        else load_foundation_model(source, num_frames=num_frames)
+    )
     model = VSSLModel(vision_backbone_config(foundation))
     # strict: every weight of the tower must come from the checkpoint.
     model.backbone.model.load_state_dict(foundation.model.vision_model.state_dict())
     return model.eval()
 
 
-def export_vision_backbone(source: str | Path | FoundationModel, output_dir: str | Path, *,
-                           num_frames: int | None = None) -> Path:
+def export_vision_backbone(
+    source: str | Path | FoundationModel, output_dir: str | Path, *, num_frames: int | None = None
+) -> Path:
     """Save the vision tower of ``source`` as an hf_vssl backbone checkpoint (+ its video processor).
 
     The folder is what ``recipes/finetune.py --model_name_or_path`` and ``recipes/cka.py`` take.

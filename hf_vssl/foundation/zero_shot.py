@@ -49,9 +49,15 @@ class ZeroShotVideoClassifier(nn.Module):
         device: where the model runs (the text embeddings are computed there, once).
     """
 
-    def __init__(self, foundation: FoundationModel, class_names: Sequence[str],
-                 templates: Sequence[str] = DEFAULT_TEMPLATES, *, text_batch_size: int = 256,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self,
+        foundation: FoundationModel,
+        class_names: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        *,
+        text_batch_size: int = 256,
+        device: torch.device | str | None = None,
+    ):
         super().__init__()
         if len(class_names) < 2:
             raise ValueError(f"zero-shot classification needs at least 2 classes, got {list(class_names)}")
@@ -70,8 +76,15 @@ class ZeroShotVideoClassifier(nn.Module):
         self.register_buffer("text_embeds", self.encode_text(foundation, text_batch_size), persistent=False)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str, class_names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-                        *, num_frames: int | None = None, **kwargs) -> ZeroShotVideoClassifier:
+    def from_pretrained(
+        cls,
+        path_or_id: str,
+        class_names: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        *,
+        num_frames: int | None = None,
+        **kwargs,
+    ) -> ZeroShotVideoClassifier:
         """Load the foundation model at ``path_or_id`` and embed ``class_names`` (see the class)."""
         return cls(load_foundation_model(path_or_id, num_frames=num_frames), class_names, templates, **kwargs)
 
@@ -88,8 +101,9 @@ class ZeroShotVideoClassifier(nn.Module):
         accepted = foundation.spec.text_inputs
         chunks = []
         for start in range(0, len(prompts), batch_size):
-            tokens = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt",
-                                    **foundation.spec.tokenizer_kwargs)
+            tokens = self.tokenizer(
+                prompts[start : start + batch_size], return_tensors="pt", **foundation.spec.tokenizer_kwargs
+            )
             inputs = {k: v.to(device) for k, v in tokens.items() if k in accepted}
             chunks.append(self.model.get_text_features(**inputs).pooler_output.float())
         embeds = torch.cat(chunks).view(len(self.class_names), len(self.templates), -1)
@@ -114,7 +128,10 @@ class ZeroShotVideoClassifier(nn.Module):
         vision = model.vision_model(pixel_values=frames)
         video = model.visual_projection(vision.pooler_output).view(clips, time, -1)
         video = model.mit(video).pooler_output
-        visual = model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :]) @ model.prompts_visual_projection
+        visual = (
+            model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :])
+            @ model.prompts_visual_projection
+        )
         visual = visual.view(clips, time, -1, video.shape[-1]).mean(1)
         text = self.text_embeds.to(video.dtype).unsqueeze(0).expand(clips, -1, -1)
         text = text + model.prompts_generator(text, visual)
@@ -124,8 +141,10 @@ class ZeroShotVideoClassifier(nn.Module):
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> ImageClassifierOutput:
         """``pixel_values (N, T, C, H, W)`` -> ``logits (N, num_classes)`` (float32)."""
         if pixel_values.ndim != 5:
-            raise ValueError(f"pixel_values must be (clips, frames, channels, height, width), got shape "
-                             f"{tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must be (clips, frames, channels, height, width), got shape "
+                f"{tuple(pixel_values.shape)}"
+            )
         clips, time = pixel_values.shape[:2]
         if self.video_native and time != self.num_frames:
             raise ValueError(f"{self.name_or_path} takes clips of {self.num_frames} frames, got {time}")

@@ -53,14 +53,34 @@ LIBRARY_TAG = "hf_vssl"
 _RESULT_KEY = re.compile(r"^(clip|video)_top(\d+)$")
 _RETRIEVAL_KEY = re.compile(r"^top(\d+)$")
 DATASET_TITLES = {
-    "ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics400": "Kinetics-400", "k400": "Kinetics-400",
-    "ssv2": "Something-Something V2", "diving48": "Diving48", "synthetic": "hf_vssl synthetic corpus",
+    "ucf101": "UCF101",
+    "hmdb51": "HMDB51",
+    "kinetics400": "Kinetics-400",
+    "k400": "Kinetics-400",
+    "ssv2": "Something-Something V2",
+    "diving48": "Diving48",
+    "synthetic": "hf_vssl synthetic corpus",
     "videofolder": "video folder",
 }
-TASK_TITLES = {"rotnet": "RotNet", "cvrl": "CVRL", "vcop": "VCOP", "tdl": "TDL", "prp": "PRP", "rspnet": "RSPNet"}
+TASK_TITLES = {
+    "rotnet": "RotNet",
+    "cvrl": "CVRL",
+    "vcop": "VCOP",
+    "tdl": "TDL",
+    "prp": "PRP",
+    "rspnet": "RSPNet",
+}
 # Run arguments that are local paths or publishing switches: not part of the recipe.
-_PRIVATE_ARGS = {"output_dir", "dataset_root", "resume_from_checkpoint", "config", "logging_dir",
-                 "push_to_hub", "hub_model_id", "model_name_or_path"}
+_PRIVATE_ARGS = {
+    "output_dir",
+    "dataset_root",
+    "resume_from_checkpoint",
+    "config",
+    "logging_dir",
+    "push_to_hub",
+    "hub_model_id",
+    "model_name_or_path",
+}
 
 
 def template_path(kind: str) -> Path:
@@ -88,8 +108,11 @@ def _pct(value: float | None) -> str:
 
 def _measured(values: dict[str, Any] | None, pattern: re.Pattern) -> list[tuple[str, str, float]]:
     """``(key, k, value)`` of every measured number under ``pattern`` (``None`` = not measured), by k."""
-    found = [(key, match.groups()[-1], float(value)) for key, value in (values or {}).items()
-             if value is not None and (match := pattern.match(key))]
+    found = [
+        (key, match.groups()[-1], float(value))
+        for key, value in (values or {}).items()
+        if value is not None and (match := pattern.match(key))
+    ]
     return sorted(found, key=lambda item: (item[0][: -len(item[1])], int(item[1])))
 
 
@@ -105,43 +128,90 @@ def eval_results(reports: FolderReports) -> list[EvalResult]:
     for record in reports.metrics:
         dataset = record["dataset"]
         mode = record.get("mode") or "finetune"
-        config = f"fold{record.get('fold', 1)}" + (f"-{record['label_set']}" if record.get("label_set") else "")
-        common = {**_dataset_fields(dataset), "dataset_config": config, "dataset_split": record.get("dataset_split")}
+        config = f"fold{record.get('fold', 1)}" + (
+            f"-{record['label_set']}" if record.get("label_set") else ""
+        )
+        common = {
+            **_dataset_fields(dataset),
+            "dataset_config": config,
+            "dataset_split": record.get("dataset_split"),
+        }
         for key, k, value in _measured(record.get("results"), _RESULT_KEY):
-            results.append(EvalResult(
-                task_type="video-classification", task_name="Video classification", metric_type="accuracy",
-                metric_value=value, metric_name=f"{key.split('_')[0]} top-{k} accuracy ({mode.replace('_', ' ')})",
-                metric_config=f"{mode}/{key}", **common))
+            results.append(
+                EvalResult(
+                    task_type="video-classification",
+                    task_name="Video classification",
+                    metric_type="accuracy",
+                    metric_value=value,
+                    metric_name=f"{key.split('_')[0]} top-{k} accuracy ({mode.replace('_', ' ')})",
+                    metric_config=f"{mode}/{key}",
+                    **common,
+                )
+            )
         for key, k, value in _measured(record.get("retrieval"), _RETRIEVAL_KEY):
-            results.append(EvalResult(
-                task_type="feature-extraction", task_name="Video retrieval (nearest neighbours)",
-                metric_type="recall", metric_value=value, metric_name=f"retrieval R@{k}",
-                metric_config=f"retrieval/{key}", **common))
+            results.append(
+                EvalResult(
+                    task_type="feature-extraction",
+                    task_name="Video retrieval (nearest neighbours)",
+                    metric_type="recall",
+                    metric_value=value,
+                    metric_name=f"retrieval R@{k}",
+                    metric_config=f"retrieval/{key}",
+                    **common,
+                )
+            )
     robustness = reports.robustness
     if robustness:
-        common = {"task_type": "video-classification", "task_name": "Robustness to input noise",
-                  **_dataset_fields(robustness.get("dataset")),
-                  "dataset_config": robustness.get("preset", "video-p")}
+        common = {
+            "task_type": "video-classification",
+            "task_name": "Robustness to input noise",
+            **_dataset_fields(robustness.get("dataset")),
+            "dataset_config": robustness.get("preset", "video-p"),
+        }
 
         def add(value: Any, metric_type: str, name: str, config: str) -> None:
             if value is not None:
-                results.append(EvalResult(metric_type=metric_type, metric_value=float(value), metric_name=name,
-                                          metric_config=config, **common))
+                results.append(
+                    EvalResult(
+                        metric_type=metric_type,
+                        metric_value=float(value),
+                        metric_name=name,
+                        metric_config=config,
+                        **common,
+                    )
+                )
 
         add(robustness.get("clean_top1"), "accuracy", "clean top-1 accuracy", "clean/top1")
-        cells = sorted(robustness.get("cells") or [], key=lambda c: (str(c.get("noise")), c.get("severity") or 0))
+        cells = sorted(
+            robustness.get("cells") or [], key=lambda c: (str(c.get("noise")), c.get("severity") or 0)
+        )
         for cell in cells:
             noise, severity = cell.get("noise"), cell.get("severity")
-            add(cell.get("top1"), "accuracy", f"{noise} noise severity {severity} top-1 accuracy",
-                f"{noise}/severity{severity}/top1")
-            add(cell.get("relative_robustness"), "relative_robustness",
+            add(
+                cell.get("top1"),
+                "accuracy",
+                f"{noise} noise severity {severity} top-1 accuracy",
+                f"{noise}/severity{severity}/top1",
+            )
+            add(
+                cell.get("relative_robustness"),
+                "relative_robustness",
                 f"{noise} noise severity {severity} relative robustness",
-                f"{noise}/severity{severity}/relative_robustness")
+                f"{noise}/severity{severity}/relative_robustness",
+            )
         for noise, values in (robustness.get("average") or {}).items():
-            add(values.get("top1"), "accuracy", f"{noise} noise top-1 accuracy (mean over severities)",
-                f"{noise}/top1")
-            add(values.get("relative_robustness"), "relative_robustness",
-                f"{noise} noise relative robustness (mean over severities)", f"{noise}/relative_robustness")
+            add(
+                values.get("top1"),
+                "accuracy",
+                f"{noise} noise top-1 accuracy (mean over severities)",
+                f"{noise}/top1",
+            )
+            add(
+                values.get("relative_robustness"),
+                "relative_robustness",
+                f"{noise} noise relative robustness (mean over severities)",
+                f"{noise}/relative_robustness",
+            )
     return results
 
 
@@ -156,7 +226,9 @@ def pretext_task(reports: FolderReports) -> str | None:
     return reports.config.get("pretext_task") or pretraining_settings(reports).get("pretext_task")
 
 
-def card_data(reports: FolderReports, repo_id: str | None = None, base_model: str | None = None) -> ModelCardData:
+def card_data(
+    reports: FolderReports, repo_id: str | None = None, base_model: str | None = None
+) -> ModelCardData:
     """The card's metadata: library, pipeline tag, tags, datasets, base model, model-index."""
     config, args = reports.config, pretraining_settings(reports)
     task = pretext_task(reports)
@@ -173,8 +245,14 @@ def card_data(reports: FolderReports, repo_id: str | None = None, base_model: st
     # Hub ids only: a built-in name without a Hub copy (or a local folder) is not a dataset link.
     datasets = list(dict.fromkeys(d for d in map(hub_dataset_id, datasets) if d))
     if base_model is None and reports.is_classifier:
-        base_model = next((hub_id_or_none(m.get("base_model")) for m in reports.metrics
-                           if hub_id_or_none(m.get("base_model"))), None)
+        base_model = next(
+            (
+                hub_id_or_none(m.get("base_model"))
+                for m in reports.metrics
+                if hub_id_or_none(m.get("base_model"))
+            ),
+            None,
+        )
     results = eval_results(reports)
     return ModelCardData(
         library_name=HUB_LIBRARY,
@@ -194,12 +272,21 @@ def card_data(reports: FolderReports, repo_id: str | None = None, base_model: st
 def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
     config, args = reports.config, pretraining_settings(reports)
     task = pretext_task(reports)
-    rows = [("Pretext task", f"{TASK_TITLES.get(task, task)} (`{task}`)" if task else "none (trained from scratch)"),
-            ("Backbone", f"`{config.get('backbone')}`, width multiplier {config.get('width_multiplier', 1.0)}")]
+    rows = [
+        (
+            "Pretext task",
+            f"{TASK_TITLES.get(task, task)} (`{task}`)" if task else "none (trained from scratch)",
+        ),
+        ("Backbone", f"`{config.get('backbone')}`, width multiplier {config.get('width_multiplier', 1.0)}"),
+    ]
     frames, size = config.get("num_frames"), config.get("image_size")
     stride = args.get("frame_stride")
-    rows.append(("Clip shape", f"{frames} frames x {size} x {size} pixels" + (f", frame stride {stride}" if stride
-                                                                                 else "")))
+    rows.append(
+        (
+            "Clip shape",
+            f"{frames} frames x {size} x {size} pixels" + (f", frame stride {stride}" if stride else ""),
+        )
+    )
     if args:
         name, split = args.get("dataset"), args.get("dataset_split", "train")
         shown = "" if not name or is_local_path(str(name)) else f" (`{name}`)"
@@ -212,7 +299,9 @@ def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
             seed = reports.subset.get("seed")
             rows.append(("Subset", f"{size} videos, class-balanced, seed {seed}; ids in `subset_ids.json`"))
         elif args.get("subset_size"):
-            rows.append(("Subset", f"{args['subset_size']} videos, class-balanced, seed {args.get('subset_seed')}"))
+            rows.append(
+                ("Subset", f"{args['subset_size']} videos, class-balanced, seed {args.get('subset_seed')}")
+            )
         else:
             rows.append(("Subset", "the whole split"))
         # A run's own training_args.yaml records every setting (absent = the default); a provenance
@@ -220,23 +309,38 @@ def _pretraining_rows(reports: FolderReports) -> list[dict[str, str]]:
         complete = reports.pretraining_args is not None
         steps, epochs = args.get("max_steps"), args.get("num_train_epochs")
         if (steps and steps > 0) or epochs is not None:
-            rows.append(("Length", f"{steps} optimizer steps (max_steps)" if steps and steps > 0
-                         else f"{epochs} epochs"))
+            rows.append(
+                (
+                    "Length",
+                    f"{steps} optimizer steps (max_steps)" if steps and steps > 0 else f"{epochs} epochs",
+                )
+            )
         batch = args.get("per_device_train_batch_size")
         accumulation = args.get("gradient_accumulation_steps") or 1
         if batch is not None:
-            rows.append(("Batch", f"{batch} clips per device" + (f" x {accumulation} accumulation steps"
-                                                                 if accumulation > 1 else "")))
+            rows.append(
+                (
+                    "Batch",
+                    f"{batch} clips per device"
+                    + (f" x {accumulation} accumulation steps" if accumulation > 1 else ""),
+                )
+            )
         task_default = f"{TASK_TITLES.get(task, task)} default"
         optimizer = args.get("optimizer") or task_default
         lr = args.get("learning_rate")
         lr = task_default if lr is None else lr
         schedule = args.get("lr_scheduler_type", "cosine")
-        if complete or any(args.get(k) is not None for k in ("optimizer", "learning_rate", "lr_scheduler_type")):
+        if complete or any(
+            args.get(k) is not None for k in ("optimizer", "learning_rate", "lr_scheduler_type")
+        ):
             rows.append(("Optimizer", f"{optimizer} optimizer, learning rate {lr}, {schedule} schedule"))
         if complete or args.get("seed") is not None:
-            rows.append(("Seed / precision",
-                         f"{args.get('seed')} / {'bf16 autocast' if args.get('bf16') else 'fp32'}"))
+            rows.append(
+                (
+                    "Seed / precision",
+                    f"{args.get('seed')} / {'bf16 autocast' if args.get('bf16') else 'fp32'}",
+                )
+            )
     return [{"name": name, "value": value} for name, value in rows]
 
 
@@ -254,32 +358,51 @@ def _finetune_rows(reports: FolderReports) -> list[dict[str, str]]:
         results = record.get("results") or {}
         if not results:
             continue
-        rows.append({
-            "dataset": dataset_title(record["dataset"]),
-            "split": f"{record.get('dataset_split', '?')} (fold {record.get('fold', 1)})"
-                     + (f", {record['label_set']}" if record.get("label_set") else ""),
-            "mode": (record.get("mode") or "finetune").replace("_", " "),
-            "epochs": _length(record),
-            **{key: _pct(results.get(key)) for key in RESULT_KEYS},
-        })
+        rows.append(
+            {
+                "dataset": dataset_title(record["dataset"]),
+                "split": f"{record.get('dataset_split', '?')} (fold {record.get('fold', 1)})"
+                + (f", {record['label_set']}" if record.get("label_set") else ""),
+                "mode": (record.get("mode") or "finetune").replace("_", " "),
+                "epochs": _length(record),
+                **{key: _pct(results.get(key)) for key in RESULT_KEYS},
+            }
+        )
     return rows
 
 
 def _retrieval_rows(reports: FolderReports) -> list[dict[str, str]]:
-    return [{"dataset": dataset_title(r["dataset"]), **{k: _pct(r["retrieval"].get(k)) for k in RETRIEVAL_KEYS}}
-            for r in reports.metrics if r.get("retrieval")]
+    return [
+        {"dataset": dataset_title(r["dataset"]), **{k: _pct(r["retrieval"].get(k)) for k in RETRIEVAL_KEYS}}
+        for r in reports.metrics
+        if r.get("retrieval")
+    ]
 
 
 def _robustness(reports: FolderReports) -> dict[str, Any] | None:
     data = reports.robustness
     if not data:
         return None
-    rows = [{"noise": noise, "top1": _pct(v.get("top1")), "relative_robustness": _pct(v.get("relative_robustness")),
-             "relative_decrease": _pct(v.get("relative_decrease"))} for noise, v in (data.get("average") or {}).items()]
-    return {"dataset": dataset_title(data.get("dataset")), "preset": data.get("preset", "video-p"),
-            "clean_top1": _pct(data.get("clean_top1")), "rows": rows,
-            "severities": sorted({c.get("severity") for c in data.get("cells", []) if c.get("severity") is not None}),
-            "plot": reports.has("robustness.png"), "details": reports.has("robustness.md")}
+    rows = [
+        {
+            "noise": noise,
+            "top1": _pct(v.get("top1")),
+            "relative_robustness": _pct(v.get("relative_robustness")),
+            "relative_decrease": _pct(v.get("relative_decrease")),
+        }
+        for noise, v in (data.get("average") or {}).items()
+    ]
+    return {
+        "dataset": dataset_title(data.get("dataset")),
+        "preset": data.get("preset", "video-p"),
+        "clean_top1": _pct(data.get("clean_top1")),
+        "rows": rows,
+        "severities": sorted(
+            {c.get("severity") for c in data.get("cells", []) if c.get("severity") is not None}
+        ),
+        "plot": reports.has("robustness.png"),
+        "details": reports.has("robustness.md"),
+    }
 
 
 def _run_args_yaml(reports: FolderReports) -> str | None:
@@ -322,37 +445,56 @@ def template_context(reports: FolderReports, repo_id: str | None = None) -> dict
         "image_size": config.get("image_size"),
         "pretraining_dataset": dataset_title(args.get("dataset")) if args else None,
         "pretraining": _pretraining_rows(reports),
-        "pretext_settings": json.dumps(config.get("pretext_config"), indent=2) if config.get("pretext_config")
+        "pretext_settings": json.dumps(config.get("pretext_config"), indent=2)
+        if config.get("pretext_config")
         else None,
-        "subset": None if not subset else {
-            "size": subset.get("size", len(subset.get("ids", []))), "seed": subset.get("seed"),
+        "subset": None
+        if not subset
+        else {
+            "size": subset.get("size", len(subset.get("ids", []))),
+            "seed": subset.get("seed"),
             "class_counts": sorted((subset.get("class_counts") or {}).items()),
         },
         "has_processor": reports.has("video_preprocessor_config.json"),
-        "remote_code_class": next((c for c in ("AutoModelForVideoClassification", "AutoModel") if c in auto_map),
-                                  None),
+        "remote_code_class": next(
+            (c for c in ("AutoModelForVideoClassification", "AutoModel") if c in auto_map), None
+        ),
         "labels": [id2label[k] for k in sorted(id2label, key=lambda k: int(k))] if id2label else [],
-        "downstream": None if downstream is None else {
-            "dataset": dataset_title(downstream["dataset"]), "split": downstream.get("dataset_split"),
-            "fold": downstream.get("fold", 1), "mode": (downstream.get("mode") or "finetune").replace("_", " "),
+        "downstream": None
+        if downstream is None
+        else {
+            "dataset": dataset_title(downstream["dataset"]),
+            "split": downstream.get("dataset_split"),
+            "fold": downstream.get("fold", 1),
+            "mode": (downstream.get("mode") or "finetune").replace("_", " "),
             "epochs": _length(downstream),
-            "base_model": model_reference(downstream.get("base_model"))},
+            "base_model": model_reference(downstream.get("base_model")),
+        },
         "finetune_rows": _finetune_rows(reports),
         # Test videos each evaluation left out (unreadable or too short; never replaced by another).
-        "skipped_videos": [dict(video, dataset=dataset_title(m.get("dataset")))
-                           for m in reports.metrics for video in m.get("skipped_videos") or []],
+        "skipped_videos": [
+            dict(video, dataset=dataset_title(m.get("dataset")))
+            for m in reports.metrics
+            for video in m.get("skipped_videos") or []
+        ],
         "retrieval_rows": _retrieval_rows(reports),
         "robustness": _robustness(reports),
-        "cka": None if not reports.cka else {
+        "cka": None
+        if not reports.cka
+        else {
             "model_a": model_reference(reports.cka.get("model_a")),
             "model_b": model_reference(reports.cka.get("model_b")),
-            "layers": len(reports.cka.get("layers_a") or []), "plot": reports.has("cka.png")},
+            "layers": len(reports.cka.get("layers_a") or []),
+            "plot": reports.has("cka.png"),
+        },
         "run_args": _run_args_yaml(reports),
         "provenance": _provenance_yaml(reports),
     }
 
 
-def build_model_card(folder: PathLike, repo_id: str | None = None, base_model: str | None = None) -> ModelCard:
+def build_model_card(
+    folder: PathLike, repo_id: str | None = None, base_model: str | None = None
+) -> ModelCard:
     """The model card of a checkpoint folder, from the reports present in it (nothing written).
 
     ``repo_id`` is the id the loading examples use (default: the folder's name); ``base_model``
@@ -360,11 +502,16 @@ def build_model_card(folder: PathLike, repo_id: str | None = None, base_model: s
     """
     reports = read_reports(folder)
     kind = "finetuned" if reports.is_classifier else "pretrained"
-    return ModelCard.from_template(card_data(reports, repo_id, base_model), template_path=str(template_path(kind)),
-                                   **template_context(reports, repo_id))
+    return ModelCard.from_template(
+        card_data(reports, repo_id, base_model),
+        template_path=str(template_path(kind)),
+        **template_context(reports, repo_id),
+    )
 
 
-def write_model_card(folder: PathLike, repo_id: str | None = None, base_model: str | None = None) -> ModelCard:
+def write_model_card(
+    folder: PathLike, repo_id: str | None = None, base_model: str | None = None
+) -> ModelCard:
     """Build the model card of ``folder`` (see :func:`build_model_card`) and save it as ``README.md``."""
     card = build_model_card(folder, repo_id, base_model)
     card.save(Path(folder) / "README.md")

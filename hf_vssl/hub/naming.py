@@ -37,8 +37,10 @@ def repo_name(task: str | None, backbone: str, dataset: str, subset_size: int | 
     dataset = DATASET_SHORT_NAMES.get(dataset.lower(), dataset.lower()) if dataset else dataset
     name = output_name(task.lower() if task else task, backbone.lower(), dataset, subset_size)
     if not _REPO_NAME.match(name) or ".." in name or "--" in name:
-        raise ValueError(f"{name!r} is not a valid Hub repo name (letters, digits, '-', '_', '.'; at most 96 "
-                         "characters; no '--' or '..'): pass hub_model_id explicitly")
+        raise ValueError(
+            f"{name!r} is not a valid Hub repo name (letters, digits, '-', '_', '.'; at most 96 "
+            "characters; no '--' or '..'): pass hub_model_id explicitly"
+        )
     return name
 
 
@@ -69,5 +71,5 @@ def hub_dataset_id(name: str | os.PathLike | None) -> str | None:
     if text.lower() in HUB_DATASET_IDS:
         return HUB_DATASET_IDS[text.lower()]
     if text.startswith("hf://datasets/"):
-        text = text[len("hf://datasets/"):].split("@", 1)[0]
+        text = text[len("hf://datasets/") :].split("@", 1)[0]
     return text if "/" in text and hub_id_or_none(text) else None

@@ -35,8 +35,20 @@ logger = logging.getLogger(__name__)
 
 # Resume states (optimizer pickles) and other pickle formats never leave the machine: published
 # checkpoints are safetensors only. Patterns match the path relative to the folder.
-DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "checkpoint-*/*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle",
-                           "*.pyc", ".git/*", ".cache/*", ".lock", ".staging/*")  # the run's lock (host, pid)
+DEFAULT_IGNORE_PATTERNS = (
+    "checkpoints/*",
+    "checkpoint-*/*",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.pkl",
+    "*.pickle",
+    "*.pyc",
+    ".git/*",
+    ".cache/*",
+    ".lock",
+    ".staging/*",
+)  # the run's lock (host, pid)
 
 
 class HubPublishError(RuntimeError):
@@ -48,7 +60,8 @@ def _token_or_raise(token: str | None) -> str:
     if not token:
         raise HubPublishError(
             "no Hugging Face token found: run `hf auth login`, or pass token=..., or set the HF_TOKEN "
-            "environment variable (a token with write access, from https://huggingface.co/settings/tokens)")
+            "environment variable (a token with write access, from https://huggingface.co/settings/tokens)"
+        )
     return token
 
 
@@ -67,36 +80,45 @@ def _explained(action: str, repo_id: str, endpoint: str, folder: Path) -> Iterat
     except HubPublishError:
         raise
     except OfflineModeIsEnabled as error:
-        raise HubPublishError(f"cannot publish while HF_HUB_OFFLINE=1 is set ({unchanged}); unset it and retry") \
-            from error
+        raise HubPublishError(
+            f"cannot publish while HF_HUB_OFFLINE=1 is set ({unchanged}); unset it and retry"
+        ) from error
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         server = (error.server_message or str(error)).strip().splitlines()[0]
         if status == 401:
-            hint = ("the token was rejected (invalid or expired): run `hf auth login` again, or pass a valid "
-                    "token= / HF_TOKEN")
+            hint = (
+                "the token was rejected (invalid or expired): run `hf auth login` again, or pass a valid "
+                "token= / HF_TOKEN"
+            )
         elif status == 403:
-            hint = (f"permission denied: the token cannot write to {repo_id!r} (the namespace belongs to another "
-                    "user or organisation, or the token is read-only); publish under your own namespace, or ask "
-                    "the repo owner for write access")
+            hint = (
+                f"permission denied: the token cannot write to {repo_id!r} (the namespace belongs to another "
+                "user or organisation, or the token is read-only); publish under your own namespace, or ask "
+                "the repo owner for write access"
+            )
         elif status == 404:
-            hint = (f"{repo_id!r} was not found or is not visible with this token (a private repo of someone "
-                    "else?)")
+            hint = (
+                f"{repo_id!r} was not found or is not visible with this token (a private repo of someone "
+                "else?)"
+            )
         elif status in (409, 412):
             hint = "the repo changed during the upload (a concurrent push); run publish again"
         elif status is not None and status >= 500:
             hint = f"the Hub at {endpoint} had a server error ({status}); retry later"
         else:
             hint = f"the Hub at {endpoint} answered {status}"
-        raise HubPublishError(f"{action} {repo_id!r} failed: {hint} ({unchanged}). Server said: {server}") \
-            from error
+        raise HubPublishError(
+            f"{action} {repo_id!r} failed: {hint} ({unchanged}). Server said: {server}"
+        ) from error
     except Exception as error:
         if not _is_network_error(error):
             raise
         raise HubPublishError(
             f"{action} {repo_id!r} failed: could not reach the Hub at {endpoint} ({type(error).__name__}: "
             f"{error}); {unchanged}. Check the network connection (and HF_ENDPOINT), then run publish again: "
-            "the upload is a single commit, so retrying is safe") from error
+            "the upload is a single commit, so retrying is safe"
+        ) from error
 
 
 def _resolve_repo_id(api: HfApi, repo_id: str, token: str, endpoint: str, folder: Path) -> str:
@@ -165,7 +187,9 @@ def _redacted(path: Path) -> bytes | None:
     return yaml.safe_dump(public, sort_keys=False).encode()
 
 
-def _folder_operations(folder: Path, ignore_patterns: Sequence[str], skip: set[str]) -> list[CommitOperationAdd]:
+def _folder_operations(
+    folder: Path, ignore_patterns: Sequence[str], skip: set[str]
+) -> list[CommitOperationAdd]:
     """One upload per file that belongs to the model (:func:`model_files`, minus ``ignore_patterns``);
     JSON / YAML files holding local paths (``training_args.yaml``'s ``dataset_root``, ``output_dir``, a
     local ``model_name_or_path``, ...) go up as redacted copies made in memory: the folder is only read."""
@@ -178,8 +202,11 @@ def _folder_operations(folder: Path, ignore_patterns: Sequence[str], skip: set[s
         redacted = _redacted(files[name])
         if redacted is not None:
             logger.info("uploading %s with its local paths replaced by placeholders", name)
-        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=redacted if redacted is not None
-                                             else str(files[name])))
+        operations.append(
+            CommitOperationAdd(
+                path_in_repo=name, path_or_fileobj=redacted if redacted is not None else str(files[name])
+            )
+        )
     return operations
 
 
@@ -195,9 +222,17 @@ def _own_card(readme: Path) -> bool:
     return data.library_name == LIBRARY_TAG or LIBRARY_TAG in (data.tags or [])
 
 
-def _commit(path: Path, repo_id: str, operations_for: Callable[[str], list[CommitOperationAdd]], *,
-            repo_type: str, private: bool, token: str | None, commit_message: str | None,
-            endpoint: str | None) -> tuple[str, str | None]:
+def _commit(
+    path: Path,
+    repo_id: str,
+    operations_for: Callable[[str], list[CommitOperationAdd]],
+    *,
+    repo_type: str,
+    private: bool,
+    token: str | None,
+    commit_message: str | None,
+    endpoint: str | None,
+) -> tuple[str, str | None]:
     """Create the repo and push ``operations_for(full_repo_id)`` as one commit; returns (URL, card text)."""
     token = _token_or_raise(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="hf_vssl", library_version=__version__)
@@ -218,14 +253,27 @@ def _commit(path: Path, repo_id: str, operations_for: Callable[[str], list[Commi
     with _explained("uploading to", repo_id, api.endpoint, path):
         api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
     logger.info("published %s (%d files) to %s", path, len(operations), url)
-    card = next((op.path_or_fileobj for op in operations
-                 if op.path_in_repo == "README.md" and isinstance(op.path_or_fileobj, bytes)), None)
+    card = next(
+        (
+            op.path_or_fileobj
+            for op in operations
+            if op.path_in_repo == "README.md" and isinstance(op.path_or_fileobj, bytes)
+        ),
+        None,
+    )
     return str(url), card.decode() if card is not None else None
 
 
-def publish(folder: PathLike, repo_id: str, private: bool = False, token: str | None = None,
-            commit_message: str | None = None, repo_type: str = "model", endpoint: str | None = None,
-            ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS) -> str:
+def publish(
+    folder: PathLike,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    repo_type: str = "model",
+    endpoint: str | None = None,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+) -> str:
     """Upload a checkpoint folder to the Hub in one commit, with a fresh model card; returns the repo URL.
 
     The repo is created if needed (``exist_ok``). ``repo_id`` without a namespace goes under the
@@ -243,7 +291,9 @@ def publish(folder: PathLike, repo_id: str, private: bool = False, token: str | 
     readme = folder / "README.md"
     with_card = repo_type == "model" and _own_card(readme)
     if repo_type == "model" and not (folder / "config.json").is_file():
-        raise HubPublishError(f"{folder} has no config.json: not a checkpoint folder (save_pretrained writes one)")
+        raise HubPublishError(
+            f"{folder} has no config.json: not a checkpoint folder (save_pretrained writes one)"
+        )
 
     def operations_for(full_id: str) -> list[CommitOperationAdd]:
         operations = _folder_operations(folder, ignore_patterns, skip={"README.md"} if with_card else set())
@@ -252,8 +302,16 @@ def publish(folder: PathLike, repo_id: str, private: bool = False, token: str | 
             operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
         return operations
 
-    url, card = _commit(folder, repo_id, operations_for, repo_type=repo_type, private=private, token=token,
-                        commit_message=commit_message, endpoint=endpoint)
+    url, card = _commit(
+        folder,
+        repo_id,
+        operations_for,
+        repo_type=repo_type,
+        private=private,
+        token=token,
+        commit_message=commit_message,
+        endpoint=endpoint,
+    )
     if card is not None and (not readme.exists() or readme.read_text(encoding="utf-8") != card):
         readme.write_text(card, encoding="utf-8")
     return url
@@ -274,26 +332,47 @@ Made with hf_vssl {{ version }}. {{ usage }}
 def _dataset_card(path: Path, repo_id: str) -> str:
     if path.is_file():
         subset = json.loads(path.read_text(encoding="utf-8"))
-        description = (f"A class-balanced, nested video subset: {subset.get('size', len(subset.get('ids', [])))} "
-                       f"video ids (seed {subset.get('seed')}) in `{path.name}`, with per-class counts.")
-        usage = ("Rebuild it from a local copy of the corpus: `hf_vssl.data.subsets.select_by_ids(records, "
-                 f"load_subset(hf_hub_download('{repo_id}', '{path.name}', repo_type='dataset')))`.")
+        description = (
+            f"A class-balanced, nested video subset: {subset.get('size', len(subset.get('ids', [])))} "
+            f"video ids (seed {subset.get('seed')}) in `{path.name}`, with per-class counts."
+        )
+        usage = (
+            "Rebuild it from a local copy of the corpus: `hf_vssl.data.subsets.select_by_ids(records, "
+            f"load_subset(hf_hub_download('{repo_id}', '{path.name}', repo_type='dataset')))`."
+        )
     else:
         manifest_path = path / "manifest.json"
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
-        splits = ", ".join(f"{name}: {info.get('num_videos')} videos" for name, info in
-                           (manifest.get("splits") or {}).items())
-        description = ("Video clips as WebDataset shards (video bytes + json metadata per sample)"
-                       + (f"; {splits}." if splits else "."))
+        splits = ", ".join(
+            f"{name}: {info.get('num_videos')} videos"
+            for name, info in (manifest.get("splits") or {}).items()
+        )
+        description = "Video clips as WebDataset shards (video bytes + json metadata per sample)" + (
+            f"; {splits}." if splits else "."
+        )
         usage = f"Stream it with `hf_vssl.data.load_video_dataset('{repo_id}', split='train')`."
     data = DatasetCardData(tags=["video", "hf_vssl", "webdataset"] if path.is_dir() else ["video", "hf_vssl"])
-    return str(DatasetCard.from_template(data, template_str=_DATASET_CARD, name=repo_id.split("/")[-1],
-                                         description=description, usage=usage, version=__version__))
+    return str(
+        DatasetCard.from_template(
+            data,
+            template_str=_DATASET_CARD,
+            name=repo_id.split("/")[-1],
+            description=description,
+            usage=usage,
+            version=__version__,
+        )
+    )
 
 
-def publish_dataset(folder: PathLike, repo_id: str, private: bool = False, token: str | None = None,
-                    commit_message: str | None = None, endpoint: str | None = None,
-                    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS) -> str:
+def publish_dataset(
+    folder: PathLike,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    endpoint: str | None = None,
+    ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+) -> str:
     """Upload a shard folder (``build_shards`` output) or a subset id list to a dataset repo; returns its URL.
 
     ``folder`` is a folder (uploaded whole, one commit) or a single file such as
@@ -314,8 +393,16 @@ def publish_dataset(folder: PathLike, repo_id: str, private: bool = False, token
             operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
         return operations
 
-    url, _ = _commit(path, repo_id, operations_for, repo_type="dataset", private=private, token=token,
-                     commit_message=commit_message, endpoint=endpoint)
+    url, _ = _commit(
+        path,
+        repo_id,
+        operations_for,
+        repo_type="dataset",
+        private=private,
+        token=token,
+        commit_message=commit_message,
+        endpoint=endpoint,
+    )
     return url
 
 

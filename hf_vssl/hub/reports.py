@@ -91,7 +91,9 @@ def read_reports(folder: PathLike) -> FolderReports:
     """Read the reports present in a checkpoint folder (``config.json`` is required)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a checkpoint folder (save_pretrained writes one)")
+        raise FileNotFoundError(
+            f"{folder} has no config.json: not a checkpoint folder (save_pretrained writes one)"
+        )
     args_path = folder / "training_args.yaml"
     training_args = yaml.safe_load(args_path.read_text(encoding="utf-8")) if args_path.is_file() else None
     metrics = []
@@ -181,7 +183,9 @@ def redact_local_paths(data: Any, dataset: str | None = None) -> Any:
                 out[key] = f"<local {dataset} folder>" if dataset else LOCAL_PATH
             elif key in _PATH_SETTINGS and isinstance(value, (str, os.PathLike)):
                 out[key] = LOCAL_PATH
-            elif (key.endswith("name_or_path") or key in _MODEL_SETTINGS) and isinstance(value, (str, os.PathLike)):
+            elif (key.endswith("name_or_path") or key in _MODEL_SETTINGS) and isinstance(
+                value, (str, os.PathLike)
+            ):
                 out[key] = str(value) if hub_id_or_none(value) else "<local checkpoint>"
             else:
                 out[key] = redact_local_paths(value, dataset)
@@ -204,10 +208,14 @@ def validate_metrics(record: Mapping[str, Any]) -> None:
     for group, values in (("results", results), ("retrieval", retrieval)):
         for key, value in values.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is not a number: {value!r}")
+                raise ValueError(
+                    f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is not a number: {value!r}"
+                )
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is {value}: accuracies are "
-                                 "fractions in [0, 1] (percentages divided by 100)")
+                raise ValueError(
+                    f"metrics[{group!r}][{key!r}] of {record['dataset']!r} is {value}: accuracies are "
+                    "fractions in [0, 1] (percentages divided by 100)"
+                )
 
 
 # -- assembling ------------------------------------------------------------------------------------
@@ -217,7 +225,9 @@ def _place_bytes(data: bytes, dest: Path) -> bool:
     """Write ``data`` to ``dest`` unless a file is there already; True when written."""
     if dest.exists():
         if dest.read_bytes() != data:
-            logger.warning("kept the existing %s (a different version was offered); delete it to replace it", dest)
+            logger.warning(
+                "kept the existing %s (a different version was offered); delete it to replace it", dest
+            )
         return False
     dest.write_bytes(data)
     return True
@@ -240,8 +250,12 @@ def _slug(text: Any) -> str:
 
 def metrics_filename(record: Mapping[str, Any]) -> str:
     """``metrics-{dataset}-{mode}-fold{k}[-{label_set}].json``: where a further record is kept."""
-    parts = [record["dataset"], record.get("mode") or "finetune", f"fold{record.get('fold', 1)}",
-             record.get("label_set")]
+    parts = [
+        record["dataset"],
+        record.get("mode") or "finetune",
+        f"fold{record.get('fold', 1)}",
+        record.get("label_set"),
+    ]
     return "metrics-" + "-".join(_slug(p) for p in parts if p) + ".json"
 
 

@@ -44,7 +44,11 @@ class BackboneOutput(NamedTuple):
 def _batchnorm_stats_kept(module: nn.Module) -> Iterator[None]:
     """Restore the BatchNorm running statistics under ``module`` on exit (the recomputation of a
     checkpointed stage must not count its batch a second time)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
     try:
         yield

@@ -67,7 +67,9 @@ class C3D(VideoBackbone):
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.shape[2] < 8 or min(x.shape[3:]) < 16:
-            raise ValueError(f"C3D needs at least 8 frames of 16x16 pixels, got input of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"C3D needs at least 8 frames of 16x16 pixels, got input of shape {tuple(x.shape)}"
+            )
         stages = []
         for group in self.groups:
             x = self.run_stage(group, x)

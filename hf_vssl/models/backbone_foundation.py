@@ -68,13 +68,16 @@ DEFAULT_PIXEL_STATS: dict[str, tuple[Sequence[float], Sequence[float]]] = {
 PIXEL_KEYS = ("image_mean", "image_std")
 
 
-def renormalization(image_mean: Sequence[float], image_std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def renormalization(
+    image_mean: Sequence[float], image_std: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)``, each ``(C, 1, 1)``: ``x * scale + shift`` turns pixels normalised with
     ``VIDEO_MEAN`` / ``VIDEO_STD`` into pixels normalised with ``image_mean`` / ``image_std``."""
     # Checked on the Python values: the tensors may be built on the meta device (from_pretrained).
     if len(image_mean) != len(image_std) or not len(image_std) or min(image_std) <= 0:
-        raise ValueError(f"image_mean / image_std must be per-channel lists with std > 0, got {image_mean}, "
-                         f"{image_std}")
+        raise ValueError(
+            f"image_mean / image_std must be per-channel lists with std > 0, got {image_mean}, {image_std}"
+        )
     mean, std = torch.tensor(image_mean, dtype=torch.float32), torch.tensor(image_std, dtype=torch.float32)
     video_mean = torch.tensor(VIDEO_MEAN, dtype=torch.float32).expand_as(mean)
     video_std = torch.tensor(VIDEO_STD, dtype=torch.float32).expand_as(mean)
@@ -91,7 +94,9 @@ class VisionTowerBackbone(VideoBackbone):
     embedding_name = "embeddings"
     has_attentions = True
 
-    def __init__(self, family: str, vision_config, image_mean: Sequence[float], image_std: Sequence[float]) -> None:
+    def __init__(
+        self, family: str, vision_config, image_mean: Sequence[float], image_std: Sequence[float]
+    ) -> None:
         super().__init__()
         self.family = family
         self.model = VISION_TOWERS[family][1](vision_config)
@@ -117,12 +122,18 @@ class VisionTowerBackbone(VideoBackbone):
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False) -> BackboneOutput:
         batch, time = x.shape[0], x.shape[2]
-        out = self.model(pixel_values=self.frames(x), output_hidden_states=True,
-                         output_attentions=output_attentions, return_dict=True)
+        out = self.model(
+            pixel_values=self.frames(x),
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
         pooled = out.pooler_output if out.pooler_output is not None else out.last_hidden_state.mean(1)
         pooled = pooled.view(batch, time, -1).mean(1)
         hidden = tuple(h.view(batch, time, *h.shape[1:]) for h in out.hidden_states)  # [0]: the embeddings
-        return BackboneOutput(pooled, hidden[1:], hidden[0], tuple(out.attentions) if output_attentions else None)
+        return BackboneOutput(
+            pooled, hidden[1:], hidden[0], tuple(out.attentions) if output_attentions else None
+        )
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.forward(x)
@@ -136,8 +147,9 @@ def _build(family: str, config) -> VisionTowerBackbone:
     fixed = {"image_size": config.image_size, "num_channels": config.num_channels}
     if family == "xclip":
         fixed["num_frames"] = config.num_frames  # the cross-frame messages span exactly this many frames
-    vision_config = _hf_config(VISION_TOWERS[family][0], SimpleNamespace(backbone_kwargs=kwargs),
-                               f"{family}-vision", **fixed)
+    vision_config = _hf_config(
+        VISION_TOWERS[family][0], SimpleNamespace(backbone_kwargs=kwargs), f"{family}-vision", **fixed
+    )
     return VisionTowerBackbone(family, vision_config, image_mean, image_std)
 
 

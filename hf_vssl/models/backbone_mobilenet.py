@@ -33,12 +33,20 @@ STAGE_SETTINGS = (
 CHANNEL_DIVISOR = 8
 
 
-def conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int, stride=1,
-                  groups: int = 1) -> nn.Sequential:
+def conv_bn_relu6(
+    in_channels: int, out_channels: int, kernel_size: int, stride=1, groups: int = 1
+) -> nn.Sequential:
     """Conv3d (no bias, "same" padding) -> BatchNorm3d -> ReLU6."""
     return nn.Sequential(
-        nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-                  groups=groups, bias=False),
+        nn.Conv3d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            groups=groups,
+            bias=False,
+        ),
         nn.BatchNorm3d(out_channels),
         nn.ReLU6(inplace=True),
     )

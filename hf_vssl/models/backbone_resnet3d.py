@@ -55,7 +55,9 @@ def matched_midplanes(in_planes: int, out_planes: int, kernel: tuple[int, int, i
 def _stem_3d(in_channels: int, out_channels: int) -> nn.Sequential:
     # torchvision BasicStem / VCOP R3DNet conv1: one 3x7x7 conv, spatial stride 2.
     return nn.Sequential(
-        nn.Conv3d(in_channels, out_channels, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+        nn.Conv3d(
+            in_channels, out_channels, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False
+        ),
         nn.BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -64,10 +66,14 @@ def _stem_3d(in_channels: int, out_channels: int) -> nn.Sequential:
 def _stem_2plus1d(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
     # torchvision R2Plus1dStem layout (1x7x7 spatial, BN, ReLU, 3x1x1 temporal, BN, ReLU).
     return nn.Sequential(
-        nn.Conv3d(in_channels, mid_channels, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+        nn.Conv3d(
+            in_channels, mid_channels, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False
+        ),
         nn.BatchNorm3d(mid_channels),
         nn.ReLU(inplace=True),
-        nn.Conv3d(mid_channels, out_channels, kernel_size=(3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False),
+        nn.Conv3d(
+            mid_channels, out_channels, kernel_size=(3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False
+        ),
         nn.BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -113,13 +119,16 @@ class Conv2Plus1DPerConv(Conv2Plus1D):
     which is what the study's 14.4M-parameter R21D does.
     """
 
-    def __init__(self, in_planes: int, out_planes: int, midplanes: int | None = None, stride: int = 1,
-                 padding: int = 1) -> None:
+    def __init__(
+        self, in_planes: int, out_planes: int, midplanes: int | None = None, stride: int = 1, padding: int = 1
+    ) -> None:
         super().__init__(in_planes, out_planes, matched_midplanes(in_planes, out_planes), stride, padding)
 
     @staticmethod
     def make_stem(in_channels: int, out_channels: int, width_multiplier: float) -> nn.Sequential:
-        return _stem_2plus1d(in_channels, matched_midplanes(in_channels, out_channels, (3, 7, 7)), out_channels)
+        return _stem_2plus1d(
+            in_channels, matched_midplanes(in_channels, out_channels, (3, 7, 7)), out_channels
+        )
 
     @staticmethod
     def make_shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
@@ -155,8 +164,13 @@ class ResNet3D(VideoBackbone):
     embedding_name = "stem"
     _no_split_modules = ["BasicBlock"]
 
-    def __init__(self, conv_builder: type, blocks_per_stage: Sequence[int], width_multiplier: float = 1.0,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        conv_builder: type,
+        blocks_per_stage: Sequence[int],
+        width_multiplier: float = 1.0,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
         if len(blocks_per_stage) != 4 or min(blocks_per_stage) < 1:
             raise ValueError(f"blocks_per_stage must be four positive ints, got {tuple(blocks_per_stage)}")
@@ -191,8 +205,12 @@ class ResNet3D(VideoBackbone):
 
 
 def _build(config, conv_builder: type, blocks_per_stage: Sequence[int]) -> ResNet3D:
-    return ResNet3D(conv_builder, blocks_per_stage, width_multiplier=config.width_multiplier,
-                    in_channels=config.num_channels)
+    return ResNet3D(
+        conv_builder,
+        blocks_per_stage,
+        width_multiplier=config.width_multiplier,
+        in_channels=config.num_channels,
+    )
 
 
 def build_r3d(config) -> ResNet3D:

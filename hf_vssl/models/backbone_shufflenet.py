@@ -77,8 +77,9 @@ class ShuffleUnit(nn.Module):
         # (always true at 2.0x width), so it is grouped here too.
         self.conv1 = nn.Conv3d(in_channels, mid_channels, 1, groups=groups, bias=False)
         self.bn1 = nn.BatchNorm3d(mid_channels)
-        self.conv2 = nn.Conv3d(mid_channels, mid_channels, 3, stride=stride, padding=1,
-                               groups=mid_channels, bias=False)
+        self.conv2 = nn.Conv3d(
+            mid_channels, mid_channels, 3, stride=stride, padding=1, groups=mid_channels, bias=False
+        )
         self.bn2 = nn.BatchNorm3d(mid_channels)
         self.conv3 = nn.Conv3d(mid_channels, branch_channels, 1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm3d(branch_channels)

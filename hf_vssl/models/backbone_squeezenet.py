@@ -28,8 +28,10 @@ class Fire(nn.Module):
     def __init__(self, in_channels: int, squeeze_channels: int, expand_channels: int, bypass: bool = False):
         super().__init__()
         if bypass and in_channels != 2 * expand_channels:
-            raise ValueError(f"a bypass Fire needs in_channels == 2 * expand_channels, "
-                             f"got {in_channels} and {expand_channels}")
+            raise ValueError(
+                f"a bypass Fire needs in_channels == 2 * expand_channels, "
+                f"got {in_channels} and {expand_channels}"
+            )
         self.bypass = bypass
         self.squeeze = nn.Conv3d(in_channels, squeeze_channels, 1)
         self.squeeze_bn = nn.BatchNorm3d(squeeze_channels)
@@ -41,8 +43,9 @@ class Fire(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = self.relu(self.squeeze_bn(self.squeeze(x)))
-        out = torch.cat([self.expand1x1_bn(self.expand1x1(squeezed)),
-                         self.expand3x3_bn(self.expand3x3(squeezed))], dim=1)
+        out = torch.cat(
+            [self.expand1x1_bn(self.expand1x1(squeezed)), self.expand3x3_bn(self.expand3x3(squeezed))], dim=1
+        )
         if self.bypass:
             out = out + x
         return self.relu(out)
@@ -69,11 +72,13 @@ class SqueezeNet3D(VideoBackbone):
         for squeeze, expand in FIRE_SETTINGS:
             squeeze = scaled_channels(squeeze, width_multiplier)
             expand = scaled_channels(expand, width_multiplier)
-            groups.append(nn.Sequential(
-                nn.MaxPool3d(kernel_size=3, stride=2, padding=1),
-                Fire(channels, squeeze, expand),
-                Fire(2 * expand, squeeze, expand, bypass=True),
-            ))
+            groups.append(
+                nn.Sequential(
+                    nn.MaxPool3d(kernel_size=3, stride=2, padding=1),
+                    Fire(channels, squeeze, expand),
+                    Fire(2 * expand, squeeze, expand, bypass=True),
+                )
+            )
             channels = 2 * expand
         self.fires = nn.ModuleList(groups)
         self.num_features = channels

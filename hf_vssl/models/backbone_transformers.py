@@ -114,7 +114,9 @@ MVIT_V2_S_DEFAULTS: dict[str, Any] = {
 }
 
 
-def mvit_v2_block_setting(embed_dim: int, depths: list[int], num_heads: list[int], kv_stride: int) -> list[MSBlockConfig]:
+def mvit_v2_block_setting(
+    embed_dim: int, depths: list[int], num_heads: list[int], kv_stride: int
+) -> list[MSBlockConfig]:
     """The per-block ``MSBlockConfig`` list of an MViTv2 with the given per-stage settings.
 
     With the defaults this is exactly torchvision's ``mvit_v2_s`` table: the first block of each
@@ -131,11 +133,17 @@ def mvit_v2_block_setting(embed_dim: int, depths: list[int], num_heads: list[int
         for block in range(depth):
             first = block == 0 and stage > 0
             out_channels = channels * 2 if first else channels
-            setting.append(MSBlockConfig(
-                num_heads=heads, input_channels=channels, output_channels=out_channels,
-                kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3],
-                stride_q=[1, 2, 2] if first else [1, 1, 1], stride_kv=[1, kv, kv],
-            ))
+            setting.append(
+                MSBlockConfig(
+                    num_heads=heads,
+                    input_channels=channels,
+                    output_channels=out_channels,
+                    kernel_q=[3, 3, 3],
+                    kernel_kv=[3, 3, 3],
+                    stride_q=[1, 2, 2] if first else [1, 1, 1],
+                    stride_kv=[1, kv, kv],
+                )
+            )
             channels = out_channels
     return setting
 
@@ -147,8 +155,16 @@ class MViTBackbone(VideoBackbone):
     ``num_frames x image_size x image_size`` (frames even, size a multiple of 32).
     """
 
-    def __init__(self, num_frames: int, image_size: int, embed_dim: int, depths: list[int],
-                 num_heads: list[int], kv_stride: int, **mvit_kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_frames: int,
+        image_size: int,
+        embed_dim: int,
+        depths: list[int],
+        num_heads: list[int],
+        kv_stride: int,
+        **mvit_kwargs: Any,
+    ) -> None:
         super().__init__()
         # Patch embedding strides time by 2 and space by 4, then each later stage halves space;
         # the token grid is computed by floor division, so odd sizes would desynchronise it.
@@ -160,9 +176,15 @@ class MViTBackbone(VideoBackbone):
             )
         setting = mvit_v2_block_setting(embed_dim, depths, num_heads, kv_stride)
         self.model = MViT(
-            spatial_size=(image_size, image_size), temporal_size=num_frames, block_setting=setting,
-            residual_pool=True, residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True,
-            num_classes=1, **mvit_kwargs,
+            spatial_size=(image_size, image_size),
+            temporal_size=num_frames,
+            block_setting=setting,
+            residual_pool=True,
+            residual_with_cls_embed=False,
+            rel_pos_embed=True,
+            proj_after_attn=True,
+            num_classes=1,
+            **mvit_kwargs,
         )
         self.model.head = nn.Identity()
         self.input_shape = (num_frames, image_size, image_size)
@@ -176,8 +198,10 @@ class MViTBackbone(VideoBackbone):
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         if tuple(x.shape[2:]) != self.input_shape or x.shape[1] != 3:
-            raise ValueError(f"mvit was built for clips (B, 3, {', '.join(map(str, self.input_shape))}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"mvit was built for clips (B, 3, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
         m = self.model
         x = m.conv_proj(x).flatten(2).transpose(1, 2)
         x = m.pos_encoding(x)
@@ -230,11 +254,19 @@ class HFViTBackbone(VideoBackbone):
                 "(or call model.set_attn_implementation('eager'))."
             )
         # transformers video models take (B, T, C, H, W); hidden_states[0] is the embedding output.
-        out = self.model(pixel_values=x.transpose(1, 2), output_hidden_states=True,
-                         output_attentions=output_attentions, return_dict=True)
+        out = self.model(
+            pixel_values=x.transpose(1, 2),
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
         stages = tuple(out.hidden_states[1:])
-        return BackboneOutput(self.pool(stages[-1]), stages, out.hidden_states[0],
-                              tuple(out.attentions) if output_attentions else None)
+        return BackboneOutput(
+            self.pool(stages[-1]),
+            stages,
+            out.hidden_states[0],
+            tuple(out.attentions) if output_attentions else None,
+        )
 
     def pool(self, last_stage: torch.Tensor) -> torch.Tensor:
         # hidden_states hold the pre-LayerNorm layer outputs; LayerNorm is per token, so norming
@@ -257,13 +289,25 @@ def _hf_config(config_class, config, name: str, **fixed: Any):
 
 def build_timesformer(config) -> HFViTBackbone:
     """TimeSformer (divided space-time attention), transformers ``TimesformerModel``, random init."""
-    hf_config = _hf_config(TimesformerConfig, config, "timesformer", image_size=config.image_size,
-                           num_frames=config.num_frames, num_channels=config.num_channels)
+    hf_config = _hf_config(
+        TimesformerConfig,
+        config,
+        "timesformer",
+        image_size=config.image_size,
+        num_frames=config.num_frames,
+        num_channels=config.num_channels,
+    )
     return HFViTBackbone(TimesformerModel(hf_config))
 
 
 def build_vivit(config) -> HFViTBackbone:
     """ViViT (joint space-time attention over tubelets), transformers ``VivitModel`` without pooler, random init."""
-    hf_config = _hf_config(VivitConfig, config, "vivit", image_size=config.image_size,
-                           num_frames=config.num_frames, num_channels=config.num_channels)
+    hf_config = _hf_config(
+        VivitConfig,
+        config,
+        "vivit",
+        image_size=config.image_size,
+        num_frames=config.num_frames,
+        num_channels=config.num_channels,
+    )
     return HFViTBackbone(VivitModel(hf_config, add_pooling_layer=False))

@@ -52,38 +52,119 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("c3d", build_c3d, "medium", "C3D, 8 conv layers with BatchNorm (the SSL variant)",
-                     min_frames=8, min_size=16),
-        BackboneSpec("r3d", build_r3d, "medium", "3D ResNet-10 (one basic block per stage)",
-                     min_frames=1, min_size=16),
-        BackboneSpec("r21d", build_r21d, "medium", "R(2+1)D-10 (one block per stage)",
-                     min_frames=1, min_size=16),
-        BackboneSpec("r3d-18", build_r3d_18, "medium", "3D ResNet-18 (two basic blocks per stage)",
-                     min_frames=1, min_size=16),
-        BackboneSpec("r21d-18", build_r21d_18, "medium", "R(2+1)D-18 (two blocks per stage)",
-                     min_frames=1, min_size=16),
-        BackboneSpec("shufflenet", build_shufflenet, "small", "3D ShuffleNet V1, groups 3, width 2.0x",
-                     min_frames=1, min_size=32),
-        BackboneSpec("squeezenet", build_squeezenet, "small", "3D SqueezeNet 1.1 with bypass",
-                     min_frames=1, min_size=32),
-        BackboneSpec("mobilenet", build_mobilenet, "small", "3D MobileNetV2 1.0x",
-                     min_frames=1, min_size=32),
-        BackboneSpec("swin-t", build_swin_t, "large", "Video Swin-T (torchvision swin3d_t)",
-                     min_frames=2, min_size=32, honours_width_multiplier=False),
-        BackboneSpec("mvit", build_mvit, "large", "MViT v2-S (torchvision mvit_v2_s)",
-                     min_frames=2, min_size=32, honours_width_multiplier=False, fixed_input_shape=True),
-        BackboneSpec("timesformer", build_timesformer, "large", "TimeSformer (transformers, from config)",
-                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
-        BackboneSpec("vivit", build_vivit, "large", "ViViT (transformers, from config)",
-                     min_frames=2, min_size=16, honours_width_multiplier=False, fixed_input_shape=True,
-                     attn_implementations=("sdpa",)),
+        BackboneSpec(
+            "c3d",
+            build_c3d,
+            "medium",
+            "C3D, 8 conv layers with BatchNorm (the SSL variant)",
+            min_frames=8,
+            min_size=16,
+        ),
+        BackboneSpec(
+            "r3d", build_r3d, "medium", "3D ResNet-10 (one basic block per stage)", min_frames=1, min_size=16
+        ),
+        BackboneSpec(
+            "r21d", build_r21d, "medium", "R(2+1)D-10 (one block per stage)", min_frames=1, min_size=16
+        ),
+        BackboneSpec(
+            "r3d-18",
+            build_r3d_18,
+            "medium",
+            "3D ResNet-18 (two basic blocks per stage)",
+            min_frames=1,
+            min_size=16,
+        ),
+        BackboneSpec(
+            "r21d-18", build_r21d_18, "medium", "R(2+1)D-18 (two blocks per stage)", min_frames=1, min_size=16
+        ),
+        BackboneSpec(
+            "shufflenet",
+            build_shufflenet,
+            "small",
+            "3D ShuffleNet V1, groups 3, width 2.0x",
+            min_frames=1,
+            min_size=32,
+        ),
+        BackboneSpec(
+            "squeezenet",
+            build_squeezenet,
+            "small",
+            "3D SqueezeNet 1.1 with bypass",
+            min_frames=1,
+            min_size=32,
+        ),
+        BackboneSpec("mobilenet", build_mobilenet, "small", "3D MobileNetV2 1.0x", min_frames=1, min_size=32),
+        BackboneSpec(
+            "swin-t",
+            build_swin_t,
+            "large",
+            "Video Swin-T (torchvision swin3d_t)",
+            min_frames=2,
+            min_size=32,
+            honours_width_multiplier=False,
+        ),
+        BackboneSpec(
+            "mvit",
+            build_mvit,
+            "large",
+            "MViT v2-S (torchvision mvit_v2_s)",
+            min_frames=2,
+            min_size=32,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+        ),
+        BackboneSpec(
+            "timesformer",
+            build_timesformer,
+            "large",
+            "TimeSformer (transformers, from config)",
+            min_frames=1,
+            min_size=16,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+        ),
+        BackboneSpec(
+            "vivit",
+            build_vivit,
+            "large",
+            "ViViT (transformers, from config)",
+            min_frames=2,
+            min_size=16,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+            attn_implementations=("sdpa",),
+        ),
         # Vision towers of foundation models (hf_vssl.foundation loads their pretrained weights).
-        BackboneSpec("clip-vision", build_clip_vision, "large", "CLIP vision tower per frame, mean over time",
-                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
-        BackboneSpec("siglip-vision", build_siglip_vision, "large", "SigLIP vision tower per frame, mean over time",
-                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
-        BackboneSpec("xclip-vision", build_xclip_vision, "large", "X-CLIP vision tower (cross-frame messages)",
-                     min_frames=1, min_size=16, honours_width_multiplier=False, fixed_input_shape=True),
+        BackboneSpec(
+            "clip-vision",
+            build_clip_vision,
+            "large",
+            "CLIP vision tower per frame, mean over time",
+            min_frames=1,
+            min_size=16,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+        ),
+        BackboneSpec(
+            "siglip-vision",
+            build_siglip_vision,
+            "large",
+            "SigLIP vision tower per frame, mean over time",
+            min_frames=1,
+            min_size=16,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+        ),
+        BackboneSpec(
+            "xclip-vision",
+            build_xclip_vision,
+            "large",
+            "X-CLIP vision tower (cross-frame messages)",
+            min_frames=1,
+            min_size=16,
+            honours_width_multiplier=False,
+            fixed_input_shape=True,
+        ),
     )
 }
 
@@ -98,9 +179,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown backbone {name!r}. Valid backbones: {', '.join(BACKBONES)}."
-        ) from None
+        raise ValueError(f"Unknown backbone {name!r}. Valid backbones: {', '.join(BACKBONES)}.") from None
 
 
 def build_backbone(config: VSSLConfig) -> VideoBackbone:

@@ -29,7 +29,9 @@ class DepthPaddedConv3d(nn.Conv3d):
         if x.device.type == "cpu" and needs_explicit_depth_padding(self, x.shape[-3]):
             pad = self.padding[0]
             padded = F.pad(x, (0, 0, 0, 0, pad, pad))
-            return F.conv3d(padded, weight, bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups)
+            return F.conv3d(
+                padded, weight, bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups
+            )
         return super()._conv_forward(x, weight, bias)
 
 

@@ -21,7 +21,14 @@ from .modeling_vssl import VSSLModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["backbone_of", "config_for_checkpoint", "fit_to_config", "load_checked", "load_vssl_model", "resize_clip"]
+__all__ = [
+    "backbone_of",
+    "config_for_checkpoint",
+    "fit_to_config",
+    "load_checked",
+    "load_vssl_model",
+    "resize_clip",
+]
 
 #: Where the backbone weights sit in the state dict of each kind of model an Accelerate checkpoint
 #: can hold (VSSLModel, classifier or pretraining model, distillation student, DDP-wrapped).
@@ -35,7 +42,9 @@ def backbone_of(model: nn.Module) -> VSSLModel:
     inner = getattr(model, "vssl", None)
     if isinstance(inner, VSSLModel):
         return inner
-    raise TypeError(f"expected an hf_vssl model (VSSLModel or a model with .vssl), got {type(model).__name__}")
+    raise TypeError(
+        f"expected an hf_vssl model (VSSLModel or a model with .vssl), got {type(model).__name__}"
+    )
 
 
 def resize_clip(pixel_values: torch.Tensor, num_frames: int, image_size: int) -> torch.Tensor:
@@ -49,8 +58,9 @@ def resize_clip(pixel_values: torch.Tensor, num_frames: int, image_size: int) ->
     if (frames, height, width) == (num_frames, image_size, image_size):
         return pixel_values
     clip = pixel_values.permute(0, 2, 1, 3, 4).float()  # (B, C, T, H, W) for 3D interpolation
-    clip = nn.functional.interpolate(clip, size=(num_frames, image_size, image_size), mode="trilinear",
-                                     align_corners=False)
+    clip = nn.functional.interpolate(
+        clip, size=(num_frames, image_size, image_size), mode="trilinear", align_corners=False
+    )
     return clip.permute(0, 2, 1, 3, 4).to(pixel_values.dtype)
 
 
@@ -71,12 +81,20 @@ def config_for_checkpoint(path: Path) -> VSSLConfig:
             values = yaml.safe_load(args_file.read_text()) or {}
             keys = ("backbone", "width_multiplier", "num_frames", "image_size")
             return VSSLConfig(**{k: values[k] for k in keys if values.get(k) is not None})
-    raise FileNotFoundError(f"{path}: no config.json here or in the run folder above it, and no "
-                            "training_args.yaml to rebuild the architecture from")
+    raise FileNotFoundError(
+        f"{path}: no config.json here or in the run folder above it, and no "
+        "training_args.yaml to rebuild the architecture from"
+    )
 
 
-def load_checked(model_class, path_or_id: str | Path, *, config: VSSLConfig | None = None,
-                 reinit_prefix: str | None = None, quiet: bool = False):
+def load_checked(
+    model_class,
+    path_or_id: str | Path,
+    *,
+    config: VSSLConfig | None = None,
+    reinit_prefix: str | None = None,
+    quiet: bool = False,
+):
     """``(model, loading info)`` from ``model_class.from_pretrained``, refusing a weights/config mismatch.
 
     A checkpoint whose ``config.json`` does not match its weights (e.g. another
@@ -90,19 +108,28 @@ def load_checked(model_class, path_or_id: str | Path, *, config: VSSLConfig | No
         hf_logging.set_verbosity_error()
     try:
         kwargs = {"config": config} if config is not None else {}
-        model, info = model_class.from_pretrained(str(path_or_id), ignore_mismatched_sizes=True,
-                                                  output_loading_info=True, **kwargs)
+        model, info = model_class.from_pretrained(
+            str(path_or_id), ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
-    mismatched = [entry[0] if isinstance(entry, (tuple, list)) else str(entry)
-                  for entry in info.get("mismatched_keys", [])]
+    mismatched = [
+        entry[0] if isinstance(entry, (tuple, list)) else str(entry)
+        for entry in info.get("mismatched_keys", [])
+    ]
     wrong = [key for key in mismatched if not (reinit_prefix and key.startswith(reinit_prefix))]
     if wrong:
-        raise ValueError(f"{path_or_id}: the weights do not match its config.json ({len(wrong)} tensors of another "
-                         f"shape, e.g. {wrong[0]}); was config.json edited or copied from another model?")
+        raise ValueError(
+            f"{path_or_id}: the weights do not match its config.json ({len(wrong)} tensors of another "
+            f"shape, e.g. {wrong[0]}); was config.json edited or copied from another model?"
+        )
     if mismatched:
-        logger.warning("%s: %d head tensors of another shape (%s) are re-initialised", path_or_id, len(mismatched),
-                       ", ".join(mismatched[:3]))
+        logger.warning(
+            "%s: %d head tensors of another shape (%s) are re-initialised",
+            path_or_id,
+            len(mismatched),
+            ", ".join(mismatched[:3]),
+        )
     return model, info
 
 
@@ -128,8 +155,10 @@ def load_vssl_model(path_or_id: str | Path) -> VSSLModel:
             if all(prefix + key in state for key in wanted):
                 model.load_state_dict({key: state[prefix + key] for key in wanted})
                 return model.eval()
-        raise ValueError(f"{weights}: no backbone weights matching the {model.config.backbone!r} architecture of "
-                         f"its run (tried key prefixes {[p or '<none>' for p in _STATE_PREFIXES]})")
+        raise ValueError(
+            f"{weights}: no backbone weights matching the {model.config.backbone!r} architecture of "
+            f"its run (tried key prefixes {[p or '<none>' for p in _STATE_PREFIXES]})"
+        )
     # The pretext head of a pretraining checkpoint is expected to stay unused: no load report.
     model, _ = load_checked(VSSLModel, path_or_id, quiet=True)
     return model.eval()

@@ -17,8 +17,11 @@ from .configuration_vssl import VSSLConfig
 
 def _reset_keeping_loaded(module: nn.Module) -> None:
     """``module.reset_parameters()`` (PyTorch's default init), leaving tensors loaded from a checkpoint as loaded."""
-    loaded = {name: tensor.detach().clone() for name, tensor in module.named_parameters(recurse=False)
-              if getattr(tensor, "_is_hf_initialized", False)}
+    loaded = {
+        name: tensor.detach().clone()
+        for name, tensor in module.named_parameters(recurse=False)
+        if getattr(tensor, "_is_hf_initialized", False)
+    }
     if len(loaded) == len(list(module.parameters(recurse=False))):
         return
     module.reset_parameters()
@@ -55,7 +58,9 @@ class VSSLPreTrainedModel(PreTrainedModel):
     # The default ("sdpa" when the backbone has it) is settled per backbone in get_correct_attn_implementation.
     _supports_sdpa = True
 
-    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
         """``"eager"`` for every backbone; ``"sdpa"`` only where the wrapped model supports it (and its default there)."""
         spec = self.config.backbone_spec
         if requested_attention is None:
@@ -71,13 +76,21 @@ class VSSLPreTrainedModel(PreTrainedModel):
     def initialize_weights(self) -> None:
         # Which modules keep PyTorch's init is a property of their ancestors, which _init_weights
         # (called leaf first, module by module) cannot see: collect them once for the whole tree.
-        keep = {id(sub) for top in self.modules() if getattr(top, "keep_pytorch_init", False) for sub in top.modules()}
+        keep = {
+            id(sub)
+            for top in self.modules()
+            if getattr(top, "keep_pytorch_init", False)
+            for sub in top.modules()
+        }
         for module in self.modules():
             if isinstance(module, VSSLPreTrainedModel):
                 module._pytorch_init_ids = keep
         # TimesformerModel's own _init_weights leaves its time embeddings out (zeros in its __init__).
-        time_embeddings = [m.time_embeddings for m in self.modules()
-                           if isinstance(m, TimesformerEmbeddings) and not getattr(m, "_is_hf_initialized", False)]
+        time_embeddings = [
+            m.time_embeddings
+            for m in self.modules()
+            if isinstance(m, TimesformerEmbeddings) and not getattr(m, "_is_hf_initialized", False)
+        ]
         super().initialize_weights()
         for parameter in time_embeddings:
             init.zeros_(parameter)
@@ -86,7 +99,9 @@ class VSSLPreTrainedModel(PreTrainedModel):
         # For custom code, transformers skips a module whose own tensors were all loaded, which
         # includes a module with no tensors of its own; a module with an init_vssl_buffers hook
         # (which may set its submodules' buffers) always gets its call.
-        if callable(getattr(module, "init_vssl_buffers", None)) and not getattr(module, "_is_hf_initialized", False):
+        if callable(getattr(module, "init_vssl_buffers", None)) and not getattr(
+            module, "_is_hf_initialized", False
+        ):
             self._init_weights(module)
             module._is_hf_initialized = True
             return
@@ -150,7 +165,9 @@ class VSSLPreTrainedModel(PreTrainedModel):
                 f"it needs at least {spec.min_frames} frames and {spec.min_size}x{spec.min_size} pixels."
             )
         if spec.fixed_input_shape and (frames, height, width) != (
-            config.num_frames, config.image_size, config.image_size
+            config.num_frames,
+            config.image_size,
+            config.image_size,
         ):
             raise ValueError(
                 f"Backbone {config.backbone!r} was built for clips of {config.num_frames} frames at "
@@ -202,7 +219,9 @@ class VSSLModel(VSSLPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         config = self.config
-        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        )
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         return_dict = return_dict if return_dict is not None else config.return_dict
         out = self.backbone(self._check_pixel_values(pixel_values), output_attentions=bool(output_attentions))
@@ -210,9 +229,13 @@ class VSSLModel(VSSLPreTrainedModel):
         if output_hidden_states:
             hidden_states = ((out.embedding,) if out.embedding is not None else ()) + out.stages
         if not return_dict:
-            return tuple(v for v in (out.stages[-1], out.pooled, hidden_states, out.attentions) if v is not None)
+            return tuple(
+                v for v in (out.stages[-1], out.pooled, hidden_states, out.attentions) if v is not None
+            )
         return BaseModelOutputWithPooling(
-            last_hidden_state=out.stages[-1], pooler_output=out.pooled, hidden_states=hidden_states,
+            last_hidden_state=out.stages[-1],
+            pooler_output=out.pooled,
+            hidden_states=hidden_states,
             attentions=out.attentions,
         )
 
@@ -267,8 +290,12 @@ class VSSLForVideoClassification(VSSLPreTrainedModel):
         **kwargs,
     ) -> ImageClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.vssl(pixel_values, output_hidden_states=output_hidden_states,
-                            output_attentions=output_attentions, return_dict=True)
+        outputs = self.vssl(
+            pixel_values,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = self.classification_loss(logits, labels) if labels is not None else None
         if not return_dict:

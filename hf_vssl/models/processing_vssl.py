@@ -78,7 +78,9 @@ class VSSLVideoProcessor(BaseVideoProcessor):
         if kwargs.get("fps") is not None and "num_frames" not in kwargs:
             self.num_frames = None  # a processor sampling by rate has no default clip length to clash with
 
-    def sample_frames(self, metadata, num_frames: int | None = None, fps: float | None = None, **kwargs) -> np.ndarray:
+    def sample_frames(
+        self, metadata, num_frames: int | None = None, fps: float | None = None, **kwargs
+    ) -> np.ndarray:
         """Indices of the frames to read: ``fps`` frames per second over the whole video, else the central clip.
 
         Raises ``ValueError`` when both ``num_frames`` and ``fps`` are given, or ``fps`` without the

@@ -429,7 +429,11 @@ class MoCoTask:
         capped = 1 << (limit.bit_length() - 1)  # largest power of two <= limit
         logger.warning(
             "%s: the default queue of %d keys exceeds half of the %d training videos; using %d "
-            "(set --pretext_config '{\"queue_size\": N}' to choose).", cls.name, default, num_videos, capped,
+            "(set --pretext_config '{\"queue_size\": N}' to choose).",
+            cls.name,
+            default,
+            num_videos,
+            capped,
         )
         return {**(pretext_config or {}), "queue_size": capped}
 
@@ -469,7 +473,9 @@ class MoCoTask:
         self._check_attached().update(backbone, *self.heads)
 
     @torch.no_grad()
-    def encode_keys(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def encode_keys(
+        self, clips: torch.Tensor, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
         """``(B, T, C, H, W)`` -> one ``(B, dim)`` key per head, from the momentum encoder with
         shuffle-BN (its permutation drawn from ``generator`` when given)."""
         key_encoder = self._check_attached()

@@ -110,7 +110,11 @@ class CVRLTask(PretextTask):
         super().__init__(settings, num_features)
         hidden = scaled_hidden(settings.projection_hidden_size, 2048, num_features, minimum=128)
         self.projector = ReferenceInitProjectionHead(
-            num_features, hidden, settings.projection_dim, settings.projection_hidden_layers + 1, init="glorot"
+            num_features,
+            hidden,
+            settings.projection_dim,
+            settings.projection_hidden_layers + 1,
+            init="glorot",
         )
 
     @property

@@ -24,7 +24,6 @@ class GlorotLinear(nn.Linear):
 HEAD_INITS: dict[str, type[nn.Linear]] = {"pytorch": nn.Linear, "glorot": GlorotLinear}
 
 
-
 class ProjectionHead(nn.Module):
     """MLP projection to an L2-normalised embedding (SimCLR / CVRL / MoCo v2 style).
 
@@ -113,7 +112,9 @@ class ReferenceInitProjectionHead(ProjectionHead):
                     hf_init.zeros_(tensor)
 
 
-def dropout(x: torch.Tensor, p: float, training: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def dropout(
+    x: torch.Tensor, p: float, training: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``F.dropout`` whose mask is drawn from ``generator`` (torch's global RNG when ``None``)."""
     if not training or p == 0.0:
         return x

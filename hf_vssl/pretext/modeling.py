@@ -58,7 +58,9 @@ class VSSLForPretraining(VSSLPreTrainedModel):
             )
         self.vssl = VSSLModel(config)
         self.pretext = build_pretext_task(config.pretext_task, self.vssl.num_features, config.pretext_config)
-        config.pretext_config = self.pretext.settings.to_dict()  # the checkpoint records every resolved setting
+        config.pretext_config = (
+            self.pretext.settings.to_dict()
+        )  # the checkpoint records every resolved setting
         self.post_init()
         # After post_init, so the momentum copies start equal to the initialised online weights.
         self.pretext.attach_backbone(self.vssl)
@@ -84,8 +86,12 @@ class VSSLForPretraining(VSSLPreTrainedModel):
         self.pretext.validate(num_frames or self.config.num_frames, video_num_frames, stride)
 
     def forward(
-        self, pixel_values: torch.Tensor, return_dict: bool | None = None, *,
-        generator: torch.Generator | None = None, **info
+        self,
+        pixel_values: torch.Tensor,
+        return_dict: bool | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **info,
     ) -> VSSLPretrainingOutput | tuple:
         """``pixel_values`` as the task's sampler shapes it, plus the sampler's labels as tensors.
 

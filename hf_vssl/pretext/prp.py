@@ -91,7 +91,11 @@ class PRPSettings(PretextSettings):
         if not (2 <= len(rates) <= 4) or len(set(rates)) != len(rates) or not set(rates) <= set(VALID_RATES):
             raise ValueError(f"rates must be 2-4 distinct values of {VALID_RATES}, got {rates}.")
         self.rates = tuple(sorted(rates))
-        for key, valid in (("decoder", DECODERS), ("motion_mask", MOTION_MASKS), ("augmentation", AUGMENTATIONS)):
+        for key, valid in (
+            ("decoder", DECODERS),
+            ("motion_mask", MOTION_MASKS),
+            ("augmentation", AUGMENTATIONS),
+        ):
             if getattr(self, key) not in valid:
                 raise ValueError(f"{key} must be one of {list(valid)}, got {getattr(self, key)!r}.")
         if self.classifier_lr_scale <= 0:
@@ -167,7 +171,9 @@ def chunk_motion_weights(
         scaled = low + (high - low) * (flat - lowest + 1e-6) / (highest - lowest + 1e-6)
         still = (highest - lowest <= 0).all(dim=1, keepdim=True)
         scaled = torch.where(still, torch.ones_like(scaled), scaled).view_as(pooled)
-        mask = F.interpolate(scaled, size=(chunk_length, height, width), mode="trilinear", align_corners=False)
+        mask = F.interpolate(
+            scaled, size=(chunk_length, height, width), mode="trilinear", align_corners=False
+        )
         mask = mask.transpose(1, 2).reshape(batch, length, channels, height, width)
         result = torch.where((label == index).view(-1, 1, 1, 1, 1), mask, result)
     return result

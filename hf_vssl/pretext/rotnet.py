@@ -132,7 +132,9 @@ class RotNetTask(PretextTask):
         device = pixel_values.device
         if self.settings.all_rotations:
             pixel_values = pixel_values.repeat_interleave(self.num_classes, dim=0)
-            rotation = torch.arange(self.num_classes, device=device).repeat(pixel_values.shape[0] // self.num_classes)
+            rotation = torch.arange(self.num_classes, device=device).repeat(
+                pixel_values.shape[0] // self.num_classes
+            )
         elif rotation is None:
             rotation = torch.randint(
                 self.num_classes, (pixel_values.shape[0],), device=device, generator=generator

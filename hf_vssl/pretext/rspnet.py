@@ -144,7 +144,9 @@ class RelativeSpeedSampler:
         room = num_video_frames - self.min_frames_needed() + 1
         # Both windows fit the fastest speed (the reference reads 2 x 16 frames for each clip).
         query_start, key_start = (int(x) for x in rng.integers(0, room, size=2))
-        return ClipPlan([query_start + offsets, key_start + offsets], {"query_speed": same, "other_speed": other})
+        return ClipPlan(
+            [query_start + offsets, key_start + offsets], {"query_speed": same, "other_speed": other}
+        )
 
 
 class RSPNetTask(MoCoTask, PretextTask):

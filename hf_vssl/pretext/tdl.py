@@ -87,7 +87,9 @@ class TripletSampler:
 
     def plan(self, num_video_frames: int, rng: np.random.Generator) -> ClipPlan:
         check_length(
-            num_video_frames, self.min_frames_needed(), f"TDL (negative {self.min_offset}+ frames from the anchor)"
+            num_video_frames,
+            self.min_frames_needed(),
+            f"TDL (negative {self.min_offset}+ frames from the anchor)",
         )
         starts = num_video_frames - clip_span(self.num_frames, self.stride) + 1  # valid starts 0..starts-1
         # The anchor: uniform over the starts that leave room for a negative; the negative:
@@ -136,7 +138,9 @@ class TDLTask(MoCoTask, PretextTask):
 
     def __init__(self, settings: TDLSettings, num_features: int):
         super().__init__(settings, num_features)
-        head = ReferenceInitProjectionHead(num_features, num_features, settings.projection_dim, 1, init="pytorch")
+        head = ReferenceInitProjectionHead(
+            num_features, num_features, settings.projection_dim, 1, init="pytorch"
+        )
         self.heads = nn.ModuleList([head])
         self.queue = FeatureQueue(settings.queue_size, settings.projection_dim)
 

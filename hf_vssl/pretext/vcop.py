@@ -138,7 +138,9 @@ class VCOPTask(PretextTask):
         if self.settings.joint_batch:
             features = self._features(backbone, pixel_values.flatten(0, 1)).view(batch, clips, -1)
         else:  # one backbone pass per tuple position (N <= 6 passes), as the original
-            features = torch.stack([self._features(backbone, pixel_values[:, i]) for i in range(clips)], dim=1)
+            features = torch.stack(
+                [self._features(backbone, pixel_values[:, i]) for i in range(clips)], dim=1
+            )
         logits = self.head(features, generator=generator)
         target = permutation.to(logits.device).long()
         loss = F.cross_entropy(logits.float(), target)

@@ -120,8 +120,10 @@ def _require(condition: bool, message: str) -> None:
 
 def check_short_video(value: str) -> None:
     """Refuse a ``--short_video`` value that is not one of :data:`~hf_vssl.data.clips.SHORT_VIDEO_ACTIONS`."""
-    _require(value in SHORT_VIDEO_ACTIONS, f"--short_video must be one of {', '.join(SHORT_VIDEO_ACTIONS)}, "
-                                           f"got {value!r}")
+    _require(
+        value in SHORT_VIDEO_ACTIONS,
+        f"--short_video must be one of {', '.join(SHORT_VIDEO_ACTIONS)}, got {value!r}",
+    )
 
 
 @dataclasses.dataclass
@@ -129,9 +131,13 @@ class ShortVideoArguments:
     """``--short_video``: what every recipe does, per video, with a video too short for its clips
     (training, evaluation, robustness and CKA alike). A subclass may re-declare the default."""
 
-    short_video: str = dataclasses.field(default="skip", metadata={
-        "help": "a video shorter than a clip: skip (left out and reported once), loop or pad its frames, or "
-                "refuse (stop, naming the file)"})
+    short_video: str = dataclasses.field(
+        default="skip",
+        metadata={
+            "help": "a video shorter than a clip: skip (left out and reported once), loop or pad its frames, or "
+            "refuse (stop, naming the file)"
+        },
+    )
 
 
 @dataclasses.dataclass
@@ -142,79 +148,139 @@ class LoopArguments(ShortVideoArguments):
     default re-declares the field. Impossible values are refused when the object is built.
     """
 
-    per_device_train_batch_size: int = dataclasses.field(default=8, metadata={
-        "help": "training clips (samples) per device and micro-batch"})
-    gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={
-        "help": "micro-batches per optimiser step"})
-    learning_rate: float | None = dataclasses.field(default=None, metadata={"help": "default: the recipe's own"})
-    weight_decay: float | None = dataclasses.field(default=None, metadata={
-        "help": "decoupled (AdamW) or L2 (SGD) weight decay; biases and norms get none (default: the recipe's)"})
-    optimizer: str | None = dataclasses.field(default=None, metadata={
-        "help": "sgd or adamw (default: the recipe's); switching without --learning_rate starts from "
-                "0.01 (sgd) or 1e-3 (adamw)"})
-    lr_scheduler_type: str = dataclasses.field(default="cosine", metadata={
-        "help": "a transformers schedule name: cosine, linear, constant_with_warmup, ..."})
-    warmup_ratio: float = dataclasses.field(default=0.05, metadata={
-        "help": "fraction of the optimiser steps spent in linear warm-up"})
-    max_grad_norm: float | None = dataclasses.field(default=10.0, metadata={
-        "help": "clip the gradient norm to this (0 or none: no clipping)"})
-    num_train_epochs: float = dataclasses.field(default=2.0, metadata={
-        "help": "passes over the training videos (used when --max_steps is not given)"})
-    max_steps: int = dataclasses.field(default=-1, metadata={
-        "help": "total optimiser steps; overrides --num_train_epochs (-1: not set)"})
-    seed: int = dataclasses.field(default=42, metadata={
-        "help": "seed of the initialisation, data order and every random draw"})
-    bf16: bool | None = dataclasses.field(default=None, metadata={
-        "help": "bf16 autocast (about 3.5x faster 3D convolutions on CPU). Not given: the launcher decides "
-                "(accelerate launch --mixed_precision, accelerate config, ACCELERATE_MIXED_PRECISION; fp32 "
-                "without any); --bf16 true/false wins over it"})
-    channels_last: bool = dataclasses.field(default=True, metadata={"help": "channels_last_3d memory format"})
-    dataloader_num_workers: int = dataclasses.field(default=2, metadata={
-        "help": "DataLoader worker processes (0: decode in the training process)"})
-    logging_steps: int = dataclasses.field(default=10, metadata={"help": "log every this many optimiser steps"})
-    save_steps: int = dataclasses.field(default=50, metadata={
-        "help": "write a resumable checkpoint every this many optimiser steps"})
-    save_total_limit: int = dataclasses.field(default=2, metadata={
-        "help": "keep only the newest this many checkpoints (0: keep all)"})
-    resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "'latest' (the newest complete checkpoint of --output_dir, if any) or a "
-                                        "checkpoint folder"}
+    per_device_train_batch_size: int = dataclasses.field(
+        default=8, metadata={"help": "training clips (samples) per device and micro-batch"}
     )
-    overwrite_output_dir: bool = dataclasses.field(default=False, metadata={
-        "help": "start afresh in an --output_dir that holds another run, deleting its checkpoints and log"})
-    report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"})
-    max_bad_fraction: float = dataclasses.field(default=0.01, metadata={
-        "help": "stop if more than this fraction of the videos read fail to decode"})
-    augment_on: str = dataclasses.field(default="auto", metadata={
-        "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
-                "the accelerator after collation) or auto (device on CUDA, else loader)"})
+    gradient_accumulation_steps: int = dataclasses.field(
+        default=1, metadata={"help": "micro-batches per optimiser step"}
+    )
+    learning_rate: float | None = dataclasses.field(
+        default=None, metadata={"help": "default: the recipe's own"}
+    )
+    weight_decay: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "decoupled (AdamW) or L2 (SGD) weight decay; biases and norms get none (default: the recipe's)"
+        },
+    )
+    optimizer: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "sgd or adamw (default: the recipe's); switching without --learning_rate starts from "
+            "0.01 (sgd) or 1e-3 (adamw)"
+        },
+    )
+    lr_scheduler_type: str = dataclasses.field(
+        default="cosine",
+        metadata={"help": "a transformers schedule name: cosine, linear, constant_with_warmup, ..."},
+    )
+    warmup_ratio: float = dataclasses.field(
+        default=0.05, metadata={"help": "fraction of the optimiser steps spent in linear warm-up"}
+    )
+    max_grad_norm: float | None = dataclasses.field(
+        default=10.0, metadata={"help": "clip the gradient norm to this (0 or none: no clipping)"}
+    )
+    num_train_epochs: float = dataclasses.field(
+        default=2.0, metadata={"help": "passes over the training videos (used when --max_steps is not given)"}
+    )
+    max_steps: int = dataclasses.field(
+        default=-1, metadata={"help": "total optimiser steps; overrides --num_train_epochs (-1: not set)"}
+    )
+    seed: int = dataclasses.field(
+        default=42, metadata={"help": "seed of the initialisation, data order and every random draw"}
+    )
+    bf16: bool | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast (about 3.5x faster 3D convolutions on CPU). Not given: the launcher decides "
+            "(accelerate launch --mixed_precision, accelerate config, ACCELERATE_MIXED_PRECISION; fp32 "
+            "without any); --bf16 true/false wins over it"
+        },
+    )
+    channels_last: bool = dataclasses.field(default=True, metadata={"help": "channels_last_3d memory format"})
+    dataloader_num_workers: int = dataclasses.field(
+        default=2, metadata={"help": "DataLoader worker processes (0: decode in the training process)"}
+    )
+    logging_steps: int = dataclasses.field(
+        default=10, metadata={"help": "log every this many optimiser steps"}
+    )
+    save_steps: int = dataclasses.field(
+        default=50, metadata={"help": "write a resumable checkpoint every this many optimiser steps"}
+    )
+    save_total_limit: int = dataclasses.field(
+        default=2, metadata={"help": "keep only the newest this many checkpoints (0: keep all)"}
+    )
+    resume_from_checkpoint: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "'latest' (the newest complete checkpoint of --output_dir, if any) or a checkpoint folder"
+        },
+    )
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "start afresh in an --output_dir that holds another run, deleting its checkpoints and log"
+        },
+    )
+    report_to: str = dataclasses.field(
+        default="tensorboard", metadata={"help": "an Accelerate tracker, or 'none'"}
+    )
+    max_bad_fraction: float = dataclasses.field(
+        default=0.01, metadata={"help": "stop if more than this fraction of the videos read fail to decode"}
+    )
+    augment_on: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "where the random augmentation runs: loader (per clip in the DataLoader), device (batched on "
+            "the accelerator after collation) or auto (device on CUDA, else loader)"
+        },
+    )
     push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the result to the Hub"})
-    hub_model_id: str | None = dataclasses.field(default=None, metadata={
-        "help": "Hub repository of --push_to_hub (default: a name made from the run's settings)"})
-    debug: bool = dataclasses.field(default=False, metadata={
-        "help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"})
+    hub_model_id: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Hub repository of --push_to_hub (default: a name made from the run's settings)"},
+    )
+    debug: bool = dataclasses.field(
+        default=False, metadata={"help": "show the full traceback of an error (also HF_VSSL_DEBUG=1)"}
+    )
 
     def __post_init__(self):
-        _require(self.per_device_train_batch_size >= 1,
-                 f"--per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}")
-        _require(self.gradient_accumulation_steps >= 1,
-                 f"--gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
-        _require(self.max_steps == -1 or self.max_steps >= 1,
-                 f"--max_steps must be >= 1 (or -1 to train --num_train_epochs), got {self.max_steps}")
-        _require(self.num_train_epochs > 0 and math.isfinite(self.num_train_epochs),
-                 f"--num_train_epochs must be > 0, got {self.num_train_epochs}")
+        _require(
+            self.per_device_train_batch_size >= 1,
+            f"--per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}",
+        )
+        _require(
+            self.gradient_accumulation_steps >= 1,
+            f"--gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}",
+        )
+        _require(
+            self.max_steps == -1 or self.max_steps >= 1,
+            f"--max_steps must be >= 1 (or -1 to train --num_train_epochs), got {self.max_steps}",
+        )
+        _require(
+            self.num_train_epochs > 0 and math.isfinite(self.num_train_epochs),
+            f"--num_train_epochs must be > 0, got {self.num_train_epochs}",
+        )
         _require(self.logging_steps >= 1, f"--logging_steps must be >= 1, got {self.logging_steps}")
         _require(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}")
         _require(self.save_total_limit >= 0, f"--save_total_limit must be >= 0, got {self.save_total_limit}")
-        _require(self.dataloader_num_workers >= 0,
-                 f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
+        _require(
+            self.dataloader_num_workers >= 0,
+            f"--dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}",
+        )
         _require(0 <= self.warmup_ratio <= 1, f"--warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        _require(0 <= self.max_bad_fraction <= 1,
-                 f"--max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
-        _require(self.learning_rate is None or self.learning_rate > 0,
-                 f"--learning_rate must be > 0, got {self.learning_rate}")
-        _require(self.weight_decay is None or self.weight_decay >= 0,
-                 f"--weight_decay must be >= 0, got {self.weight_decay}")
+        _require(
+            0 <= self.max_bad_fraction <= 1,
+            f"--max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}",
+        )
+        _require(
+            self.learning_rate is None or self.learning_rate > 0,
+            f"--learning_rate must be > 0, got {self.learning_rate}",
+        )
+        _require(
+            self.weight_decay is None or self.weight_decay >= 0,
+            f"--weight_decay must be >= 0, got {self.weight_decay}",
+        )
         check_short_video(self.short_video)
         for name in ("model_name_or_path", "student_name_or_path"):
             check_model_reference(getattr(self, name, None), f"--{name}")

@@ -101,8 +101,9 @@ def resolve_resume_path(output_dir: str | Path, resume_from_checkpoint: str | No
     return resolve_checkpoint(output_dir, resume_from_checkpoint)[0]
 
 
-def resolve_checkpoint(output_dir: str | Path,
-                       resume_from_checkpoint: str | None) -> tuple[Path | None, CheckpointContents | None]:
+def resolve_checkpoint(
+    output_dir: str | Path, resume_from_checkpoint: str | None
+) -> tuple[Path | None, CheckpointContents | None]:
     """Like :func:`resolve_resume_path`, also returning the checkpoint's contents, read and checked."""
     if not resume_from_checkpoint:
         return None, None
@@ -153,7 +154,9 @@ def split_state(tree: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tenso
             if all(isinstance(key, str) for key in value):
                 return {key: visit(item, f"{path}/{key}") for key, item in value.items()}
             if not all(isinstance(key, (int, float, bool)) for key in value):
-                raise TypeError(f"state at {path or '/'}: keys {list(value)[:3]} cannot be saved without pickle")
+                raise TypeError(
+                    f"state at {path or '/'}: keys {list(value)[:3]} cannot be saved without pickle"
+                )
             return {_PAIRS: [[key, visit(item, f"{path}/{key}")] for key, item in value.items()]}
         if isinstance(value, tuple):
             return {_TUPLE: [visit(item, f"{path}/{i}") for i, item in enumerate(value)]}
@@ -248,8 +251,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(mt_state), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -262,8 +270,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],  # noqa: NPY002
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    np.random.set_state(  # noqa: NPY002 (the global NumPy RNG, restored as it was)
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
@@ -321,8 +336,12 @@ def write_checkpoint(accelerator, output_dir: str | Path, loop_state: dict) -> P
     if accelerator.is_main_process:
         files += sorted(p.name for p in staging.glob("rng_state_*"))
         manifest = {name: (staging / name).stat().st_size for name in files}
-        state = {**loop_state, "format_version": FORMAT_VERSION, "num_processes": accelerator.num_processes,
-                 "files": manifest}
+        state = {
+            **loop_state,
+            "format_version": FORMAT_VERSION,
+            "num_processes": accelerator.num_processes,
+            "files": manifest,
+        }
         _write_json(staging / STATE_FILE, state)
         _fsync_folder(staging)
         final = checkpoint_dir(output_dir, step)
@@ -348,14 +367,18 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     if not isinstance(state, dict) or "global_step" not in state:
         raise CheckpointError(f"{path}: {STATE_FILE} holds no loop position")
     if state.get("format_version") != FORMAT_VERSION or not isinstance(state.get("files"), dict):
-        raise CheckpointError(f"{path}: not a checkpoint of this hf_vssl version (format "
-                              f"{state.get('format_version')}, expected {FORMAT_VERSION}); it cannot be resumed from")
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this hf_vssl version (format "
+            f"{state.get('format_version')}, expected {FORMAT_VERSION}); it cannot be resumed from"
+        )
     for name, size in state["files"].items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{path}: {name} is missing")
         if file.stat().st_size != size:
-            raise CheckpointError(f"{path}: {name} has {file.stat().st_size} bytes, {size} were written (truncated?)")
+            raise CheckpointError(
+                f"{path}: {name} has {file.stat().st_size} bytes, {size} were written (truncated?)"
+            )
     names = set(state["files"])
     contents = CheckpointContents(path, state)
     i = 0
@@ -379,33 +402,48 @@ def load_checkpoint(accelerator, contents: CheckpointContents) -> dict:
     """Apply ``contents`` (from :func:`read_checkpoint`) to ``accelerator``'s prepared objects and
     this rank's RNG; returns the loop state. A checkpoint of another model or setup is refused."""
     path = contents.path
-    counts = {"models": (len(contents.models), len(accelerator._models)),
-              "optimizers": (len(contents.optimizers), len(accelerator._optimizers)),
-              "registered objects": (len(contents.custom),
-                                     len(accelerator._schedulers) + len(accelerator._custom_objects))}
+    counts = {
+        "models": (len(contents.models), len(accelerator._models)),
+        "optimizers": (len(contents.optimizers), len(accelerator._optimizers)),
+        "registered objects": (
+            len(contents.custom),
+            len(accelerator._schedulers) + len(accelerator._custom_objects),
+        ),
+    }
     for what, (saved, live) in counts.items():
         if saved != live:
-            raise CheckpointError(f"{path}: holds {saved} {what}, this run has {live}: a checkpoint of another setup")
+            raise CheckpointError(
+                f"{path}: holds {saved} {what}, this run has {live}: a checkpoint of another setup"
+            )
     for state, model in zip(contents.models, accelerator._models, strict=True):
         try:
             accelerator.unwrap_model(model).load_state_dict(state, strict=True)
         except RuntimeError as error:
             first = str(error).strip().splitlines()
-            raise CheckpointError(f"{path}: the weights do not fit this run's model ({' '.join(first[:2])})") from None
+            raise CheckpointError(
+                f"{path}: the weights do not fit this run's model ({' '.join(first[:2])})"
+            ) from None
     for state, optimizer in zip(contents.optimizers, accelerator._optimizers, strict=True):
         try:
             optimizer.load_state_dict(state)
         except (ValueError, KeyError) as error:
             raise CheckpointError(f"{path}: the optimizer state does not fit this run ({error})") from None
-    for state, obj in zip(contents.custom, [*accelerator._schedulers, *accelerator._custom_objects], strict=True):
+    for state, obj in zip(
+        contents.custom, [*accelerator._schedulers, *accelerator._custom_objects], strict=True
+    ):
         obj.load_state_dict(state)
     if contents.scaler is not None and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(contents.scaler)
     saved_processes = contents.loop_state.get("num_processes", 1)
     rng_name = f"rng_state_{accelerator.process_index}"
     if saved_processes != accelerator.num_processes:
-        logger.warning("%s was saved by %d processes, this run has %d: the data order and randomness differ from "
-                       "an uninterrupted run", path, saved_processes, accelerator.num_processes)
+        logger.warning(
+            "%s was saved by %d processes, this run has %d: the data order and randomness differ from "
+            "an uninterrupted run",
+            path,
+            saved_processes,
+            accelerator.num_processes,
+        )
     if (path / f"{rng_name}.json").is_file():
         set_rng_state(load_state_files(path, rng_name))
     return contents.loop_state
@@ -472,8 +510,11 @@ def acquire_output_lock(output_dir: str | Path) -> None:
         ) from None
     previous = os.pread(fd, 4096, 0)
     if previous.strip():
-        logger.warning("--output_dir %s: taking over the lock of a run that did not exit cleanly (%s)",
-                       output_dir, _describe_holder(previous))
+        logger.warning(
+            "--output_dir %s: taking over the lock of a run that did not exit cleanly (%s)",
+            output_dir,
+            _describe_holder(previous),
+        )
     os.ftruncate(fd, 0)
     info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -504,13 +545,17 @@ def _describe_holder(raw: bytes) -> str:
         return "unknown process"
 
 
-def refuse_foreign_checkpoints(output_dir: str | Path, resume_from_checkpoint: str | None,
-                               overwrite_output_dir: bool) -> None:
+def refuse_foreign_checkpoints(
+    output_dir: str | Path, resume_from_checkpoint: str | None, overwrite_output_dir: bool
+) -> None:
     """A fresh run (no ``--resume_from_checkpoint``) into a folder holding another run's
     checkpoints or log refuses; ``--overwrite_output_dir`` deletes them instead."""
     output_dir = Path(output_dir)
-    leftovers = [p for p in (output_dir / "checkpoints", output_dir / STAGING_DIR, output_dir / "log_history.jsonl")
-                 if p.exists()]
+    leftovers = [
+        p
+        for p in (output_dir / "checkpoints", output_dir / STAGING_DIR, output_dir / "log_history.jsonl")
+        if p.exists()
+    ]
     if resume_from_checkpoint or not leftovers:
         return
     if not overwrite_output_dir:
@@ -519,7 +564,8 @@ def refuse_foreign_checkpoints(output_dir: str | Path, resume_from_checkpoint: s
             "with --resume_from_checkpoint latest, start over with --overwrite_output_dir, or choose another "
             "--output_dir"
         )
-    logger.warning("--overwrite_output_dir: deleting %s in %s", ", ".join(p.name for p in leftovers), output_dir)
+    logger.warning(
+        "--overwrite_output_dir: deleting %s in %s", ", ".join(p.name for p in leftovers), output_dir
+    )
     for path in leftovers:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-

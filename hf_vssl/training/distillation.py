@@ -88,13 +88,23 @@ class DistillationArguments(LoopArguments):
 
     learning_rate: float | None = field(default=None, metadata={"help": "default: 0.01 (SGD)"})
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    teachers: list[str] = field(default_factory=list, metadata={
-        "help": "teacher checkpoints (local folders or Hub ids), any backbone and pretext task"})
-    output_dir: str | None = field(default=None, metadata={"help": "default: outputs/distill-{backbone}-{dataset}"})
-    student_name_or_path: str | None = field(default=None, metadata={
-        "help": "initialise the student from this checkpoint (default: a fresh --backbone)"})
-    backbone: str = field(default="r21d", metadata={"help": "student backbone, from hf_vssl.list_backbones()"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    teachers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "teacher checkpoints (local folders or Hub ids), any backbone and pretext task"},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "default: outputs/distill-{backbone}-{dataset}"}
+    )
+    student_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "initialise the student from this checkpoint (default: a fresh --backbone)"},
+    )
+    backbone: str = field(
+        default="r21d", metadata={"help": "student backbone, from hf_vssl.list_backbones()"}
+    )
     width_multiplier: float = field(default=0.25, metadata={"help": "student channel scale (1.0 = study)"})
     num_frames: int = field(default=8, metadata={"help": "frames per student clip (the study: 16)"})
     image_size: int = field(default=56, metadata={"help": "student crop size (the study: 112)"})
@@ -102,20 +112,31 @@ class DistillationArguments(LoopArguments):
     feature_loss: str = field(default="cosine", metadata={"help": "cosine or mse, on L2-normalised features"})
     projector: str = field(default="mlp", metadata={"help": "student -> teacher feature map: mlp or linear"})
     feature_weight: float = field(default=1.0, metadata={"help": "weight of the feature loss"})
-    distill_logits: bool = field(default=True, metadata={
-        "help": "also distil the logits of teachers with a classification head"})
+    distill_logits: bool = field(
+        default=True, metadata={"help": "also distil the logits of teachers with a classification head"}
+    )
     logit_weight: float = field(default=1.0, metadata={"help": "weight of the logit loss"})
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature of logit distillation"})
-    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
-                                                                "videofolder or synthetic (labels are ignored)"})
+    dataset: str = field(
+        default="synthetic",
+        metadata={
+            "help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
+            "videofolder or synthetic (labels are ignored)"
+        },
+    )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     dataset_split: str = field(default="train", metadata={"help": "split of --dataset to distil on"})
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    subset_size: int | None = field(default=None, metadata={"help": "class-balanced nested subset of this size"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    subset_size: int | None = field(
+        default=None, metadata={"help": "class-balanced nested subset of this size"}
+    )
     subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
-    transform_preset: str = field(default="rspnet", metadata={
-        "help": "augmentation preset of hf_vssl.data.transforms ('eval' = none)"})
+    transform_preset: str = field(
+        default="rspnet", metadata={"help": "augmentation preset of hf_vssl.data.transforms ('eval' = none)"}
+    )
     clip_sampling: str = field(default="random", metadata={"help": "random or center clip positions"})
 
 
@@ -126,10 +147,16 @@ def build_student(args: DistillationArguments, id2label: dict[int, str] | None):
         config = base.config
     else:
         base = None
-        config = VSSLConfig(backbone=args.backbone, num_frames=args.num_frames, image_size=args.image_size,
-                            width_multiplier=args.width_multiplier)
+        config = VSSLConfig(
+            backbone=args.backbone,
+            num_frames=args.num_frames,
+            image_size=args.image_size,
+            width_multiplier=args.width_multiplier,
+        )
     if config.backbone_spec.fixed_input_shape and (config.num_frames, config.image_size) != (
-            args.num_frames, args.image_size):
+        args.num_frames,
+        args.image_size,
+    ):
         raise ValueError(
             f"student {args.student_name_or_path}: backbone {config.backbone!r} was built for {config.num_frames} "
             f"frames at {config.image_size}x{config.image_size}; pass --num_frames {config.num_frames} "
@@ -151,7 +178,9 @@ def _validate(args: DistillationArguments) -> None:
     if args.projector not in PROJECTORS:
         raise ValueError(f"--projector must be one of {PROJECTORS}, got {args.projector!r}")
     if args.transform_preset not in TRANSFORM_PRESETS:
-        raise ValueError(f"--transform_preset must be one of {sorted(TRANSFORM_PRESETS)}, got {args.transform_preset!r}")
+        raise ValueError(
+            f"--transform_preset must be one of {sorted(TRANSFORM_PRESETS)}, got {args.transform_preset!r}"
+        )
     if args.clip_sampling not in ("random", "center"):
         raise ValueError(f"--clip_sampling must be 'random' or 'center', got {args.clip_sampling!r}")
 
@@ -163,8 +192,12 @@ def _validate(args: DistillationArguments) -> None:
 def run_distillation(args: DistillationArguments) -> Path:
     """Distil ``args.teachers`` into one student; return the output folder (the student checkpoint)."""
     _validate(args)
-    name = output_name("distill", args.backbone if not args.student_name_or_path else None, args.dataset,
-                       args.subset_size if args.dataset != "synthetic" else None)
+    name = output_name(
+        "distill",
+        args.backbone if not args.student_name_or_path else None,
+        args.dataset,
+        args.subset_size if args.dataset != "synthetic" else None,
+    )
     output_dir = resolve_output_dir(args.output_dir, name)
     accelerator = build_accelerator(args, output_dir)
 
@@ -172,52 +205,108 @@ def run_distillation(args: DistillationArguments) -> Path:
     teachers = [load_teacher(path) for path in args.teachers]
     id2label = shared_labels(teachers) if args.distill_logits else None
     student = build_student(args, id2label)
-    model = DistillationStudent(student, [t.num_features for t in teachers], args.projector, args.feature_loss,
-                                args.temperature, args.feature_weight, args.logit_weight)
+    model = DistillationStudent(
+        student,
+        [t.num_features for t in teachers],
+        args.projector,
+        args.feature_loss,
+        args.temperature,
+        args.feature_weight,
+        args.logit_weight,
+    )
     use_logits = id2label is not None
     teacher_autocast = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
     for teacher in teachers:
         teacher.to(accelerator.device)
         if args.channels_last:
             teacher.model.to(memory_format=torch.channels_last_3d)
-    accelerator.print("teachers: " + ", ".join(
-        f"{t.name} ({t.model.config.backbone}, {t.model.config.num_frames}x{t.model.config.image_size}, "
-        f"D={t.num_features}{', logits' if use_logits and t.classifier is not None else ''})" for t in teachers))
+    accelerator.print(
+        "teachers: "
+        + ", ".join(
+            f"{t.name} ({t.model.config.backbone}, {t.model.config.num_frames}x{t.model.config.image_size}, "
+            f"D={t.num_features}{', logits' if use_logits and t.classifier is not None else ''})"
+            for t in teachers
+        )
+    )
 
     # -- data: the transfer set (labels ignored) ---------------------------------------------------
-    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
-                           subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=args.label_set)
+    records = load_records(
+        args.dataset,
+        args.dataset_root,
+        args.dataset_split,
+        args.fold,
+        subset_size=args.subset_size,
+        subset_seed=args.subset_seed,
+        label_set=args.label_set,
+    )
     transform, device_augment = train_transforms(
-        args.transform_preset, args.image_size, args.augment_on, accelerator.device,
-        train=args.transform_preset != "eval", seed=args.seed, process_index=accelerator.process_index)
-    sampler = UniformClipSampler(args.num_frames, args.frame_stride, mode=args.clip_sampling,
-                                 short_video="error")  # the dataset applies --short_video per video
-    dataset = VideoClipDataset(records, sampler, transform=transform, seed=args.seed,
-                               max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
-    dataloader = build_train_dataloader(dataset, args, args.per_device_train_batch_size, collate_clips,
-                                        accelerator.num_processes)
+        args.transform_preset,
+        args.image_size,
+        args.augment_on,
+        accelerator.device,
+        train=args.transform_preset != "eval",
+        seed=args.seed,
+        process_index=accelerator.process_index,
+    )
+    sampler = UniformClipSampler(
+        args.num_frames, args.frame_stride, mode=args.clip_sampling, short_video="error"
+    )  # the dataset applies --short_video per video
+    dataset = VideoClipDataset(
+        records,
+        sampler,
+        transform=transform,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        short_video=args.short_video,
+    )
+    dataloader = build_train_dataloader(
+        dataset, args, args.per_device_train_batch_size, collate_clips, accelerator.num_processes
+    )
 
     # -- optimiser -------------------------------------------------------------------------------
-    optimizer = build_optimizer(model, resolve_optimizer_settings(
-        DISTILLATION_OPTIMIZER, optimizer=args.optimizer, learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay))
+    optimizer = build_optimizer(
+        model,
+        resolve_optimizer_settings(
+            DISTILLATION_OPTIMIZER,
+            optimizer=args.optimizer,
+            learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay,
+        ),
+    )
 
     # -- the loop, then the export: the student alone, loadable by AutoModel and the finetune recipe
     def step(prepared: nn.Module, batch: dict, generator: torch.Generator):
         pixel_values = batch["pixel_values"]
         targets = [teacher(pixel_values, teacher_autocast) for teacher in teachers]
-        return prepared(pixel_values, [features for features, _ in targets],
-                        [logits if use_logits else None for _, logits in targets])
+        return prepared(
+            pixel_values,
+            [features for features, _ in targets],
+            [logits if use_logits else None for _, logits in targets],
+        )
 
     def export(trained: DistillationStudent, global_step: int) -> None:
         if accelerator.is_main_process:
             trained.student.save_pretrained(output_dir)
             VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
-                output_dir)
+                output_dir
+            )
             accelerator.print(f"saved the distilled student to {output_dir}")
 
-    train(accelerator, args, output_dir, TrainingJob(
-        name=name, model=model, optimizer=optimizer, dataset=dataset, dataloader=dataloader, step=step,
-        export=export, records=records, device_augment=device_augment, desc=f"distill {name}",
-    ))
+    train(
+        accelerator,
+        args,
+        output_dir,
+        TrainingJob(
+            name=name,
+            model=model,
+            optimizer=optimizer,
+            dataset=dataset,
+            dataloader=dataloader,
+            step=step,
+            export=export,
+            records=records,
+            device_augment=device_augment,
+            desc=f"distill {name}",
+        ),
+    )
     return output_dir

@@ -63,50 +63,94 @@ MODE_OPTIMIZER = {
 class FinetuningArguments(LoopArguments):
     """Settings of a downstream run. Defaults: the CPU demo (synthetic corpus, 8x56x56 clips, batch 8)."""
 
-    learning_rate: float | None = field(default=None, metadata={"help": "default: 1e-3 (AdamW) to finetune, 0.5 (SGD) to probe"})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "default: 1e-3 (AdamW) to finetune, 0.5 (SGD) to probe"}
+    )
 
-    config: str | None = field(default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"})
-    model_name_or_path: str | None = field(default=None, metadata={
-        "help": "pretraining, backbone or classification checkpoint (folder or Hub id); omit for random init"})
-    init: str = field(default="pretrained", metadata={"help": "pretrained or random (random ignores the weights "
-                                                              "of --model_name_or_path)"})
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "pretraining, backbone or classification checkpoint (folder or Hub id); omit for random init"
+        },
+    )
+    init: str = field(
+        default="pretrained",
+        metadata={"help": "pretrained or random (random ignores the weights of --model_name_or_path)"},
+    )
     mode: str = field(default="finetune", metadata={"help": "finetune, linear_probe or retrieval"})
-    output_dir: str | None = field(default=None, metadata={"help": "default: outputs/{model}-{mode}-{dataset}"})
-    backbone: str | None = field(default=None, metadata={"help": "random init: a name from "
-                                                                 "hf_vssl.list_backbones() (default r21d)"})
-    width_multiplier: float | None = field(default=None, metadata={"help": "random init: channel scale (0.25)"})
-    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the checkpoint's, "
-                                                                   "else 8)"})
-    image_size: int | None = field(default=None, metadata={"help": "crop size (default: the checkpoint's, else 56)"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "default: outputs/{model}-{mode}-{dataset}"}
+    )
+    backbone: str | None = field(
+        default=None, metadata={"help": "random init: a name from hf_vssl.list_backbones() (default r21d)"}
+    )
+    width_multiplier: float | None = field(
+        default=None, metadata={"help": "random init: channel scale (0.25)"}
+    )
+    num_frames: int | None = field(
+        default=None, metadata={"help": "frames per clip (default: the checkpoint's, else 8)"}
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "crop size (default: the checkpoint's, else 56)"}
+    )
     frame_stride: int = field(default=1, metadata={"help": "temporal stride of the clips"})
-    classifier_dropout: float | None = field(default=None, metadata={
-        "help": "dropout before the classifier (default: the model config's)"})
-    dataset: str = field(default="synthetic", metadata={"help": "ucf101, hmdb51, diving48, ssv2, kinetics400, "
-                                                                "videofolder or synthetic"})
+    classifier_dropout: float | None = field(
+        default=None, metadata={"help": "dropout before the classifier (default: the model config's)"}
+    )
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "ucf101, hmdb51, diving48, ssv2, kinetics400, videofolder or synthetic"},
+    )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     train_split: str = field(default="train", metadata={"help": "split of --dataset to train on"})
-    eval_split: str | None = field(default=None, metadata={
-        "help": "split of --dataset to evaluate on (default: its labelled held-out split: val for kinetics400 "
-                "and ssv2, test elsewhere)"})
+    eval_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "split of --dataset to evaluate on (default: its labelled held-out split: val for kinetics400 "
+            "and ssv2, test elsewhere)"
+        },
+    )
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(default=None, metadata={"help": "synthetic corpus only: motion or appearance"})
-    subset_size: int | None = field(default=None, metadata={"help": "class-balanced subset of the training split"})
+    label_set: str | None = field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    subset_size: int | None = field(
+        default=None, metadata={"help": "class-balanced subset of the training split"}
+    )
     subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation clips per device and batch"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the optimiser steps spent in linear warm-up"})
-    num_train_epochs: float = field(default=10.0, metadata={
-        "help": "passes over the training videos (used when --max_steps is not given)"})
-    train_transform: str = field(default="eval", metadata={
-        "help": "augmentation preset of finetuning (the study: resize + center crop, i.e. 'eval')"})
+    per_device_eval_batch_size: int = field(
+        default=8, metadata={"help": "evaluation clips per device and batch"}
+    )
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "fraction of the optimiser steps spent in linear warm-up"}
+    )
+    num_train_epochs: float = field(
+        default=10.0,
+        metadata={"help": "passes over the training videos (used when --max_steps is not given)"},
+    )
+    train_transform: str = field(
+        default="eval",
+        metadata={"help": "augmentation preset of finetuning (the study: resize + center crop, i.e. 'eval')"},
+    )
     eval_clips: int = field(default=5, metadata={"help": "uniform clips per test video"})
     eval_crops: int = field(default=1, metadata={"help": "spatial crops per clip at test time (1 or 3)"})
     do_retrieval: bool = field(default=False, metadata={"help": "also run nearest-neighbour retrieval"})
-    save_steps: int = field(default=100, metadata={
-        "help": "write a resumable checkpoint every this many optimiser steps"})
-    save_total_limit: int = field(default=1, metadata={"help": "keep only the newest this many checkpoints (0: keep all)"})
-    short_video: str = field(default="loop", metadata={
-        "help": "a video shorter than a clip: loop or pad its frames, skip it (left out of training and of the "
-                "test, and reported), or refuse (stop, naming the file)"})
+    save_steps: int = field(
+        default=100, metadata={"help": "write a resumable checkpoint every this many optimiser steps"}
+    )
+    save_total_limit: int = field(
+        default=1, metadata={"help": "keep only the newest this many checkpoints (0: keep all)"}
+    )
+    short_video: str = field(
+        default="loop",
+        metadata={
+            "help": "a video shorter than a clip: loop or pad its frames, skip it (left out of training and of the "
+            "test, and reported), or refuse (stop, naming the file)"
+        },
+    )
 
 
 # -- set-up helpers ------------------------------------------------------------------------------
@@ -138,16 +182,20 @@ def _source_config(args: FinetuningArguments) -> VSSLConfig | None:
     try:
         config = VSSLConfig.from_pretrained(args.model_name_or_path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"--model_name_or_path {args.model_name_or_path}: not an hf_vssl checkpoint ({error})") \
-            from None
+        raise ValueError(
+            f"--model_name_or_path {args.model_name_or_path}: not an hf_vssl checkpoint ({error})"
+        ) from None
     if args.backbone and args.backbone != config.backbone:
-        raise ValueError(f"--backbone {args.backbone} contradicts the checkpoint's backbone {config.backbone!r} "
-                         f"({args.model_name_or_path}); drop --backbone or use --init random")
+        raise ValueError(
+            f"--backbone {args.backbone} contradicts the checkpoint's backbone {config.backbone!r} "
+            f"({args.model_name_or_path}); drop --backbone or use --init random"
+        )
     return config
 
 
-def build_classifier_config(args: FinetuningArguments, source: VSSLConfig | None,
-                            id2label: dict[int, str]) -> VSSLConfig:
+def build_classifier_config(
+    args: FinetuningArguments, source: VSSLConfig | None, id2label: dict[int, str]
+) -> VSSLConfig:
     """The classifier's config: the checkpoint's backbone (or ``--backbone``) with this dataset's labels.
 
     Raises ``ValueError`` (naming the flags) when the clip shape is one the backbone cannot take,
@@ -155,15 +203,25 @@ def build_classifier_config(args: FinetuningArguments, source: VSSLConfig | None
     """
     default_frames, default_size = (source.num_frames, source.image_size) if source is not None else (8, 56)
     num_frames, image_size = args.num_frames or default_frames, args.image_size or default_size
-    if source is not None and source.backbone_spec.fixed_input_shape and (
-            num_frames, image_size) != (source.num_frames, source.image_size):
-        raise ValueError(f"backbone {source.backbone!r} has learned position embeddings for "
-                         f"{source.num_frames}x{source.image_size}x{source.image_size} clips; "
-                         f"--num_frames/--image_size cannot change them")
+    if (
+        source is not None
+        and source.backbone_spec.fixed_input_shape
+        and (num_frames, image_size) != (source.num_frames, source.image_size)
+    ):
+        raise ValueError(
+            f"backbone {source.backbone!r} has learned position embeddings for "
+            f"{source.num_frames}x{source.image_size}x{source.image_size} clips; "
+            f"--num_frames/--image_size cannot change them"
+        )
     try:
-        base = source if source is not None else VSSLConfig(
-            backbone=args.backbone or "r21d",
-            width_multiplier=args.width_multiplier if args.width_multiplier is not None else 0.25)
+        base = (
+            source
+            if source is not None
+            else VSSLConfig(
+                backbone=args.backbone or "r21d",
+                width_multiplier=args.width_multiplier if args.width_multiplier is not None else 0.25,
+            )
+        )
         config = base.for_classification(id2label)
         config.num_frames, config.image_size = num_frames, image_size
         config.validate_clip_shape()
@@ -174,8 +232,9 @@ def build_classifier_config(args: FinetuningArguments, source: VSSLConfig | None
     return config
 
 
-def load_classifier(args: FinetuningArguments, config: VSSLConfig, source: VSSLConfig | None
-                    ) -> VSSLForVideoClassification:
+def load_classifier(
+    args: FinetuningArguments, config: VSSLConfig, source: VSSLConfig | None
+) -> VSSLForVideoClassification:
     """The classifier: checkpoint backbone (+ its head when the labels match) or random init.
 
     A classification checkpoint whose labels differ gets a fresh head, with a warning.
@@ -188,8 +247,10 @@ def load_classifier(args: FinetuningArguments, config: VSSLConfig, source: VSSLC
     model, info = load_checked(VSSLForVideoClassification, path, config=config, reinit_prefix="classifier.")
     missing_backbone = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
     if missing_backbone:
-        raise ValueError(f"{path}: the checkpoint lacks {len(missing_backbone)} backbone weights "
-                         f"(e.g. {missing_backbone[:3]}); is it an hf_vssl {config.backbone} checkpoint?")
+        raise ValueError(
+            f"{path}: the checkpoint lacks {len(missing_backbone)} backbone weights "
+            f"(e.g. {missing_backbone[:3]}); is it an hf_vssl {config.backbone} checkpoint?"
+        )
     had_head = "VSSLForVideoClassification" in (source.architectures or [])
     if had_head:
         old = {int(k): v for k, v in (source.id2label or {}).items()}
@@ -198,8 +259,14 @@ def load_classifier(args: FinetuningArguments, config: VSSLConfig, source: VSSLC
             model._init_weights(model.classifier)
             logger.warning(
                 "%s has a classification head for %d labels (%s...) but %s has %d (%s...): the head is "
-                "replaced by a freshly initialised one", path, source.num_labels, list(old.values())[:3],
-                args.dataset, config.num_labels, list(config.id2label.values())[:3])
+                "replaced by a freshly initialised one",
+                path,
+                source.num_labels,
+                list(old.values())[:3],
+                args.dataset,
+                config.num_labels,
+                list(config.id2label.values())[:3],
+            )
         else:
             logger.info("reusing the classification head of %s (same %d labels)", path, config.num_labels)
     else:
@@ -216,8 +283,10 @@ def _probe_forward(model: VSSLForVideoClassification, config: VSSLConfig) -> Non
         with torch.no_grad():
             model(pixel_values=dummy)
     except RuntimeError as error:
-        raise ValueError(f"backbone {config.backbone!r} cannot take {config.num_frames}x{config.image_size}x"
-                         f"{config.image_size} clips: {error}") from None
+        raise ValueError(
+            f"backbone {config.backbone!r} cannot take {config.num_frames}x{config.image_size}x"
+            f"{config.image_size} clips: {error}"
+        ) from None
     finally:
         model.train(was_training)
 
@@ -248,10 +317,17 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     label_set = args.label_set if args.dataset == "synthetic" else None
     eval_split = resolve_eval_split(args.dataset, args.eval_split)
     train_records, train_labels = load_labelled_records(
-        args.dataset, args.dataset_root, args.train_split, args.fold, subset_size=args.subset_size,
-        subset_seed=args.subset_seed, label_set=label_set)
-    test_records, test_labels = load_labelled_records(args.dataset, args.dataset_root, eval_split, args.fold,
-                                                      label_set=label_set)
+        args.dataset,
+        args.dataset_root,
+        args.train_split,
+        args.fold,
+        subset_size=args.subset_size,
+        subset_seed=args.subset_seed,
+        label_set=label_set,
+    )
+    test_records, test_labels = load_labelled_records(
+        args.dataset, args.dataset_root, eval_split, args.fold, label_set=label_set
+    )
     id2label = merge_label_spaces(train_labels, test_labels)
 
     # -- model ----------------------------------------------------------------------------------
@@ -264,24 +340,53 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     eval_kwargs = {"batch_size": args.per_device_eval_batch_size, "num_workers": args.dataloader_num_workers}
 
     def eval_dataset(records):
-        return build_eval_dataset(records, config.num_frames, config.image_size, args.frame_stride,
-                                  args.eval_clips, args.eval_crops, seed=args.seed,
-                                  max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
+        return build_eval_dataset(
+            records,
+            config.num_frames,
+            config.image_size,
+            args.frame_stride,
+            args.eval_clips,
+            args.eval_crops,
+            seed=args.seed,
+            max_bad_fraction=args.max_bad_fraction,
+            short_video=args.short_video,
+        )
 
     if args.mode == "retrieval":
-        return _run_retrieval_only(args, accelerator, model, eval_dataset(train_records),
-                                   eval_dataset(test_records), output_dir, eval_kwargs, eval_split)
+        return _run_retrieval_only(
+            args,
+            accelerator,
+            model,
+            eval_dataset(train_records),
+            eval_dataset(test_records),
+            output_dir,
+            eval_kwargs,
+            eval_split,
+        )
 
     linear_probe = args.mode == "linear_probe"
     if linear_probe:
         freeze_backbone(model)
-    sampler = UniformClipSampler(config.num_frames, args.frame_stride, num_clips=1, mode="random",
-                                 short_video="error")  # the dataset applies --short_video per video
+    sampler = UniformClipSampler(
+        config.num_frames, args.frame_stride, num_clips=1, mode="random", short_video="error"
+    )  # the dataset applies --short_video per video
     transform, device_augment = train_transforms(
-        args.train_transform, config.image_size, args.augment_on, accelerator.device, train=not linear_probe,
-        seed=args.seed, process_index=accelerator.process_index)
-    dataset = VideoClipDataset(train_records, sampler, transform=transform, seed=args.seed,
-                               max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
+        args.train_transform,
+        config.image_size,
+        args.augment_on,
+        accelerator.device,
+        train=not linear_probe,
+        seed=args.seed,
+        process_index=accelerator.process_index,
+    )
+    dataset = VideoClipDataset(
+        train_records,
+        sampler,
+        transform=transform,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        short_video=args.short_video,
+    )
     batch_size = min(args.per_device_train_batch_size, len(dataset) // accelerator.num_processes)
     if batch_size < 1:
         raise ValueError(f"{len(dataset)} training videos cannot feed {accelerator.num_processes} processes")
@@ -290,8 +395,12 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     dataloader = build_train_dataloader(dataset, args, batch_size, collate_clips, accelerator.num_processes)
 
     # -- optimiser -------------------------------------------------------------------------------
-    settings = resolve_optimizer_settings(MODE_OPTIMIZER[args.mode], optimizer=args.optimizer,
-                                          learning_rate=args.learning_rate, weight_decay=args.weight_decay)
+    settings = resolve_optimizer_settings(
+        MODE_OPTIMIZER[args.mode],
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+    )
     optimizer = build_optimizer(model, settings)
 
     # -- the loop (clip-level training), then the video-level test and the export ----------------
@@ -302,18 +411,33 @@ def run_finetuning(args: FinetuningArguments) -> Path:
             processor.save_pretrained(output_dir)
             accelerator.print(f"saved the {args.mode} classifier to {output_dir}")
         accelerator.wait_for_everyone()
-        result = evaluate_classifier(trained, eval_dataset(test_records), accelerator=accelerator,
-                                     desc=f"test {args.eval_clips} clips x {args.eval_crops} crops", **eval_kwargs)
-        accelerator.print(f"test: clip top-1 {result.clip_top1:.3f} top-5 {result.clip_top5:.3f} | "
-                          f"video top-1 {result.video_top1:.3f} top-5 {result.video_top5:.3f} "
-                          f"({result.num_videos} videos)")
+        result = evaluate_classifier(
+            trained,
+            eval_dataset(test_records),
+            accelerator=accelerator,
+            desc=f"test {args.eval_clips} clips x {args.eval_crops} crops",
+            **eval_kwargs,
+        )
+        accelerator.print(
+            f"test: clip top-1 {result.clip_top1:.3f} top-5 {result.clip_top5:.3f} | "
+            f"video top-1 {result.video_top1:.3f} top-5 {result.video_top5:.3f} "
+            f"({result.num_videos} videos)"
+        )
         retrieval = None
         if args.do_retrieval:
-            retrieval = evaluate_retrieval(trained.vssl, eval_dataset(train_records), eval_dataset(test_records),
-                                           accelerator=accelerator, **eval_kwargs)
+            retrieval = evaluate_retrieval(
+                trained.vssl,
+                eval_dataset(train_records),
+                eval_dataset(test_records),
+                accelerator=accelerator,
+                **eval_kwargs,
+            )
             accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
-        append_log(accelerator, output_dir, {"step": global_step, **{f"eval_{k}": v for k, v in
-                                                                      result.results().items()}})
+        append_log(
+            accelerator,
+            output_dir,
+            {"step": global_step, **{f"eval_{k}": v for k, v in result.results().items()}},
+        )
         if accelerator.is_main_process:
             metrics = _metrics_json(args, config, result, retrieval, label_set, eval_split)
             (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -326,11 +450,23 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         if linear_probe:  # .train() would resume updating the frozen backbone's batch-norm statistics
             accelerator.unwrap_model(prepared).vssl.eval()
 
-    train(accelerator, args, output_dir, TrainingJob(
-        name=output_dir.name, model=model, optimizer=optimizer, dataset=dataset, dataloader=dataloader,
-        step=_classification_step, export=export, device_augment=device_augment, train_mode=train_mode,
-        desc=f"{args.mode} {output_dir.name}",
-    ))
+    train(
+        accelerator,
+        args,
+        output_dir,
+        TrainingJob(
+            name=output_dir.name,
+            model=model,
+            optimizer=optimizer,
+            dataset=dataset,
+            dataloader=dataloader,
+            step=_classification_step,
+            export=export,
+            device_augment=device_augment,
+            train_mode=train_mode,
+            desc=f"{args.mode} {output_dir.name}",
+        ),
+    )
     return output_dir
 
 
@@ -341,18 +477,28 @@ def _classification_step(model: nn.Module, batch: dict, generator: torch.Generat
     return output.loss, {"accuracy": accuracy}
 
 
-def _run_retrieval_only(args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs,
-                        eval_split: str) -> Path:
+def _run_retrieval_only(
+    args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs, eval_split: str
+) -> Path:
     backbone: VSSLModel = model.vssl.to(accelerator.device)
-    retrieval = evaluate_retrieval(backbone, train_dataset, test_dataset, accelerator=accelerator, **eval_kwargs)
+    retrieval = evaluate_retrieval(
+        backbone, train_dataset, test_dataset, accelerator=accelerator, **eval_kwargs
+    )
     accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_args(args, output_dir / "training_args.yaml")
-        report = {"task": "video-retrieval", "dataset": args.dataset, "dataset_split": eval_split,
-                  "gallery_split": args.train_split, "fold": args.fold,
-                  "label_set": args.label_set if args.dataset == "synthetic" else None,
-                  "base_model": args.model_name_or_path, "num_clips": args.eval_clips, "retrieval": retrieval}
+        report = {
+            "task": "video-retrieval",
+            "dataset": args.dataset,
+            "dataset_split": eval_split,
+            "gallery_split": args.train_split,
+            "fold": args.fold,
+            "label_set": args.label_set if args.dataset == "synthetic" else None,
+            "base_model": args.model_name_or_path,
+            "num_clips": args.eval_clips,
+            "retrieval": retrieval,
+        }
         (output_dir / "retrieval.json").write_text(json.dumps(report, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return output_dir
@@ -367,18 +513,38 @@ def finetune_provenance(args: FinetuningArguments, source: VSSLConfig | None, ev
     inherited = source is not None and args.init == "pretrained"
     stages = [dict(stage) for stage in (getattr(source, "provenance", None) or [])] if inherited else []
     if inherited and not stages and source.pretext_task:
-        stages.append({"stage": "pretraining", "pretext_task": source.pretext_task,
-                       "pretext_config": source.pretext_config, "model": args.model_name_or_path})
-    stages.append({"stage": args.mode, "dataset": args.dataset, "dataset_split": args.train_split,
-                   "eval_split": eval_split, "fold": args.fold, "subset_size": args.subset_size,
-                   "max_steps": args.max_steps if args.max_steps > 0 else None,
-                   "num_train_epochs": float(args.num_train_epochs),
-                   "base_model": args.model_name_or_path if args.init == "pretrained" else None})
+        stages.append(
+            {
+                "stage": "pretraining",
+                "pretext_task": source.pretext_task,
+                "pretext_config": source.pretext_config,
+                "model": args.model_name_or_path,
+            }
+        )
+    stages.append(
+        {
+            "stage": args.mode,
+            "dataset": args.dataset,
+            "dataset_split": args.train_split,
+            "eval_split": eval_split,
+            "fold": args.fold,
+            "subset_size": args.subset_size,
+            "max_steps": args.max_steps if args.max_steps > 0 else None,
+            "num_train_epochs": float(args.num_train_epochs),
+            "base_model": args.model_name_or_path if args.init == "pretrained" else None,
+        }
+    )
     return stages
 
 
-def _metrics_json(args: FinetuningArguments, config: VSSLConfig, result, retrieval: dict | None,
-                  label_set: str | None, eval_split: str) -> dict[str, Any]:
+def _metrics_json(
+    args: FinetuningArguments,
+    config: VSSLConfig,
+    result,
+    retrieval: dict | None,
+    label_set: str | None,
+    eval_split: str,
+) -> dict[str, Any]:
     metrics = {
         "task": "video-classification",
         "dataset": args.dataset,
@@ -392,13 +558,17 @@ def _metrics_json(args: FinetuningArguments, config: VSSLConfig, result, retriev
         # Test videos left out (unreadable, or short under --short_video skip): never substituted.
         "skipped_videos": result.skipped_videos,
         # How the test was run, so the robustness recipe can repeat it exactly.
-        "evaluation": {"num_clips": args.eval_clips, "num_crops": args.eval_crops, "num_frames": config.num_frames,
-                       "image_size": config.image_size, "frame_stride": args.frame_stride,
-                       "short_video": args.short_video},
+        "evaluation": {
+            "num_clips": args.eval_clips,
+            "num_crops": args.eval_crops,
+            "num_frames": config.num_frames,
+            "image_size": config.image_size,
+            "frame_stride": args.frame_stride,
+            "short_video": args.short_video,
+        },
     }
     if args.max_steps > 0:
         metrics["max_steps"] = args.max_steps
     if retrieval is not None:
         metrics["retrieval"] = retrieval
     return metrics
-

@@ -77,14 +77,18 @@ __all__ = [
 
 #: ``(prepared model, batch, generator) -> (loss, metrics)``: one micro-batch of a job. ``metrics``
 #: are detached scalar tensors on the device (never ``.item()``: that would sync every step).
-StepFunction = Callable[[nn.Module, dict[str, Any], torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+StepFunction = Callable[
+    [nn.Module, dict[str, Any], torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
 
 
-def raise_if_nonfinite(accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path) -> None:
+def raise_if_nonfinite(
+    accelerator: Accelerator, nonfinite: torch.Tensor, step: int, output_dir: Path
+) -> None:
     """Stop (on every rank alike) if any step since the last check had a NaN/inf loss.
 
     ``nonfinite`` counts such steps on the device, so the check costs one host sync per logging
@@ -114,7 +118,9 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
         mixed_precision=mixed_precision_for(args),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" or not log else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         step_scheduler_with_optimizer=False,
     )
@@ -122,15 +128,23 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
     return accelerator
 
 
-def build_train_dataloader(dataset, args, batch_size: int, collate_fn: Callable,
-                           num_processes: int) -> torch.utils.data.DataLoader:
+def build_train_dataloader(
+    dataset, args, batch_size: int, collate_fn: Callable, num_processes: int
+) -> torch.utils.data.DataLoader:
     """The shuffled training loader (full batches only); refuses a dataset that cannot fill one batch
     on every process."""
     if len(dataset) < batch_size * num_processes:
-        raise ValueError(f"{len(dataset)} videos cannot fill one batch of {batch_size} x {num_processes} processes")
+        raise ValueError(
+            f"{len(dataset)} videos cannot fill one batch of {batch_size} x {num_processes} processes"
+        )
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn,
-        num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -240,8 +254,13 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
         accelerator, args, job.model, job.optimizer, job.dataloader
     )
     global_step, epoch, skip_batches = start_or_resume(accelerator, args, output_dir, job.records, job.name)
-    progress = tqdm(total=total_steps, initial=global_step, desc=job.desc,
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    progress = tqdm(
+        total=total_steps,
+        initial=global_step,
+        desc=job.desc,
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
     window = _Window(accelerator.device)
     generator = torch.Generator(device=accelerator.device)
     clips_per_micro_batch = job.clips_per_sample * accelerator.num_processes
@@ -278,17 +297,24 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
                 logs = window.averages(accelerator)
                 logs.update(lr=scheduler.get_last_lr()[0], epoch=epoch + step_in_epoch / steps_per_epoch)
                 accelerator.log(logs, step=global_step)
-                progress.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "accuracy", "clips_per_second")
-                                      if k in logs})
+                progress.set_postfix(
+                    {k: f"{logs[k]:.4g}" for k in ("loss", "accuracy", "clips_per_second") if k in logs}
+                )
                 append_log(accelerator, output_dir, {"step": global_step, **logs})
                 warning = job.check_logs(logs) if job.check_logs and accelerator.is_main_process else None
                 if warning:
                     logger.warning("step %d: %s", global_step, warning)
                 window.reset()
             if at_save:
-                save_checkpoint(accelerator, output_dir, global_step=global_step, epoch=epoch,
-                                step_in_epoch=step_in_epoch, steps_per_epoch=steps_per_epoch,
-                                keep=args.save_total_limit)
+                save_checkpoint(
+                    accelerator,
+                    output_dir,
+                    global_step=global_step,
+                    epoch=epoch,
+                    step_in_epoch=step_in_epoch,
+                    steps_per_epoch=steps_per_epoch,
+                    keep=args.save_total_limit,
+                )
             if global_step >= total_steps:
                 break
         else:
@@ -309,7 +335,9 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
     return unwrapped
 
 
-def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, run_name: str) -> tuple[int, int, int]:
+def start_or_resume(
+    accelerator: Accelerator, args, output_dir: Path, records, run_name: str
+) -> tuple[int, int, int]:
     """Lock the output folder, write the run's arguments and data ids, restore the checkpoint to
     resume from (if asked), start trackers.
 
@@ -338,7 +366,9 @@ def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, r
         accelerator.print(f"no checkpoint in {output_dir} yet: starting from scratch")
     if accelerator.is_main_process:
         # The precision actually used is recorded, whoever chose it (flag, launcher or config).
-        recorded = args if args.bf16 is not None else replace(args, bf16=accelerator.mixed_precision == "bf16")
+        recorded = (
+            args if args.bf16 is not None else replace(args, bf16=accelerator.mixed_precision == "bf16")
+        )
         save_args(recorded, output_dir / "training_args.yaml")
         if records is not None:
             save_subset(records, output_dir / "subset_ids.json", seed=args.subset_seed)
@@ -350,14 +380,29 @@ def start_or_resume(accelerator: Accelerator, args, output_dir: Path, records, r
     return global_step, epoch, skip_batches
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, *, global_step: int, epoch: int,
-                    step_in_epoch: int, steps_per_epoch: int, keep: int | None) -> Path:
+def save_checkpoint(
+    accelerator: Accelerator,
+    output_dir: Path,
+    *,
+    global_step: int,
+    epoch: int,
+    step_in_epoch: int,
+    steps_per_epoch: int,
+    keep: int | None,
+) -> Path:
     """Write ``checkpoints/checkpoint-<step>`` without pickle (models and tensors in safetensors,
     the rest in JSON, see :mod:`hf_vssl.training.checkpointing`), renamed into place when complete,
     then prune to the newest ``keep``. Every process calls this."""
-    path = write_checkpoint(accelerator, output_dir, {"global_step": global_step, "epoch": epoch,
-                                                      "step_in_epoch": step_in_epoch,
-                                                      "steps_per_epoch": steps_per_epoch})
+    path = write_checkpoint(
+        accelerator,
+        output_dir,
+        {
+            "global_step": global_step,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "steps_per_epoch": steps_per_epoch,
+        },
+    )
     if accelerator.is_main_process:
         prune_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()

@@ -66,7 +66,11 @@ def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.O
             continue
         grouped.setdefault((parameter.ndim > 1, scales.get(name, 1.0)), []).append(parameter)
     groups = [
-        {"params": params, "weight_decay": float(settings["weight_decay"]) if decay else 0.0, "lr": lr * scale}
+        {
+            "params": params,
+            "weight_decay": float(settings["weight_decay"]) if decay else 0.0,
+            "lr": lr * scale,
+        }
         for (decay, scale), params in sorted(grouped.items(), key=lambda item: (not item[0][0], item[0][1]))
     ]
     name = settings["optimizer"].lower()

@@ -40,8 +40,12 @@ logger = logging.getLogger(__name__)
 class PretrainingArguments(LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
-    learning_rate: float | None = field(default=None, metadata={
-        "help": "default: the task's own, scaled linearly to the total batch from its reference batch"})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "default: the task's own, scaled linearly to the total batch from its reference batch"
+        },
+    )
 
     config: str | None = field(
         default=None, metadata={"help": "YAML file of these arguments (CLI flags win)"}
@@ -60,9 +64,13 @@ class PretrainingArguments(LoopArguments):
     num_frames: int = field(default=8, metadata={"help": "frames per clip (the study: 16)"})
     image_size: int = field(default=56, metadata={"help": "crop size (the study: 112)"})
     frame_stride: int = field(default=1, metadata={"help": "base temporal stride of clips"})
-    transform_preset: str | None = field(default=None, metadata={
-        "help": "override the task's clip augmentation (a name from hf_vssl.data.transforms.TRANSFORM_PRESETS; "
-                "'eval' = resize + center crop only)"})
+    transform_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "override the task's clip augmentation (a name from hf_vssl.data.transforms.TRANSFORM_PRESETS; "
+            "'eval' = resize + center crop only)"
+        },
+    )
     dataset: str = field(
         default="synthetic",
         metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
@@ -77,23 +85,38 @@ class PretrainingArguments(LoopArguments):
         default=None, metadata={"help": "class-balanced nested subset of this size"}
     )
     subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
-    num_train_epochs: float = field(default=20.0, metadata={
-        "help": "passes over the training videos (used when --max_steps is not given)"})
+    num_train_epochs: float = field(
+        default=20.0,
+        metadata={"help": "passes over the training videos (used when --max_steps is not given)"},
+    )
 
 
 def _pretext_step(model: nn.Module, batch: dict, generator: torch.Generator):
     """One micro-batch: the task's loss and metrics; the sampler's labels ride along as tensors."""
-    info = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in ("pixel_values", "labels", "index")}
+    info = {
+        k: v
+        for k, v in batch.items()
+        if isinstance(v, torch.Tensor) and k not in ("pixel_values", "labels", "index")
+    }
     output = model(pixel_values=batch["pixel_values"], generator=generator, **info)
     return output.loss, output.metrics
 
 
 def pretraining_provenance(args: PretrainingArguments, config: VSSLConfig, global_step: int) -> dict:
     """The pretraining stage of a checkpoint's ``config.provenance`` (kept by every finetune on top)."""
-    return {"stage": "pretraining", "pretext_task": config.pretext_task, "pretext_config": config.pretext_config,
-            "dataset": args.dataset, "dataset_split": args.dataset_split, "fold": args.fold,
-            "subset_size": args.subset_size, "subset_seed": args.subset_seed, "steps": int(global_step),
-            "backbone": config.backbone, "width_multiplier": config.width_multiplier}
+    return {
+        "stage": "pretraining",
+        "pretext_task": config.pretext_task,
+        "pretext_config": config.pretext_config,
+        "dataset": args.dataset,
+        "dataset_split": args.dataset_split,
+        "fold": args.fold,
+        "subset_size": args.subset_size,
+        "subset_seed": args.subset_seed,
+        "steps": int(global_step),
+        "backbone": config.backbone,
+        "width_multiplier": config.width_multiplier,
+    }
 
 
 def check_video_lengths(model: VSSLForPretraining, records, args: PretrainingArguments) -> None:
@@ -114,37 +137,68 @@ def check_video_lengths(model: VSSLForPretraining, records, args: PretrainingArg
 
 def run_pretraining(args: PretrainingArguments) -> Path:
     """Run the pretraining described by ``args``; return the output folder."""
-    name = output_name(args.pretext_task, args.backbone, args.dataset,
-                       args.subset_size if args.dataset != "synthetic" else None)
+    name = output_name(
+        args.pretext_task,
+        args.backbone,
+        args.dataset,
+        args.subset_size if args.dataset != "synthetic" else None,
+    )
     output_dir = resolve_output_dir(args.output_dir, name)
     accelerator = build_accelerator(args, output_dir)
 
     # -- data (refuse impossible settings before anything runs) --------------------------------
-    records = load_records(args.dataset, args.dataset_root, args.dataset_split, args.fold,
-                           subset_size=args.subset_size, subset_seed=args.subset_seed, label_set=args.label_set)
+    records = load_records(
+        args.dataset,
+        args.dataset_root,
+        args.dataset_split,
+        args.fold,
+        subset_size=args.subset_size,
+        subset_seed=args.subset_seed,
+        label_set=args.label_set,
+    )
     # -- model (the task fits its dataset-dependent settings, e.g. a queue, to the data) -------
     pretext_config = get_pretext_task_class(args.pretext_task).fit_to_dataset(
-        parse_json_option(args.pretext_config, "pretext_config"), len(records))
-    config = VSSLConfig(backbone=args.backbone, num_frames=args.num_frames, image_size=args.image_size,
-                        width_multiplier=args.width_multiplier, pretext_task=args.pretext_task,
-                        pretext_config=pretext_config)
+        parse_json_option(args.pretext_config, "pretext_config"), len(records)
+    )
+    config = VSSLConfig(
+        backbone=args.backbone,
+        num_frames=args.num_frames,
+        image_size=args.image_size,
+        width_multiplier=args.width_multiplier,
+        pretext_task=args.pretext_task,
+        pretext_config=pretext_config,
+    )
     model = VSSLForPretraining(config)
     check_video_lengths(model, records, args)
     transform, device_augment = train_transforms(
-        args.transform_preset or model.transform_preset, args.image_size, args.augment_on, accelerator.device,
-        seed=args.seed, process_index=accelerator.process_index,
+        args.transform_preset or model.transform_preset,
+        args.image_size,
+        args.augment_on,
+        accelerator.device,
+        seed=args.seed,
+        process_index=accelerator.process_index,
     )
-    dataset = VideoClipDataset(records, model.sampler(args.num_frames, args.frame_stride), transform=transform,
-                               seed=args.seed, max_bad_fraction=args.max_bad_fraction, short_video=args.short_video)
-    dataloader = build_train_dataloader(dataset, args, args.per_device_train_batch_size, collate_clips,
-                                        accelerator.num_processes)
+    dataset = VideoClipDataset(
+        records,
+        model.sampler(args.num_frames, args.frame_stride),
+        transform=transform,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        short_video=args.short_video,
+    )
+    dataloader = build_train_dataloader(
+        dataset, args, args.per_device_train_batch_size, collate_clips, accelerator.num_processes
+    )
 
     # -- optimiser -------------------------------------------------------------------------------
     optimizer_settings = resolve_optimizer_settings(
         model.pretext.optimizer_defaults,
-        total_batch_size=args.per_device_train_batch_size * accelerator.num_processes
+        total_batch_size=args.per_device_train_batch_size
+        * accelerator.num_processes
         * args.gradient_accumulation_steps,
-        optimizer=args.optimizer, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
     )
     optimizer = build_optimizer(model, optimizer_settings)
 
@@ -154,16 +208,33 @@ def run_pretraining(args: PretrainingArguments) -> Path:
             trained.config.provenance = [pretraining_provenance(args, trained.config, global_step)]
             trained.save_pretrained(output_dir)
             VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
-                output_dir)
+                output_dir
+            )
             accelerator.print(f"saved pretrained model to {output_dir}")
 
-    train(accelerator, args, output_dir, TrainingJob(
-        name=name, model=model, optimizer=optimizer, dataset=dataset, dataloader=dataloader, step=_pretext_step,
-        export=export, records=records, device_augment=device_augment, clips_per_sample=model.num_clips,
-        # Hub names are stricter than folder names: checked only when pushing.
-        hub_repo_id=(repo_name(args.pretext_task, args.backbone, args.dataset, args.subset_size)
-                     if args.push_to_hub and not args.hub_model_id else None),
-        desc=f"pretrain {name}",
-        check_logs=model.pretext.check_collapse,
-    ))
+    train(
+        accelerator,
+        args,
+        output_dir,
+        TrainingJob(
+            name=name,
+            model=model,
+            optimizer=optimizer,
+            dataset=dataset,
+            dataloader=dataloader,
+            step=_pretext_step,
+            export=export,
+            records=records,
+            device_augment=device_augment,
+            clips_per_sample=model.num_clips,
+            # Hub names are stricter than folder names: checked only when pushing.
+            hub_repo_id=(
+                repo_name(args.pretext_task, args.backbone, args.dataset, args.subset_size)
+                if args.push_to_hub and not args.hub_model_id
+                else None
+            ),
+            desc=f"pretrain {name}",
+            check_logs=model.pretext.check_collapse,
+        ),
+    )
     return output_dir

@@ -27,7 +27,6 @@ class ReencodeOptions:
     pix_fmt: str = "yuv420p"
 
 
-
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     scale = 1.0 if short_side is None or min(height, width) <= short_side else short_side / min(height, width)
 
@@ -64,4 +63,3 @@ def reencode_video(source: Any, options: ReencodeOptions, name: str | None = Non
             label, f"re-encoded file has {check.metadata.num_frames} frames, expected {frames.shape[0]}"
         )
     return encoded, int(frames.shape[0])
-

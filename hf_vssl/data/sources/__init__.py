@@ -57,9 +57,16 @@ def _spec(name: str) -> SourceSpec:
     return SOURCES[key]
 
 
-def load_source(name: str, root: str | os.PathLike | None, split: str = "train", fold: int = 1, *,
-                return_report: bool = False, require_labels: bool = False,
-                **kwargs: Any) -> list[VideoRecord] | SourceReport:
+def load_source(
+    name: str,
+    root: str | os.PathLike | None,
+    split: str = "train",
+    fold: int = 1,
+    *,
+    return_report: bool = False,
+    require_labels: bool = False,
+    **kwargs: Any,
+) -> list[VideoRecord] | SourceReport:
     """Parse ``split`` (in ``fold``) of dataset ``name`` stored at ``root``.
 
     Args:

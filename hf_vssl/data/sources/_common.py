@@ -61,7 +61,9 @@ class SourceReport:
         """Record the label space from a ``{class name: index}`` map covering ``0..N-1``."""
         names = sorted(index, key=index.__getitem__)
         if [index[name] for name in names] != list(range(len(names))):
-            raise ValueError(f"{self.source}: class indices must be 0..{len(names) - 1}, got {sorted(index.values())}")
+            raise ValueError(
+                f"{self.source}: class indices must be 0..{len(names) - 1}, got {sorted(index.values())}"
+            )
         self.class_names = names
 
     def skip(self, file: str | os.PathLike, line: int | None, reason: str) -> None:
@@ -73,8 +75,10 @@ class SourceReport:
     def summary(self) -> str:
         shown = "; ".join(str(p) for p in self.problems[:3])
         more = f" (+{len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
-        return (f"{self.source} split={self.split!r} fold={self.fold}: skipped {len(self.problems)} annotation "
-                f"entries, kept {len(self.records)}: {shown}{more}")
+        return (
+            f"{self.source} split={self.split!r} fold={self.fold}: skipped {len(self.problems)} annotation "
+            f"entries, kept {len(self.records)}: {shown}{more}"
+        )
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -188,6 +192,8 @@ class SourceSpec:
     def check_fold(self, fold: int) -> int:
         if fold not in self.folds:
             if self.folds == (1,):
-                raise ValueError(f"source {self.name!r} has one official partition: fold must be 1, got {fold!r}")
+                raise ValueError(
+                    f"source {self.name!r} has one official partition: fold must be 1, got {fold!r}"
+                )
             raise ValueError(f"source {self.name!r} has folds {list(self.folds)}, got {fold!r}")
         return fold

@@ -18,16 +18,29 @@ from hf_vssl.data.sources._common import SourceReport, SourceSpec, first_existin
 _SPLIT_CODES = {"train": 1, "test": 2}
 
 
-def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir: str | Path | None = None,
-          splits_dir: str | Path | None = None) -> None:
+def parse(
+    root: Path,
+    split: str,
+    fold: int,
+    report: SourceReport,
+    *,
+    videos_dir: str | Path | None = None,
+    splits_dir: str | Path | None = None,
+) -> None:
     """Fill ``report`` with the HMDB51 records of ``split`` in ``fold``.
 
     ``videos_dir`` (the folder of class folders) defaults to ``root``; ``splits_dir`` to
     ``root/testTrainMulti_7030_splits`` (or ``root/test_train_splits``, ``root/splits``).
     """
     videos = Path(videos_dir) if videos_dir is not None else root
-    splits = Path(splits_dir) if splits_dir is not None else first_existing(
-        [root / "testTrainMulti_7030_splits", root / "test_train_splits", root / "splits"], "HMDB51 split folder")
+    splits = (
+        Path(splits_dir)
+        if splits_dir is not None
+        else first_existing(
+            [root / "testTrainMulti_7030_splits", root / "test_train_splits", root / "splits"],
+            "HMDB51 split folder",
+        )
+    )
     suffix = f"_test_split{fold}.txt"
     files = sorted(splits.glob(f"*{suffix}"))
     if not files:
@@ -63,7 +76,12 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
             (splits / f"{name}_test_split{fold}.txt").write_text(lines)
 
 
-SOURCE = SourceSpec("hmdb51", parse, splits=("train", "test"), folds=(1, 2, 3),
-                    aliases={"val": "test", "validation": "test"},
-                    description="HMDB51, 51 classes, official 3 train/test folds (70/30)",
-                    write_annotations=write_annotations)
+SOURCE = SourceSpec(
+    "hmdb51",
+    parse,
+    splits=("train", "test"),
+    folds=(1, 2, 3),
+    aliases={"val": "test", "validation": "test"},
+    description="HMDB51, 51 classes, official 3 train/test folds (70/30)",
+    write_annotations=write_annotations,
+)

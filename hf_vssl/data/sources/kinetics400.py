@@ -31,23 +31,39 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         reader = csv.DictReader(handle)
         missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}; expected label,youtube_id,time_start,time_end,split")
+            raise ValueError(
+                f"{path} lacks the column(s) {missing}; expected label,youtube_id,time_start,time_end,split"
+            )
         return [(reader.line_num, row) for row in reader]
 
 
-def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotations_dir: str | Path | None = None,
-          videos_dir: str | Path | None = None) -> None:
+def parse(
+    root: Path,
+    split: str,
+    fold: int,
+    report: SourceReport,
+    *,
+    annotations_dir: str | Path | None = None,
+    videos_dir: str | Path | None = None,
+) -> None:
     """Fill ``report`` with the Kinetics-400 records of ``split`` ("train", "val", "test").
 
     ``annotations_dir`` defaults to ``root/annotations`` if present, else ``root``;
     ``videos_dir`` to ``root``.
     """
-    annotations = Path(annotations_dir) if annotations_dir is not None else (
-        root / "annotations" if (root / "annotations").is_dir() else root)
+    annotations = (
+        Path(annotations_dir)
+        if annotations_dir is not None
+        else (root / "annotations" if (root / "annotations").is_dir() else root)
+    )
     videos = Path(videos_dir) if videos_dir is not None else root
     split_csv = _csv_path(annotations, split)
     rows = _read_rows(split_csv)
-    label_source = rows if split == "train" or not (annotations / "train.csv").is_file() else _read_rows(annotations / "train.csv")
+    label_source = (
+        rows
+        if split == "train" or not (annotations / "train.csv").is_file()
+        else _read_rows(annotations / "train.csv")
+    )
     labels = sorted({row["label"] for _, row in label_source if row.get("label")})
     label_ids = {name: i for i, name in enumerate(labels)}
     report.class_names = labels
@@ -57,7 +73,11 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         try:
             start, end = int(float(row["time_start"])), int(float(row["time_end"]))
         except (TypeError, ValueError):
-            report.skip(split_csv, number, f"time_start/time_end are not numbers: {row.get('time_start')!r}, {row.get('time_end')!r}")
+            report.skip(
+                split_csv,
+                number,
+                f"time_start/time_end are not numbers: {row.get('time_start')!r}, {row.get('time_end')!r}",
+            )
             continue
         if not youtube_id:
             report.skip(split_csv, number, "empty youtube_id")
@@ -101,7 +121,13 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
         csv.writer(handle).writerows([header[1:], *[[*r[1:4], "test"] for r in rows("val")]])
 
 
-SOURCE = SourceSpec("kinetics400", parse, splits=("train", "val", "test"),
-                    aliases={"validate": "val", "validation": "val"},
-                    description="Kinetics-400, 400 classes, train/val/test CSVs",
-                    write_annotations=write_annotations, eval_split="val", unlabelled_splits=("test",))
+SOURCE = SourceSpec(
+    "kinetics400",
+    parse,
+    splits=("train", "val", "test"),
+    aliases={"validate": "val", "validation": "val"},
+    description="Kinetics-400, 400 classes, train/val/test CSVs",
+    write_annotations=write_annotations,
+    eval_split="val",
+    unlabelled_splits=("test",),
+)

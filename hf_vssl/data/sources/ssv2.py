@@ -33,17 +33,32 @@ def template_to_class(template: str) -> str:
     return _BRACKETS.sub(r"\1", template)
 
 
-def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotations_dir: str | Path | None = None,
-          videos_dir: str | Path | None = None) -> None:
+def parse(
+    root: Path,
+    split: str,
+    fold: int,
+    report: SourceReport,
+    *,
+    annotations_dir: str | Path | None = None,
+    videos_dir: str | Path | None = None,
+) -> None:
     """Fill ``report`` with the SSv2 records of ``split`` ("train", "val", "test").
 
     ``annotations_dir`` defaults to ``root/labels`` if present, else ``root``; ``videos_dir`` to
     ``root/20bn-something-something-v2`` or ``root/videos`` if present, else ``root``.
     """
-    annotations = Path(annotations_dir) if annotations_dir is not None else (
-        root / "labels" if (root / "labels").is_dir() else root)
-    videos = Path(videos_dir) if videos_dir is not None else first_existing(
-        [root / "20bn-something-something-v2", root / "videos", root], "SSv2 video folder")
+    annotations = (
+        Path(annotations_dir)
+        if annotations_dir is not None
+        else (root / "labels" if (root / "labels").is_dir() else root)
+    )
+    videos = (
+        Path(videos_dir)
+        if videos_dir is not None
+        else first_existing(
+            [root / "20bn-something-something-v2", root / "videos", root], "SSv2 video folder"
+        )
+    )
     label_path = annotations / "labels.json"
     raw_labels = json_file(label_path, dict, "SSv2 label map")
     try:
@@ -69,7 +84,14 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, annotation
         else:
             report.skip(split_path, number, f"entry {video_id} has no template")
             continue
-        path = next((videos / f"{video_id}{ext}" for ext in VIDEO_EXTENSIONS if (videos / f"{video_id}{ext}").is_file()), None)
+        path = next(
+            (
+                videos / f"{video_id}{ext}"
+                for ext in VIDEO_EXTENSIONS
+                if (videos / f"{video_id}{ext}").is_file()
+            ),
+            None,
+        )
         if path is None:
             report.skip(split_path, number, f"video file not found: {videos / (video_id + '.webm')}")
             continue
@@ -87,8 +109,9 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
     """
     labels_dir = root / "labels"
     labels_dir.mkdir(exist_ok=True)
-    (labels_dir / "labels.json").write_text(json.dumps(
-        {template_to_class(t): str(i) for i, t in enumerate(classes)}, indent=1))
+    (labels_dir / "labels.json").write_text(
+        json.dumps({template_to_class(t): str(i) for i, t in enumerate(classes)}, indent=1)
+    )
     by_class = {template_to_class(t): t for t in classes}
     train, val, test = [], [], []
     for v in videos:
@@ -105,7 +128,13 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
         (labels_dir / _SPLIT_FILES[split]).write_text(json.dumps(entries, indent=1))
 
 
-SOURCE = SourceSpec("ssv2", parse, splits=("train", "val", "test"),
-                    aliases={"validation": "val", "validate": "val"},
-                    description="Something-Something V2, 174 classes, train/validation/test JSONs",
-                    write_annotations=write_annotations, eval_split="val", unlabelled_splits=("test",))
+SOURCE = SourceSpec(
+    "ssv2",
+    parse,
+    splits=("train", "val", "test"),
+    aliases={"validation": "val", "validate": "val"},
+    description="Something-Something V2, 174 classes, train/validation/test JSONs",
+    write_annotations=write_annotations,
+    eval_split="val",
+    unlabelled_splits=("test",),
+)

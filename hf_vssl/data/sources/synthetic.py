@@ -26,7 +26,9 @@ def read_metadata(root: str | os.PathLike) -> dict[str, Any]:
     """Load ``synthetic_metadata.json`` of a corpus written by :func:`hf_vssl.data.synthetic.make_synthetic_dataset`."""
     path = Path(root) / METADATA_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no synthetic corpus metadata at {path}; generate one with make_synthetic_dataset()")
+        raise FileNotFoundError(
+            f"no synthetic corpus metadata at {path}; generate one with make_synthetic_dataset()"
+        )
     return json.loads(path.read_text())
 
 
@@ -37,8 +39,10 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, label_set:
     if label_set not in classes:
         raise ValueError(f"label_set must be one of {sorted(classes)}, got {label_set!r}")
     if fold not in metadata["folds"]:
-        raise ValueError(f"the synthetic corpus at {root} ({metadata['layout']} layout) has folds "
-                         f"{metadata['folds']}, got {fold!r}")
+        raise ValueError(
+            f"the synthetic corpus at {root} ({metadata['layout']} layout) has folds "
+            f"{metadata['folds']}, got {fold!r}"
+        )
     names = classes[label_set]
     report.class_names = list(names)
     for number, video in enumerate(metadata["videos"], start=1):
@@ -52,12 +56,26 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, label_set:
         if not path.is_file():
             report.skip(root / METADATA_FILE, number, f"video file not found: {path}")
             continue
-        extra = {"motion": video["motion"], "appearance": video["appearance"], "group": video["group"],
-                 "clip": video["clip"], "layout": metadata["layout"], "num_frames": video["num_frames"]}
-        report.records.append(VideoRecord(str(path), names.index(name), name, video["video_id"], split, "synthetic",
-                                          extra=extra))
+        extra = {
+            "motion": video["motion"],
+            "appearance": video["appearance"],
+            "group": video["group"],
+            "clip": video["clip"],
+            "layout": metadata["layout"],
+            "num_frames": video["num_frames"],
+        }
+        report.records.append(
+            VideoRecord(
+                str(path), names.index(name), name, video["video_id"], split, "synthetic", extra=extra
+            )
+        )
 
 
-SOURCE = SourceSpec("synthetic", parse, splits=("train", "test"), folds=(1, 2, 3),
-                    aliases={"val": "test", "validate": "test", "validation": "test"},
-                    description="built-in synthetic corpus (label_set='motion' or 'appearance')")
+SOURCE = SourceSpec(
+    "synthetic",
+    parse,
+    splits=("train", "test"),
+    folds=(1, 2, 3),
+    aliases={"val": "test", "validate": "test", "validation": "test"},
+    description="built-in synthetic corpus (label_set='motion' or 'appearance')",
+)

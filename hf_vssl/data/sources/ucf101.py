@@ -32,8 +32,15 @@ def read_class_index(path: Path, report: SourceReport) -> dict[str, int]:
     return classes
 
 
-def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir: str | Path | None = None,
-          lists_dir: str | Path | None = None) -> None:
+def parse(
+    root: Path,
+    split: str,
+    fold: int,
+    report: SourceReport,
+    *,
+    videos_dir: str | Path | None = None,
+    lists_dir: str | Path | None = None,
+) -> None:
     """Fill ``report`` with the UCF101 records of ``split`` in ``fold``.
 
     ``videos_dir`` defaults to ``root/UCF-101``; ``lists_dir`` to ``root/ucfTrainTestlist``.
@@ -56,8 +63,11 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
             continue
         label = classes[class_name]
         if len(parts) == 2 and int(parts[1]) - 1 != label:
-            report.skip(split_file, number, f"index {parts[1]} disagrees with class {class_name!r} "
-                                            f"(index {label + 1} in classInd.txt)")
+            report.skip(
+                split_file,
+                number,
+                f"index {parts[1]} disagrees with class {class_name!r} (index {label + 1} in classInd.txt)",
+            )
             continue
         path = videos / rel
         if not path.is_file():
@@ -65,7 +75,9 @@ def parse(root: Path, split: str, fold: int, report: SourceReport, *, videos_dir
             continue
         match = _GROUP_CLIP.search(path.stem)
         extra = {"group": int(match.group(1)), "clip": int(match.group(2))} if match else {}
-        report.records.append(VideoRecord(str(path), label, names[label], path.stem, split, "ucf101", extra=extra))
+        report.records.append(
+            VideoRecord(str(path), label, names[label], path.stem, split, "ucf101", extra=extra)
+        )
 
 
 def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
@@ -79,9 +91,12 @@ def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mappi
         train = [v for v in videos if v["splits"][str(fold)] == "train"]
         test = [v for v in videos if v["splits"][str(fold)] == "test"]
         # "Class/v_..avi <1-based index>" and path-only test lines, with the official CRLF endings.
-        (lists / f"trainlist0{fold}.txt").write_bytes("".join(
-            f"{_in_videos_dir(v['path'])} {index[v['layout_label']]}\r\n" for v in train).encode())
-        (lists / f"testlist0{fold}.txt").write_bytes("".join(f"{_in_videos_dir(v['path'])}\r\n" for v in test).encode())
+        (lists / f"trainlist0{fold}.txt").write_bytes(
+            "".join(f"{_in_videos_dir(v['path'])} {index[v['layout_label']]}\r\n" for v in train).encode()
+        )
+        (lists / f"testlist0{fold}.txt").write_bytes(
+            "".join(f"{_in_videos_dir(v['path'])}\r\n" for v in test).encode()
+        )
 
 
 def _in_videos_dir(path: str) -> str:
@@ -89,7 +104,12 @@ def _in_videos_dir(path: str) -> str:
     return path.split("/", 1)[1]
 
 
-SOURCE = SourceSpec("ucf101", parse, splits=("train", "test"), folds=(1, 2, 3),
-                    aliases={"val": "test", "validation": "test"},
-                    description="UCF101, 101 classes, official 3 train/test folds",
-                    write_annotations=write_annotations)
+SOURCE = SourceSpec(
+    "ucf101",
+    parse,
+    splits=("train", "test"),
+    folds=(1, 2, 3),
+    aliases={"val": "test", "validation": "test"},
+    description="UCF101, 101 classes, official 3 train/test folds",
+    write_annotations=write_annotations,
+)

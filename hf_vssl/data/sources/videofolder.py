@@ -32,7 +32,10 @@ def parse(root: Path, split: str, fold: int, report: SourceReport) -> None:
     split_dirs = [d for d in _subdirs(root) if d.name in SPLIT_NAMES]
     if (root / split).is_dir():
         folder = root / split
-        classes = sorted({c.name for d in (split_dirs or [folder]) for c in _subdirs(d)} | {c.name for c in _subdirs(folder)})
+        classes = sorted(
+            {c.name for d in (split_dirs or [folder]) for c in _subdirs(d)}
+            | {c.name for c in _subdirs(folder)}
+        )
     elif split_dirs:
         raise ValueError(f"no split folder {root / split}; found splits {[d.name for d in split_dirs]}")
     else:
@@ -48,13 +51,19 @@ def parse(root: Path, split: str, fold: int, report: SourceReport) -> None:
         if not class_dir.is_dir():
             continue  # a class present in another split only
         for path in sorted(p for p in class_dir.iterdir() if _is_video(p)):
-            report.records.append(VideoRecord(str(path), label, class_name, f"{class_name}/{path.stem}", split,
-                                              "videofolder"))
+            report.records.append(
+                VideoRecord(str(path), label, class_name, f"{class_name}/{path.stem}", split, "videofolder")
+            )
 
 
 def write_annotations(root: Path, classes: Sequence[str], videos: Sequence[Mapping[str, Any]]) -> None:
     """The folders are the annotation: nothing else to write."""
 
 
-SOURCE = SourceSpec("videofolder", parse, splits=None, write_annotations=write_annotations,
-                    description="root/<split>/<class>/<video> or root/<class>/<video>")
+SOURCE = SourceSpec(
+    "videofolder",
+    parse,
+    splits=None,
+    write_annotations=write_annotations,
+    description="root/<split>/<class>/<video> or root/<class>/<video>",
+)

@@ -24,8 +24,9 @@ def is_complete(root: str | os.PathLike) -> bool:
     return (Path(root) / COMPLETE_MARKER).is_file()
 
 
-def get_default_corpus(layout: str = "ucf101", cache_dir: str | os.PathLike | None = None, seed: int = 0,
-                       **kwargs: Any) -> Path:
+def get_default_corpus(
+    layout: str = "ucf101", cache_dir: str | os.PathLike | None = None, seed: int = 0, **kwargs: Any
+) -> Path:
     """Path of a synthetic corpus in the cache, generated on first use and reused afterwards.
 
     The folder name carries the layout, seed, :data:`CORPUS_VERSION` and a hash of ``kwargs``

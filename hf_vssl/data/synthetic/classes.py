@@ -41,7 +41,9 @@ def class_names(label_set: str = "motion", num_classes: int | None = None) -> tu
     names = LABEL_SETS[label_set]
     if num_classes is not None:
         if not 2 <= num_classes <= len(names):
-            raise ValueError(f"num_classes for label_set {label_set!r} must be in [2, {len(names)}], got {num_classes}")
+            raise ValueError(
+                f"num_classes for label_set {label_set!r} must be in [2, {len(names)}], got {num_classes}"
+            )
         names = names[:num_classes]
     return names
 

@@ -38,7 +38,12 @@ COMPLETE_MARKER = ".hf_vssl_complete"
 LAYOUTS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics400", "ssv2", "diving48", "videofolder")
 #: container written for each layout (the codec follows from it in ``encode_video``).
 LAYOUT_EXTENSIONS: dict[str, str] = {
-    "ucf101": "avi", "hmdb51": "avi", "kinetics400": "mp4", "ssv2": "webm", "diving48": "mp4", "videofolder": "mp4",
+    "ucf101": "avi",
+    "hmdb51": "avi",
+    "kinetics400": "mp4",
+    "ssv2": "webm",
+    "diving48": "mp4",
+    "videofolder": "mp4",
 }
 
 
@@ -55,7 +60,9 @@ def _short_id(seed: int, index: int, length: int = 11) -> str:
     return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
 
 
-def _video_path(layout: str, cls: str, split: str, group: int, clip: int, index: int, seed: int) -> tuple[str, str]:
+def _video_path(
+    layout: str, cls: str, split: str, group: int, clip: int, index: int, seed: int
+) -> tuple[str, str]:
     """(relative path, video id) of a video in ``layout``."""
     name = layout_class_name(cls, layout)
     ext = LAYOUT_EXTENSIONS[layout]
@@ -143,8 +150,10 @@ def make_synthetic_dataset(
         raise ValueError(f"size must be even and at least 32x32, got {size}")
     num_groups = math.ceil(videos_per_class / clips_per_group)
     if num_groups < 2:
-        raise ValueError(f"need at least 2 groups per class: videos_per_class={videos_per_class} "
-                         f"with clips_per_group={clips_per_group} gives {num_groups}")
+        raise ValueError(
+            f"need at least 2 groups per class: videos_per_class={videos_per_class} "
+            f"with clips_per_group={clips_per_group} gives {num_groups}"
+        )
     root = Path(root)
     _prepare_root(root, overwrite)
 
@@ -160,15 +169,30 @@ def make_synthetic_dataset(
         for j in range(videos_per_class):
             index = ci * videos_per_class + j
             group, clip = j // clips_per_group + 1, j % clips_per_group + 1
-            splits = {str(f): ("test" if group in _fold_test_groups(num_groups, f) else "train") for f in folds}
+            splits = {
+                str(f): ("test" if group in _fold_test_groups(num_groups, f) else "train") for f in folds
+            }
             labels = {label_set: cls, other_set: other_classes[int(others[j])]}
             scene = sample_scene(np.random.default_rng([seed, group, 3]))  # group g of every class: one scene
-            spec = sample_video_spec(seed, index, labels["motion"], labels["appearance"], scene, (height, width))
+            spec = sample_video_spec(
+                seed, index, labels["motion"], labels["appearance"], scene, (height, width)
+            )
             rel, vid = _video_path(layout, cls, splits["1"], group, clip, index, seed)
-            videos.append({"path": rel, "video_id": vid, "index": index, "group": group, "clip": clip,
-                           "num_frames": num_frames,
-                           "motion": labels["motion"], "appearance": labels["appearance"],
-                           "layout_label": layout_class_name(cls, layout), "splits": splits, "spec": spec})
+            videos.append(
+                {
+                    "path": rel,
+                    "video_id": vid,
+                    "index": index,
+                    "group": group,
+                    "clip": clip,
+                    "num_frames": num_frames,
+                    "motion": labels["motion"],
+                    "appearance": labels["appearance"],
+                    "layout_label": layout_class_name(cls, layout),
+                    "splits": splits,
+                    "spec": spec,
+                }
+            )
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             jobs.append((str(root / rel), spec, num_frames, (height, width), fps, encode_kwargs))
 
@@ -180,33 +204,53 @@ def make_synthetic_dataset(
         for job in jobs:
             _encode_one(job)
 
-    config = {"version": CORPUS_VERSION, "layout": layout, "seed": seed, "label_set": label_set,
-              "num_classes": len(classes), "videos_per_class": videos_per_class, "clips_per_group": clips_per_group,
-              "num_frames": num_frames, "size": [height, width], "fps": fps}
+    config = {
+        "version": CORPUS_VERSION,
+        "layout": layout,
+        "seed": seed,
+        "label_set": label_set,
+        "num_classes": len(classes),
+        "videos_per_class": videos_per_class,
+        "clips_per_group": clips_per_group,
+        "num_frames": num_frames,
+        "size": [height, width],
+        "fps": fps,
+    }
     SOURCES[layout].write_annotations(root, *_annotation_inputs(layout, classes, videos))
-    metadata = {**config, "folds": folds,
-                "classes": {label_set: list(classes), other_set: list(other_classes)},
-                "videos": videos}
+    metadata = {
+        **config,
+        "folds": folds,
+        "classes": {label_set: list(classes), other_set: list(other_classes)},
+        "videos": videos,
+    }
     (root / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
     (root / COMPLETE_MARKER).write_text(json.dumps(config, sort_keys=True))  # last: marks completion
     return root
 
 
-def _annotation_inputs(layout: str, classes: tuple[str, ...], videos: list[dict[str, Any]]) -> tuple[list, list]:
+def _annotation_inputs(
+    layout: str, classes: tuple[str, ...], videos: list[dict[str, Any]]
+) -> tuple[list, list]:
     """The class names (SSv2: templates) and video entries the layout's writer takes."""
     names = [ssv2_template(c) if layout == "ssv2" else layout_class_name(c, layout) for c in classes]
-    entries = [{**v, "placeholders": [_describe(v["spec"]["primary"]), _describe(v["spec"]["secondary"])]}
-               for v in videos]
+    entries = [
+        {**v, "placeholders": [_describe(v["spec"]["primary"]), _describe(v["spec"]["secondary"])]}
+        for v in videos
+    ]
     return names, entries
 
 
 def _describe(obj: dict[str, Any]) -> str:
     return f"{obj['texture']} {obj['shape']}"
+
+
 def _prepare_root(root: Path, overwrite: bool) -> None:
     if root.exists() and any(root.iterdir()):
         ours = (root / METADATA_FILE).exists() or (root / COMPLETE_MARKER).exists()
         if not overwrite:
-            raise FileExistsError(f"{root} is not empty; pass overwrite=True to replace a synthetic corpus there")
+            raise FileExistsError(
+                f"{root} is not empty; pass overwrite=True to replace a synthetic corpus there"
+            )
         if not ours:
             raise FileExistsError(f"{root} is not empty and holds no {METADATA_FILE}; refusing to delete it")
         shutil.rmtree(root)

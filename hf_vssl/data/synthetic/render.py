@@ -10,7 +10,9 @@ import numpy as np
 from .classes import SHAPES
 
 
-def _primary_path(spec: dict[str, Any], t: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _primary_path(
+    spec: dict[str, Any], t: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre x, y and orientation of the primary object for every frame index ``t``."""
     height, width = size
     traj = spec["trajectory"]
@@ -58,18 +60,30 @@ def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, radius: float) ->
     if shape == "square":
         return np.maximum(np.abs(u), np.abs(v)) - 0.8 * radius
     if shape == "triangle":
-        normals = [(math.cos(a), math.sin(a)) for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)]
+        normals = [
+            (math.cos(a), math.sin(a))
+            for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)
+        ]
         return np.max(np.stack([nx * u + ny * v for nx, ny in normals]), axis=0) - 0.55 * radius
     if shape == "cross":
         arm = 0.32 * radius
-        return np.minimum(np.maximum(np.abs(u) - radius, np.abs(v) - arm), np.maximum(np.abs(u) - arm, np.abs(v) - radius))
+        return np.minimum(
+            np.maximum(np.abs(u) - radius, np.abs(v) - arm), np.maximum(np.abs(u) - arm, np.abs(v) - radius)
+        )
     if shape == "ring":
         return np.abs(np.hypot(u, v) - 0.72 * radius) - 0.28 * radius
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
-def _draw(canvas: np.ndarray, pad: int, obj: dict[str, Any], x: np.ndarray, y: np.ndarray, angle: np.ndarray,
-          flash: np.ndarray | None = None) -> None:
+def _draw(
+    canvas: np.ndarray,
+    pad: int,
+    obj: dict[str, Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    angle: np.ndarray,
+    flash: np.ndarray | None = None,
+) -> None:
     """Composite one object, in place, over ``canvas`` (T, H + 2P, W + 2P, 3) padded by P pixels.
 
     Only a square window around the object is computed in every frame (gathered and scattered
@@ -112,8 +126,14 @@ def _window(obj: dict[str, Any]) -> int:
     return 2 * math.ceil(obj["radius"]) + 4
 
 
-def _texture_field(waves: list[list[float]], gx: np.ndarray, gy: np.ndarray, shift_x: np.ndarray,
-                   shift_y: np.ndarray, scale: float) -> np.ndarray:
+def _texture_field(
+    waves: list[list[float]],
+    gx: np.ndarray,
+    gy: np.ndarray,
+    shift_x: np.ndarray,
+    shift_y: np.ndarray,
+    scale: float,
+) -> np.ndarray:
     """Sum of plane waves over the frame grid, translated by (shift_x, shift_y) per frame.
 
     sin(a + b_t) = sin a cos b_t + cos a sin b_t: the spatial part is computed once and every
@@ -127,7 +147,9 @@ def _texture_field(waves: list[list[float]], gx: np.ndarray, gy: np.ndarray, shi
         spatial += [np.sin(a), np.cos(a)]
         temporal += [np.cos(b), np.sin(b)]
     # einsum's own loop: BLAS threads only add contention at this size.
-    field = np.einsum("tk,kp->tp", np.stack(temporal, 1).astype(np.float32), np.stack(spatial).astype(np.float32))
+    field = np.einsum(
+        "tk,kp->tp", np.stack(temporal, 1).astype(np.float32), np.stack(spatial).astype(np.float32)
+    )
     return field.reshape(len(shift_x), *gx.shape) / math.sqrt(len(waves))
 
 
@@ -135,8 +157,12 @@ def _camera_shake(spec: dict[str, Any], t: np.ndarray) -> tuple[np.ndarray, np.n
     """Smooth camera shake: two sinusoids per axis, shifting background and objects alike."""
     jit = spec["jitter"]
     f, p = jit["frequencies"], jit["phases"]
-    jx = jit["amplitude"] * (np.sin(2 * math.pi * f[0] * t + p[0]) + 0.5 * np.sin(2 * math.pi * f[1] * t + p[1]))
-    jy = jit["amplitude"] * (np.sin(2 * math.pi * f[2] * t + p[2]) + 0.5 * np.sin(2 * math.pi * f[3] * t + p[3]))
+    jx = jit["amplitude"] * (
+        np.sin(2 * math.pi * f[0] * t + p[0]) + 0.5 * np.sin(2 * math.pi * f[1] * t + p[1])
+    )
+    jy = jit["amplitude"] * (
+        np.sin(2 * math.pi * f[2] * t + p[2]) + 0.5 * np.sin(2 * math.pi * f[3] * t + p[3])
+    )
     return jx.astype(np.float32), jy.astype(np.float32)
 
 
@@ -164,7 +190,7 @@ def render_video(spec: dict[str, Any], num_frames: int = 64, size: tuple[int, in
     # Drawn on a padded canvas so that the window of an object leaving the frame still fits.
     pad = max(_window(spec["primary"]), _window(spec["secondary"])) + 4
     canvas = np.zeros((num_frames, height + 2 * pad, width + 2 * pad, 3), np.float32)
-    view = canvas[:, pad:pad + height, pad:pad + width]
+    view = canvas[:, pad : pad + height, pad : pad + width]
     # Per pixel: [1, texture field 1, texture field 2, below-horizon weight] -> RGB in one product.
     row = (np.arange(height, dtype=np.float32)[None, :] - jy[:, None]) / max(height - 1, 1)  # (T, H)
     features = np.empty((num_frames, height, width, 4), np.float32)

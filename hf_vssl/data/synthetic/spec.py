@@ -29,9 +29,14 @@ def sample_scene(rng: np.random.Generator) -> dict[str, Any]:
         "horizon": round(float(rng.uniform(0.55, 0.72)), 4),  # fraction of the height
         # two texture fields, each a sum of 5 plane waves (wavelengths 10..48 px at 64 px)
         "waves": [
-            [[round(float(rng.uniform(2 * math.pi / 48, 2 * math.pi / 10)), 4),
-              round(float(rng.uniform(0, 2 * math.pi)), 4),
-              round(float(rng.uniform(0, 2 * math.pi)), 4)] for _ in range(5)]
+            [
+                [
+                    round(float(rng.uniform(2 * math.pi / 48, 2 * math.pi / 10)), 4),
+                    round(float(rng.uniform(0, 2 * math.pi)), 4),
+                    round(float(rng.uniform(0, 2 * math.pi)), 4),
+                ]
+                for _ in range(5)
+            ]
             for _ in range(2)
         ],
     }
@@ -52,7 +57,9 @@ def _object(rng: np.random.Generator, shape: str, texture: str, radius: float) -
 def _trajectory(rng: np.random.Generator, motion: str, scale: float) -> dict[str, Any]:
     """The primary object's motion: a kind plus its parameters (pixels at 64x64, scaled)."""
     if motion in ("move_left", "move_right", "move_up", "move_down"):
-        direction = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[motion]
+        direction = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[
+            motion
+        ]
         speed = rng.uniform(0.6, 1.0) * scale
         return {"kind": "wrap", "velocity": [direction[0] * speed, direction[1] * speed]}
     if motion == "move_fast":
@@ -62,32 +69,49 @@ def _trajectory(rng: np.random.Generator, motion: str, scale: float) -> dict[str
     if motion in ("orbit_cw", "orbit_ccw"):
         # y points down on screen, so an increasing angle turns clockwise.
         sense = 1.0 if motion == "orbit_cw" else -1.0
-        return {"kind": "orbit", "orbit_radius": rng.uniform(8, 12) * scale,
-                "angular_speed": sense * rng.uniform(0.12, 0.2), "phase": rng.uniform(0, 2 * math.pi)}
+        return {
+            "kind": "orbit",
+            "orbit_radius": rng.uniform(8, 12) * scale,
+            "angular_speed": sense * rng.uniform(0.12, 0.2),
+            "phase": rng.uniform(0, 2 * math.pi),
+        }
     if motion == "swing":
-        return {"kind": "swing", "amplitude": rng.uniform(8, 13) * scale, "axis": rng.uniform(0, math.pi),
-                "period": rng.uniform(16, 26), "phase": rng.uniform(0, 2 * math.pi)}
+        return {
+            "kind": "swing",
+            "amplitude": rng.uniform(8, 13) * scale,
+            "axis": rng.uniform(0, math.pi),
+            "period": rng.uniform(16, 26),
+            "phase": rng.uniform(0, 2 * math.pi),
+        }
     if motion in ("flash_left_first", "flash_right_first"):
         # A repeating pair of 2-frame flashes, the second 3 frames after the first, then a longer
         # pause (period 8-9): every 8-frame window shows both objects flash, 3 frames apart in
         # the class's order, so short clips can tell the order (a symmetric alternation could
         # not: L-R-L-R is R-L-R-L shifted).
-        return {"kind": "still", "flash_first": "left" if motion == "flash_left_first" else "right",
-                "flash_period": int(rng.integers(8, 10)), "flash_gap": 3, "flash_duration": 2,
-                "flash_phase": int(rng.integers(0, 9)),
-                "drift": rng.uniform(-0.06, 0.06, 2).round(4).tolist()}
+        return {
+            "kind": "still",
+            "flash_first": "left" if motion == "flash_left_first" else "right",
+            "flash_period": int(rng.integers(8, 10)),
+            "flash_gap": 3,
+            "flash_duration": 2,
+            "flash_phase": int(rng.integers(0, 9)),
+            "drift": rng.uniform(-0.06, 0.06, 2).round(4).tolist(),
+        }
     raise ValueError(f"unknown motion class {motion!r}; expected one of {MOTION_CLASSES}")
 
 
-def sample_video_spec(seed: int, index: int, motion: str, appearance: str, scene: dict[str, Any],
-                      size: tuple[int, int]) -> dict[str, Any]:
+def sample_video_spec(
+    seed: int, index: int, motion: str, appearance: str, scene: dict[str, Any], size: tuple[int, int]
+) -> dict[str, Any]:
     """All parameters of one video, drawn from ``(seed, index)`` only (so any video can be redrawn)."""
     rng = np.random.default_rng([seed, index, 7])
     height, width = size
     scale = min(height, width) / 64
     texture, shape = appearance.split("_", 1)
     primary = _object(rng, shape, texture, rng.uniform(11.0, 13.0) * scale)
-    secondary = _object(rng, str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)), rng.uniform(4.5, 5.5) * scale)
+    secondary = _object(
+        rng, str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)), rng.uniform(4.5, 5.5) * scale
+    )
     trajectory = _trajectory(rng, motion, scale)
     # Start positions are drawn the same way for every class (no first-frame shortcut); the two
     # objects keep a horizontal gap so "left" and "right" are well defined for the flash classes.
@@ -102,14 +126,21 @@ def sample_video_spec(seed: int, index: int, motion: str, appearance: str, scene
         "motion": motion,
         "appearance": appearance,
         "primary": primary | {"start": p0.round(3).tolist()},
-        "secondary": secondary | {"start": s0.round(3).tolist(),
-                                  "drift": rng.uniform(-0.06, 0.06, 2).round(4).tolist()},
+        "secondary": secondary
+        | {"start": s0.round(3).tolist(), "drift": rng.uniform(-0.06, 0.06, 2).round(4).tolist()},
         "trajectory": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in trajectory.items()},
         "scene": scene,
-        "pan": {"offset": rng.uniform(0, 500, 2).round(3).tolist(),
-                "velocity": [round(pan_speed * math.cos(pan_theta), 4), round(pan_speed * math.sin(pan_theta), 4)]},
-        "jitter": {"amplitude": round(float(rng.uniform(0.3, 0.8) * scale), 4),
-                   "frequencies": rng.uniform(0.03, 0.1, 4).round(4).tolist(),
-                   "phases": rng.uniform(0, 2 * math.pi, 4).round(4).tolist()},
+        "pan": {
+            "offset": rng.uniform(0, 500, 2).round(3).tolist(),
+            "velocity": [
+                round(pan_speed * math.cos(pan_theta), 4),
+                round(pan_speed * math.sin(pan_theta), 4),
+            ],
+        },
+        "jitter": {
+            "amplitude": round(float(rng.uniform(0.3, 0.8) * scale), 4),
+            "frequencies": rng.uniform(0.03, 0.1, 4).round(4).tolist(),
+            "phases": rng.uniform(0, 2 * math.pi, 4).round(4).tolist(),
+        },
     }
     return spec

@@ -34,7 +34,9 @@ def blur_clips(clips: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> to
     if clips.shape[0] == 1:  # plain 2-D matrices: the matmuls fold into one GEMM each
         return torch.matmul(cols[0], torch.matmul(clips, rows[0]))
     shape = (clips.shape[0],) + (1,) * (clips.ndim - 3)
-    return torch.matmul(cols.view(*shape, height, height), torch.matmul(clips, rows.view(*shape, width, width)))
+    return torch.matmul(
+        cols.view(*shape, height, height), torch.matmul(clips, rows.view(*shape, width, width))
+    )
 
 
 def gaussian_blur(clip: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:

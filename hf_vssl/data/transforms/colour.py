@@ -146,8 +146,11 @@ def jitter_affine(
     if unknown:
         raise ValueError(f"unknown jitter step {min(unknown)!r}")
     f64 = torch.float64
-    params = one_clip_params(factors=torch.tensor([[brightness, contrast, saturation]], dtype=f64),
-                             hue=torch.tensor([float(hue_angle)], dtype=f64), jitter=True)
+    params = one_clip_params(
+        factors=torch.tensor([[brightness, contrast, saturation]], dtype=f64),
+        hue=torch.tensor([float(hue_angle)], dtype=f64),
+        jitter=True,
+    )
     mean = torch.as_tensor(mean_rgb, dtype=f64).view(1, 3)
     matrix, offset = colour_affine(mean, params)
     return matrix[0], offset[0]

@@ -134,7 +134,9 @@ class FusedClipTransform:
         self.gamma_range, self.blur_sigma = gamma_range, blur_sigma
         self.blur_kernel = max(3, image_size // 10) | 1  # ~10% of the image, odd
         self.per_sample_params = bool(per_sample_params)
-        strength = (jitter_strength,) * 3 if isinstance(jitter_strength, (int, float)) else tuple(jitter_strength)
+        strength = (
+            (jitter_strength,) * 3 if isinstance(jitter_strength, (int, float)) else tuple(jitter_strength)
+        )
         if len(strength) != 3 or min(strength) < 0:
             raise ValueError(f"jitter_strength must be >= 0 or 3 such values, got {jitter_strength!r}")
         self.jitter_strength, self.hue = tuple(float(v) for v in strength), float(hue)
@@ -148,7 +150,9 @@ class FusedClipTransform:
         if self.crop == "short_side":
             side = short_side_crop_box(height, width, self.image_size, resize_size(self.image_size))
             return pick(u[0], height - side + 1), pick(u[1], width - side + 1), side, side
-        return random_resized_crop_box(height, width, self.crop_scale, self.crop_ratio, u[: self._CROP_UNIFORMS])
+        return random_resized_crop_box(
+            height, width, self.crop_scale, self.crop_ratio, u[: self._CROP_UNIFORMS]
+        )
 
     @property
     def margin(self) -> int:
@@ -257,8 +261,12 @@ class FusedClipTransform:
         """Clamp to [0, 1], gamma, blur, solarize (each where drawn), normalise."""
         clips = clips.clamp(0.0, 1.0)
         # x ** gamma as exp(gamma log x): 3x faster than pow on CPU, 0 stays 0.
-        clips = per_clip(clips, params.gamma_on, params,
-                          lambda x, p: x.log().mul_(p.gamma.to(x.dtype).view(-1, 1, 1, 1, 1)).exp_())
+        clips = per_clip(
+            clips,
+            params.gamma_on,
+            params,
+            lambda x, p: x.log().mul_(p.gamma.to(x.dtype).view(-1, 1, 1, 1, 1)).exp_(),
+        )
         clips = per_clip(clips, params.blur, params, self._blur)
         clips = per_clip(clips, params.solarize, params, lambda x, p: solarize(x, self.solarize_threshold))
         k = colour_constants(clips.device, clips.dtype)
@@ -273,7 +281,9 @@ class FusedClipTransform:
         clip = resample(video, theta, self.image_size, self.padding_mode)
         return self.finish(clip.unsqueeze(0), params)[0]
 
-    def _draw(self, video: torch.Tensor, view: int | None = None) -> tuple[tuple[int, int, int, int], ClipParams]:
+    def _draw(
+        self, video: torch.Tensor, view: int | None = None
+    ) -> tuple[tuple[int, int, int, int], ClipParams]:
         """One call's draw: the crop box and the clip's parameters (one ``torch.rand``); ``view``:
         the clip's position in its sample (:attr:`views`)."""
         u = torch.rand(self._NUM_UNIFORMS, dtype=torch.float64)

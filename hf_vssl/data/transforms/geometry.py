@@ -45,8 +45,11 @@ def crop_thetas(boxes: torch.Tensor, flip: torch.Tensor, angle: torch.Tensor) ->
     # source = scale @ unflip @ unrotate @ output (+ the crop centre); unrotate = R(-angle) with
     # y pointing down, i.e. [[cos, -sin], [sin, cos]].
     return torch.stack(
-        [torch.stack([sx * cos, -sx * sin, left + width / 2], -1),
-         torch.stack([sy * sin, sy * cos, top + height / 2], -1)], -2
+        [
+            torch.stack([sx * cos, -sx * sin, left + width / 2], -1),
+            torch.stack([sy * sin, sy * cos, top + height / 2], -1),
+        ],
+        -2,
     )
 
 
@@ -60,7 +63,9 @@ def crop_affine(
     about its centre (torchvision's ``rotate`` convention), in that order.
     """
     boxes = torch.tensor([[top, left, height, width]], dtype=torch.float64)
-    return crop_thetas(boxes, torch.tensor([bool(flip)]), torch.tensor([float(angle)], dtype=torch.float64))[0]
+    return crop_thetas(boxes, torch.tensor([bool(flip)]), torch.tensor([float(angle)], dtype=torch.float64))[
+        0
+    ]
 
 
 def box_grid_theta(theta: torch.Tensor, x0: float, y0: float, box_w: float, box_h: float) -> torch.Tensor:
@@ -109,7 +114,9 @@ def resample(
     if kx > 1 or ky > 1:
         box = NF.avg_pool2d(box, (ky, kx), ceil_mode=True)
     box_w, box_h = box.shape[-1] * kx, box.shape[-2] * ky  # source pixels the (pooled) box spans
-    grid_theta = box_grid_theta(torch.tensor([[[a, b, tx], [d, e, ty]]], dtype=torch.float64), x0, y0, box_w, box_h)
+    grid_theta = box_grid_theta(
+        torch.tensor([[[a, b, tx], [d, e, ty]]], dtype=torch.float64), x0, y0, box_w, box_h
+    )
     grid = NF.affine_grid(grid_theta, [1, t * c, size, size], align_corners=False)
     out = NF.grid_sample(box, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out.view(t, c, size, size)
@@ -126,7 +133,9 @@ def resample_batch(
     """
     b, t, c, height, width = videos.shape
     planes = videos.reshape(b, t * c, height, width).to(torch.float32)
-    grid = NF.affine_grid(box_grid_theta(theta, 0, 0, width, height), [b, t * c, size, size], align_corners=False)
+    grid = NF.affine_grid(
+        box_grid_theta(theta, 0, 0, width, height), [b, t * c, size, size], align_corners=False
+    )
     out = NF.grid_sample(planes, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out.view(b, t, c, size, size)
 

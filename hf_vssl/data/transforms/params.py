@@ -50,8 +50,22 @@ class ClipParams(NamedTuple):
 
 #: Uniforms per clip that :meth:`FusedClipTransform.clip_params` consumes, by column.
 NUM_CLIP_UNIFORMS = 14
-(U_FLIP, U_ANGLE, U_JITTER_ON, U_B, U_C, U_S, U_ORDER, U_HUE,
- U_GRAY, U_GAMMA_ON, U_GAMMA, U_BLUR_ON, U_SIGMA, U_SOLARIZE) = range(NUM_CLIP_UNIFORMS)
+(
+    U_FLIP,
+    U_ANGLE,
+    U_JITTER_ON,
+    U_B,
+    U_C,
+    U_S,
+    U_ORDER,
+    U_HUE,
+    U_GRAY,
+    U_GAMMA_ON,
+    U_GAMMA,
+    U_BLUR_ON,
+    U_SIGMA,
+    U_SOLARIZE,
+) = range(NUM_CLIP_UNIFORMS)
 
 
 def pick(u: float, n: int) -> int:
@@ -68,16 +82,29 @@ def one_clip_params(**values) -> ClipParams:
     """Neutral parameters of one clip (float64), with ``values`` set."""
     f64 = torch.float64
     false, zero = torch.zeros(1, dtype=torch.bool), torch.zeros(1, dtype=f64)
-    base = {"flip": false, "angle": zero, "jitter": false, "factors": torch.ones(1, 3, dtype=f64), "hue": zero,
-            "gray": false, "gamma_on": false, "gamma": torch.ones(1, dtype=f64), "blur": false,
-            "sigma": torch.ones(1, dtype=f64), "solarize": false}
+    base = {
+        "flip": false,
+        "angle": zero,
+        "jitter": false,
+        "factors": torch.ones(1, 3, dtype=f64),
+        "hue": zero,
+        "gray": false,
+        "gamma_on": false,
+        "gamma": torch.ones(1, dtype=f64),
+        "blur": false,
+        "sigma": torch.ones(1, dtype=f64),
+        "solarize": false,
+    }
     for name, value in values.items():
         base[name] = torch.as_tensor(value, dtype=base[name].dtype).reshape(base[name].shape)
     return ClipParams(**base)
 
 
 def per_clip(
-    clips: torch.Tensor, mask: torch.Tensor, params: ClipParams, step: Callable[[torch.Tensor, ClipParams], torch.Tensor]
+    clips: torch.Tensor,
+    mask: torch.Tensor,
+    params: ClipParams,
+    step: Callable[[torch.Tensor, ClipParams], torch.Tensor],
 ) -> torch.Tensor:
     """``step`` on the clips ``mask`` selects, the others unchanged; ``step`` must not modify its input.
 

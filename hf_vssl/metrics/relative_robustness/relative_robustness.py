@@ -64,6 +64,11 @@ class RelativeRobustness(evaluate.Metric):
         if len(clean) == 0:
             raise ValueError("relative robustness needs at least one (clean, noisy) pair")
         if not all(math.isfinite(value) and value != 0 for value in clean):
-            raise ValueError(f"relative decrease needs finite, non-zero clean accuracies, got {clean.tolist()}")
+            raise ValueError(
+                f"relative decrease needs finite, non-zero clean accuracies, got {clean.tolist()}"
+            )
         decrease = (clean - noisy) / clean
-        return {"relative_decrease": float(decrease.mean()), "relative_robustness": float((1.0 - decrease).mean())}
+        return {
+            "relative_decrease": float(decrease.mean()),
+            "relative_robustness": float((1.0 - decrease).mean()),
+        }

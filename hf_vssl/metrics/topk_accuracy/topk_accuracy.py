@@ -47,7 +47,10 @@ class TopkAccuracy(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
+                {
+                    "predictions": datasets.Sequence(datasets.Value("float32")),
+                    "references": datasets.Value("int64"),
+                }
             ),
         )
 
@@ -66,10 +69,14 @@ class TopkAccuracy(evaluate.Metric):
             raise ValueError("top-k accuracy of zero examples is undefined")
         num_classes = scores.shape[1]
         if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"references must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+            raise ValueError(
+                f"references must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}"
+            )
         # Rank of the true class = number of classes scoring strictly higher (+ ties before it).
         true_scores = scores[np.arange(len(labels)), labels][:, None]
         higher = (scores > true_scores).sum(axis=1)
-        ties_before = ((scores == true_scores) & (np.arange(num_classes)[None, :] < labels[:, None])).sum(axis=1)
+        ties_before = ((scores == true_scores) & (np.arange(num_classes)[None, :] < labels[:, None])).sum(
+            axis=1
+        )
         rank = higher + ties_before
         return {f"top{int(value)}": float((rank < int(value)).mean()) for value in ks}
