@@ -371,3 +371,13 @@ def test_logit_gap_is_zero_for_collapsed_embeddings_and_positive_for_good_ones()
     masked[:, 1] = torch.finfo(torch.float32).min  # a masked self-similarity is not a negative
     positive = torch.zeros(4, dtype=torch.long)
     assert logit_gap(masked, positive) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_logit_gap_leaves_out_masked_self_similarities_in_any_dtype(dtype):
+    # Under bf16 autocast the masked diagonal holds bf16's minimum, which is not float32's.
+    logits = torch.tensor([[2.0, 0.0, 1.0], [1.0, 3.0, 0.0], [0.0, 1.0, 4.0]]).to(dtype)
+    logits = logits.masked_fill(torch.eye(3, dtype=torch.bool), torch.finfo(dtype).min)
+    positive = torch.tensor([2, 0, 1])  # positives 1.0, 1.0, 1.0; the other negatives 0.0
+    gap = logit_gap(logits, positive)
+    assert torch.isfinite(gap) and gap.item() == pytest.approx(1.0)

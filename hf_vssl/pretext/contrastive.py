@@ -312,15 +312,16 @@ def logit_gap(logits: torch.Tensor, positive: torch.Tensor | None = None) -> tor
 
     ``positive`` ``(B,)`` gives each row's positive column (default: column 0, the others
     negatives). A collapsed embedding (every clip mapped to one point) gives 0, whatever the
-    temperature; a learning one grows positive. Columns holding ``finfo.min`` (masked self
-    similarities) are left out.
+    temperature; a learning one grows positive. Columns holding the logits' own ``finfo.min``
+    (masked self similarities; bf16's under autocast) or ``-inf`` are left out.
     """
     with torch.no_grad():
+        masked = torch.finfo(logits.dtype).min  # of the logits' dtype, before the float32 copy
         logits = logits.float()
         rows = torch.arange(logits.shape[0], device=logits.device)
         if positive is None:
             positive = torch.zeros_like(rows)
-        valid = logits > torch.finfo(logits.dtype).min
+        valid = logits > masked
         valid[rows, positive] = False
         negative_mean = torch.where(valid, logits, 0.0).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
         return (logits[rows, positive] - negative_mean).mean()
