@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_runs import tiny_pretraining
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl.analysis.cka import MinibatchCKA
@@ -17,7 +18,6 @@ from hf_vssl.analysis.stages import StageGrams, resolve_stage_modules
 from hf_vssl.models import VSSLConfig, VSSLModel
 from hf_vssl.models.loading import load_vssl_model, resize_clip
 from hf_vssl.training.arguments import parse_args
-from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,39 +45,7 @@ def _data_flags(corpus: Path) -> list[str]:
 def run_dir(tiny_corpus, tmp_path_factory) -> Path:
     """A tiny RotNet pretraining run with a checkpoint at every step (checkpoint-2 = the final model)."""
     output = tmp_path_factory.mktemp("cka_run") / "rotnet-r21d"
-    return run_pretraining(
-        parse_args(
-            PretrainingArguments,
-            [
-                "--pretext_task",
-                "rotnet",
-                "--backbone",
-                "r21d",
-                "--width_multiplier",
-                "0.125",
-                "--num_frames",
-                "8",
-                "--image_size",
-                "32",
-                "--per_device_train_batch_size",
-                "4",
-                "--dataloader_num_workers",
-                "0",
-                "--report_to",
-                "none",
-                "--max_steps",
-                "2",
-                "--save_steps",
-                "1",
-                "--save_total_limit",
-                "3",
-                "--dataset_root",
-                str(tiny_corpus),
-                "--output_dir",
-                str(output),
-            ],
-        )
-    )
+    return tiny_pretraining(output, tiny_corpus, "--save_steps", "1", "--save_total_limit", "3")
 
 
 @pytest.fixture(scope="module")

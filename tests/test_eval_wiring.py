@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_runs import tiny_pretraining
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl.data.clips import ClipTooLongError
@@ -249,37 +250,7 @@ def test_config_that_does_not_match_the_weights_is_refused(tiny_corpus, tmp_path
 
 
 def test_finetuned_model_keeps_the_pretraining_provenance(tiny_corpus, tmp_path):
-    pretrained = run_pretraining(
-        parse_args(
-            PretrainingArguments,
-            [
-                "--pretext_task",
-                "rotnet",
-                "--backbone",
-                "r21d",
-                "--width_multiplier",
-                "0.125",
-                "--num_frames",
-                "8",
-                "--image_size",
-                "32",
-                "--per_device_train_batch_size",
-                "4",
-                "--dataloader_num_workers",
-                "0",
-                "--report_to",
-                "none",
-                "--max_steps",
-                "1",
-                "--dataset_root",
-                str(tiny_corpus),
-                "--subset_size",
-                "16",
-                "--output_dir",
-                str(tmp_path / "pre"),
-            ],
-        )
-    )
+    pretrained = tiny_pretraining(tmp_path / "pre", tiny_corpus, "--subset_size", "16", max_steps=1)
     out = run_finetuning(
         parse_args(
             FinetuningArguments,

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_runs import tiny_pretraining
 from safetensors.torch import load_file
 
 import hf_vssl  # noqa: F401  (registers the Auto classes)
 from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.finetuning import FinetuningArguments, run_finetuning
-from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 
 TINY = [
     "--per_device_train_batch_size",
@@ -36,35 +36,7 @@ TINY = [
 def pretrained(tiny_corpus, tmp_path_factory) -> Path:
     """A tiny RotNet pretraining checkpoint (2 steps)."""
     out = tmp_path_factory.mktemp("pretrained") / "rotnet"
-    return run_pretraining(
-        parse_args(
-            PretrainingArguments,
-            [
-                "--pretext_task",
-                "rotnet",
-                "--backbone",
-                "r21d",
-                "--width_multiplier",
-                "0.125",
-                "--num_frames",
-                "8",
-                "--image_size",
-                "32",
-                "--per_device_train_batch_size",
-                "4",
-                "--dataloader_num_workers",
-                "0",
-                "--report_to",
-                "none",
-                "--max_steps",
-                "2",
-                "--dataset_root",
-                str(tiny_corpus),
-                "--output_dir",
-                str(out),
-            ],
-        )
-    )
+    return tiny_pretraining(out, tiny_corpus)
 
 
 @pytest.fixture(scope="module")
