@@ -141,6 +141,30 @@ class ShortVideoArguments:
 
 
 @dataclasses.dataclass
+class TrainingDataArguments:
+    """Where a training run reads its videos: the flags pretraining and distillation share."""
+
+    dataset: str = dataclasses.field(
+        default="synthetic",
+        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+    )
+    dataset_root: str | None = dataclasses.field(
+        default=None, metadata={"help": "dataset folder (synthetic: built in)"}
+    )
+    dataset_split: str = dataclasses.field(
+        default="train", metadata={"help": "split of --dataset to train on"}
+    )
+    fold: int = dataclasses.field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
+    label_set: str | None = dataclasses.field(
+        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
+    )
+    subset_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "class-balanced nested subset of this size"}
+    )
+    subset_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the class-balanced subset"})
+
+
+@dataclasses.dataclass
 class LoopArguments(ShortVideoArguments):
     """The settings every hf_vssl training loop shares (names follow ``transformers.TrainingArguments``).
 

@@ -52,7 +52,7 @@ from hf_vssl.distill import (
 )
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.models.loading import load_vssl_model
-from hf_vssl.training.arguments import LoopArguments
+from hf_vssl.training.arguments import LoopArguments, TrainingDataArguments
 from hf_vssl.training.loop import (
     NonFiniteLossError,
     TrainingJob,
@@ -83,8 +83,11 @@ DISTILLATION_OPTIMIZER = {"optimizer": "sgd", "learning_rate": 0.01, "momentum":
 
 
 @dataclass
-class DistillationArguments(LoopArguments):
-    """Settings of a distillation run. Defaults: the CPU demo (1/4-width R21D student, 8x56x56 clips)."""
+class DistillationArguments(TrainingDataArguments, LoopArguments):
+    """Settings of a distillation run. Defaults: the CPU demo (1/4-width R21D student, 8x56x56 clips).
+
+    The data flags (:class:`~hf_vssl.training.arguments.TrainingDataArguments`) name the transfer
+    set; its labels are ignored."""
 
     learning_rate: float | None = field(default=None, metadata={"help": "default: 0.01 (SGD)"})
 
@@ -117,23 +120,6 @@ class DistillationArguments(LoopArguments):
     )
     logit_weight: float = field(default=1.0, metadata={"help": "weight of the logit loss"})
     temperature: float = field(default=4.0, metadata={"help": "softmax temperature of logit distillation"})
-    dataset: str = field(
-        default="synthetic",
-        metadata={
-            "help": "ucf101, hmdb51, kinetics400, ssv2, diving48, "
-            "videofolder or synthetic (labels are ignored)"
-        },
-    )
-    dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = field(default="train", metadata={"help": "split of --dataset to distil on"})
-    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(
-        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
-    )
-    subset_size: int | None = field(
-        default=None, metadata={"help": "class-balanced nested subset of this size"}
-    )
-    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
     transform_preset: str = field(
         default="rspnet", metadata={"help": "augmentation preset of hf_vssl.data.transforms ('eval' = none)"}
     )

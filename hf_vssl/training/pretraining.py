@@ -22,7 +22,7 @@ from hf_vssl.hub import repo_name
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.pretext.registry import get_pretext_task_class
-from hf_vssl.training.arguments import LoopArguments, parse_json_option
+from hf_vssl.training.arguments import LoopArguments, TrainingDataArguments, parse_json_option
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     TrainingJob,
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainingArguments(LoopArguments):
+class PretrainingArguments(TrainingDataArguments, LoopArguments):
     """Settings of a pretraining run. Defaults: the CPU demo (RSPNet, 1/4-width R21D, 8x56x56 clips)."""
 
     learning_rate: float | None = field(
@@ -71,20 +71,6 @@ class PretrainingArguments(LoopArguments):
             "'eval' = resize + center crop only)"
         },
     )
-    dataset: str = field(
-        default="synthetic",
-        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
-    )
-    dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
-    dataset_split: str = field(default="train", metadata={"help": "split of --dataset to pretrain on"})
-    fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
-    label_set: str | None = field(
-        default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
-    )
-    subset_size: int | None = field(
-        default=None, metadata={"help": "class-balanced nested subset of this size"}
-    )
-    subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subset"})
     num_train_epochs: float = field(
         default=20.0,
         metadata={"help": "passes over the training videos (used when --max_steps is not given)"},
