@@ -89,6 +89,27 @@ def _read_json(url: str) -> dict[str, Any] | None:
         return json.load(handle)
 
 
+def load_manifest(base: str, required: bool = True) -> dict[str, Any] | None:
+    """The checked ``manifest.json`` at ``base`` (a local folder or ``hf://datasets/...``, see
+    :func:`dataset_base`); ``None`` when it has none and not ``required``."""
+    manifest = _read_json(f"{base}/{MANIFEST_NAME}")
+    if manifest is None:
+        if required:
+            raise FileNotFoundError(f"{base} has no {MANIFEST_NAME}: not a shard dataset written by hf_vssl")
+        return None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{base}/{MANIFEST_NAME}: unknown manifest format {manifest.get('format')!r}")
+    return manifest
+
+
+def manifest_label_space(manifest: dict[str, Any]) -> dict[int, str]:
+    """``id2label`` of a shard dataset: the label names its manifest lists."""
+    return {
+        int(index): name
+        for index, name in sorted(manifest.get("label_names", {}).items(), key=lambda kv: int(kv[0]))
+    }
+
+
 def _features(video_field: str):
     from datasets import Features, Value, Video  # heavy import (seconds): only streaming needs it
 
@@ -120,10 +141,8 @@ def load_video_dataset(
     from datasets import Video, load_dataset  # heavy import (seconds): only streaming needs it
 
     base = dataset_base(path_or_repo_id, revision)
-    manifest = _read_json(f"{base}/{MANIFEST_NAME}")
+    manifest = load_manifest(base, required=False)
     if manifest is not None:
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{base}/{MANIFEST_NAME}: unknown manifest format {manifest.get('format')!r}")
         if split not in manifest["splits"]:
             raise ValueError(f"{base} has no split {split!r}; available: {', '.join(manifest['splits'])}")
         files = [f"{base}/{shard['file']}" for shard in manifest["splits"][split]["shards"]]
