@@ -274,6 +274,16 @@ TABLES: tuple[TableSpec, ...] = (
         prepare=relative_decrease_rows,
     ),
     TableSpec(
+        name="relative_robustness",
+        title="Relative robustness per noise kind (1 - relative decrease, averaged over severities)",
+        feeds="`robustness` rows (`relative_robustness`, severity null)",
+        select={"kind": ("robustness",)},
+        rows=("task",),
+        columns=("noise",),
+        sections=("backbone", "downstream"),
+        metric="relative_robustness",
+    ),
+    TableSpec(
         name="distillation",
         title="Distillation: students and their teachers (top-1 %)",
         feeds="`distill` rows (`top1` of the student) by teachers and student backbone",
@@ -294,15 +304,15 @@ def setting_text(setting: Mapping[str, str]) -> str:
     return ", ".join(parts) or "all rows"
 
 
-def _fmt(value: float, percent: bool, digits: int = 1) -> str:
-    return f"{value * 100 if percent else value:.{digits}f}"
+def _fmt(value: float, percent: bool) -> str:
+    return f"{value * 100:.1f}" if percent else f"{value:.2f}"
 
 
 def _cell_text(rows: pd.DataFrame, percent: bool) -> str:
     values = rows["value"].astype(float)
     text = _fmt(values.mean(), percent)
     if len(values) > 1:
-        text += f" ± {_fmt(values.std(ddof=0), percent)}"
+        text += f" ± {_fmt(values.std(ddof=1), percent)}"  # sample std over seeds
     repos = sorted({r for r in rows["hub_repo_id"] if isinstance(r, str) and r})
     if len(repos) == 1:
         return f"[{text}]({HUB_URL}/{repos[0]})"
