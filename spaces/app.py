@@ -29,6 +29,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -43,6 +45,7 @@ SPACE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SPACE_DIR.parent
 if importlib.util.find_spec("hf_vssl") is None:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
+import datasets
 import gradio as gr
 import httpx
 import torch
@@ -64,6 +67,7 @@ from hf_vssl.data.decoding import VideoDecodeError, decode_frames, open_video
 from hf_vssl.data.noise import NOISE_KINDS, NOISE_PRESETS, PIXEL_NOISES, apply_noise
 from hf_vssl.data.video_io import encode_video
 from hf_vssl.models.processing_vssl import VSSLVideoProcessor, central_clip_indices
+from hf_vssl.study.report import render_report
 
 logger = logging.getLogger("hf_vssl.space")
 
@@ -531,6 +535,161 @@ def model_details(
 
 
 # ---------------------------------------------------------------------------------------------
+# The study report (tables and figures rendered from a results dataset)
+# ---------------------------------------------------------------------------------------------
+
+#: Comma-separated study folders or Hub dataset ids the Study tab offers; overrides the default.
+STUDIES_ENV_VAR = "HFVSSL_SPACE_STUDIES"
+#: The shipped results dataset (the miniature study's numbers), relative to this folder.
+DEFAULT_STUDIES = ("examples/study",)
+#: Most results rows read from a Hub dataset typed into the page (the rest are left out, and said so).
+MAX_STUDY_ROWS = 100_000
+_HUB_DATASET_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+_MARKDOWN_IMAGE = re.compile(r"\s*!\[[^\]]*\]\([^)]*\)")
+_PNG_LINK = re.compile(r" \(\[PNG\]\([^)]*\)\)")
+_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    """One page of a rendered study report: its title, Markdown (without the image) and PNG."""
+
+    title: str
+    markdown: str
+    image: Path
+
+
+#: source -> (rendered at, folder, report). Offered folders are kept; Hub reports are redone
+#: once older than OUTPUT_MAX_AGE_S (the dataset may have grown), and their folders deleted.
+_STUDY_REPORTS: dict[str, tuple[float, Path, tuple[str, list[StudyPage]]]] = {}
+_STUDY_LOCK = threading.Lock()
+
+
+def default_study_sources() -> list[str]:
+    """The results the Study tab offers: ``$HFVSSL_SPACE_STUDIES`` if set, else the shipped example."""
+    override = os.environ.get(STUDIES_ENV_VAR, "")
+    names = [name.strip() for name in override.split(",") if name.strip()]
+    return names or list(DEFAULT_STUDIES)
+
+
+def _study_folder(source: str) -> Path | None:
+    for candidate in (Path(source).expanduser(), SPACE_DIR / source):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def _hub_results(repo_id: str) -> datasets.Dataset:
+    """At most :data:`MAX_STUDY_ROWS` rows of a Hub results dataset, streamed (never all of a big one)."""
+    try:
+        stream = datasets.load_dataset(repo_id, split="train", streaming=True)
+        rows = list(stream.take(MAX_STUDY_ROWS + 1))
+    except (OSError, ValueError, HfHubHTTPError, httpx.HTTPError) as error:
+        raise SpaceError(f"cannot read the Hub dataset `{repo_id}`: {_first_line(error)}") from error
+    if not rows:
+        raise SpaceError(f"the Hub dataset `{repo_id}` has no rows")
+    if len(rows) > MAX_STUDY_ROWS:
+        gr.Warning(f"`{repo_id}` has more than {MAX_STUDY_ROWS} rows; the report shows the first {MAX_STUDY_ROWS}")
+    return datasets.Dataset.from_list(rows[:MAX_STUDY_ROWS])
+
+
+def load_study(source: str, offered: Collection[str] | None = None) -> tuple[str, list[StudyPage]]:
+    """``(summary markdown, pages)`` of the report rendered from ``source``.
+
+    ``source`` is one of ``offered`` (a study folder, here or relative to this folder, or a Hub
+    dataset id) or any Hub dataset id ``org/name``: a name typed into the page never reads a local
+    folder. Reports are rendered once and reused (a Hub dataset's for :data:`OUTPUT_MAX_AGE_S`).
+
+    Raises:
+        SpaceError: an unknown source, an unreadable dataset or results without the report's columns.
+    """
+    source = (source or "").strip()
+    folder = _study_folder(source) if offered is None or source in offered else None
+    if folder is None and not _HUB_DATASET_ID.match(source):
+        raise SpaceError(f"`{source}` is not one of this Space's studies nor a Hub dataset id (org/name)")
+    with _STUDY_LOCK:
+        cutoff = time.time() - OUTPUT_MAX_AGE_S
+        for name, (rendered_at, old, _) in list(_STUDY_REPORTS.items()):
+            if name not in (offered or ()) and rendered_at < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+                del _STUDY_REPORTS[name]
+        if source in _STUDY_REPORTS:
+            return _STUDY_REPORTS[source][2]
+    out = _OUTPUT_DIR / "study" / uuid.uuid4().hex[:12]
+    try:
+        written = render_report(folder if folder is not None else _hub_results(source), out)
+    except ValueError as error:
+        raise SpaceError(f"cannot render `{source}`: {_first_line(error)}") from error
+    index, pages = written[0], []
+    for markdown, image in zip(written[1::2], written[2::2]):
+        title, _, text = markdown.read_text().partition("\n")
+        pages.append(StudyPage(title.lstrip("# "), _MARKDOWN_IMAGE.sub("", text).strip(), image))
+    summary = _PNG_LINK.sub("", index.read_text().partition("\n")[2]).strip()
+    report = (_MARKDOWN_LINK.sub(r"\1", summary), pages)
+    with _STUDY_LOCK:
+        _STUDY_REPORTS[source] = (time.time(), out, report)
+    return report
+
+
+def study_report(source: str, *, offered: Collection[str] | None = None):
+    """``(summary, page dropdown, first page markdown, first page image)`` for ``source``.
+
+    Problems come back as a message in the summary (and a ``gr.Warning``); nothing raises.
+    """
+    try:
+        summary, pages = load_study(source, offered)
+    except SpaceError as error:
+        gr.Warning(str(error))
+        return f"**Could not load the study:** {error}", gr.Dropdown(choices=[], value=None), "", None
+    first = pages[0]
+    choices = [page.title for page in pages]
+    return summary, gr.Dropdown(choices=choices, value=first.title), first.markdown, _load_image(first.image)
+
+
+def study_page(source: str, title: str | None, *, offered: Collection[str] | None = None):
+    """``(markdown, image)`` of the report page ``title`` of ``source``."""
+    try:
+        _, pages = load_study(source, offered)
+    except SpaceError as error:
+        return f"**{error}**", None
+    page = next((p for p in pages if p.title == title), None)
+    if page is None:
+        return f"**No page `{title}` in this report.**", None
+    return page.markdown, _load_image(page.image)
+
+
+STUDY_DESCRIPTION = """Tables and figures of a study (`recipes/study.py`), rendered from its results
+dataset: pick one of the offered results or type a Hub dataset id (`org/name`), then **Show**. The
+`(paper)` columns hold the published numbers of the study hf_vssl implements; `n/a` marks cells
+without results. The default is the miniature study (a small r21d on the built-in synthetic corpus).
+"""
+
+
+def _study_tab(demo: gr.Blocks, sources: list[str]) -> None:
+    """The Study tab's components and events (inside an open ``gr.Blocks``); filled on page load."""
+    gr.Markdown(STUDY_DESCRIPTION)
+    with gr.Row():
+        source = gr.Dropdown(
+            sources, value=sources[0] if sources else None, label="Results", allow_custom_value=True, scale=4
+        )
+        show = gr.Button("Show", variant="primary", scale=1)
+    summary = gr.Markdown()
+    page = gr.Dropdown([], label="Table or figure")
+    page_markdown = gr.Markdown()
+    page_image = gr.Image(label="Figure", type="pil", interactive=False)
+    report = functools.partial(study_report, offered=sources)
+    outputs = [summary, page, page_markdown, page_image]
+    show.click(report, inputs=source, outputs=outputs, api_name="study")
+    demo.load(report, inputs=source, outputs=outputs, api_name=False)
+    page.input(
+        functools.partial(study_page, offered=sources),
+        inputs=[source, page],
+        outputs=[page_markdown, page_image],
+        api_name="study_page",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------
 
@@ -550,73 +709,81 @@ def _no_model_note(failed: dict[str, str]) -> str:
     )
 
 
-def build_demo(model_paths: list[str] | None = None) -> gr.Blocks:
-    """The Space's page for ``model_paths`` (default: :func:`default_model_paths`).
+def build_demo(model_paths: list[str] | None = None, study_sources: list[str] | None = None) -> gr.Blocks:
+    """The Space's page: a "Classify" tab for ``model_paths`` and a "Study" tab for ``study_sources``.
 
-    Models that fail to load are listed in a note at the top; with none at all the page still
-    opens and says why. The prediction event is exposed on the API as ``/predict``, the model
-    details as ``/model_details``.
+    ``model_paths`` defaults to :func:`default_model_paths`, ``study_sources`` to
+    :func:`default_study_sources`. Models that fail to load are listed in a note at the top of the
+    Classify tab; with none at all the page still opens and says why. The prediction event is
+    exposed on the API as ``/predict``, the model details as ``/model_details``, the study report
+    as ``/study`` and one of its pages as ``/study_page``.
     """
-    names = list(model_paths) if model_paths is not None else default_model_paths()
+    with gr.Blocks(title="hf_vssl video classification under noise", delete_cache=(3600, 3600)) as demo:
+        with gr.Tab("Classify"):
+            _classify_tab(list(model_paths) if model_paths is not None else default_model_paths())
+        with gr.Tab("Study"):
+            _study_tab(demo, list(study_sources) if study_sources is not None else default_study_sources())
+    return demo
+
+
+def _classify_tab(names: list[str]) -> None:
+    """The classification tab's components and events (inside an open ``gr.Blocks``)."""
     loaded, failed = load_models(names)
     choices = [m.name for m in loaded]
     examples = sorted(EXAMPLES_DIR.glob("*.mp4"))
-
-    with gr.Blocks(title="hf_vssl video classification under noise", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(DESCRIPTION.format(max_mb=_human_size(MAX_UPLOAD_BYTES), max_s=int(MAX_DURATION_S)))
-        if not loaded:
-            gr.Markdown(_no_model_note(failed))
-        elif failed:
-            gr.Markdown("Some models could not be loaded:\n" + "\n".join(f"- {r}" for r in failed.values()))
-        with gr.Row():
-            with gr.Column():
-                model_name = gr.Dropdown(choices, value=choices[0] if choices else None, label="Model")
-                video = gr.Video(label="Video", sources=["upload"], include_audio=True)
-                with gr.Row():
-                    noise_kind = gr.Dropdown(list(NOISE_KINDS), value="gaussian", label="Perturbation")
-                    severity = gr.Slider(1, 5, value=3, step=1, label="Severity")
-                    preset = gr.Radio(list(NOISE_PRESETS), value="video-p", label="Noise preset")
-                run = gr.Button("Classify", variant="primary")
-                if examples:
-                    settings = [EXAMPLE_SETTINGS[i % len(EXAMPLE_SETTINGS)] for i in range(len(examples))]
-                    gr.Examples(
-                        [[str(p), kind, level, "video-p"] for p, (kind, level) in zip(examples, settings)],
-                        inputs=[video, noise_kind, severity, preset],
-                        cache_examples=False,
-                    )
-            with gr.Column():
-                status = gr.Markdown("Upload a video or pick an example, then press **Classify**.")
-                with gr.Row():
-                    clean_top = gr.Label(num_top_classes=TOP_K, label="Clean clip: top 5")
-                    noisy_top = gr.Label(num_top_classes=TOP_K, label="Perturbed clip: top 5")
-                noisy_video = gr.Video(
-                    label="Perturbed clip (what the model saw)", interactive=False, autoplay=True, loop=True
+    gr.Markdown(DESCRIPTION.format(max_mb=_human_size(MAX_UPLOAD_BYTES), max_s=int(MAX_DURATION_S)))
+    if not loaded:
+        gr.Markdown(_no_model_note(failed))
+    elif failed:
+        gr.Markdown("Some models could not be loaded:\n" + "\n".join(f"- {r}" for r in failed.values()))
+    with gr.Row():
+        with gr.Column():
+            model_name = gr.Dropdown(choices, value=choices[0] if choices else None, label="Model")
+            video = gr.Video(label="Video", sources=["upload"], include_audio=True)
+            with gr.Row():
+                noise_kind = gr.Dropdown(list(NOISE_KINDS), value="gaussian", label="Perturbation")
+                severity = gr.Slider(1, 5, value=3, step=1, label="Severity")
+                preset = gr.Radio(list(NOISE_PRESETS), value="video-p", label="Noise preset")
+            run = gr.Button("Classify", variant="primary")
+            if examples:
+                settings = [EXAMPLE_SETTINGS[i % len(EXAMPLE_SETTINGS)] for i in range(len(examples))]
+                gr.Examples(
+                    [[str(p), kind, level, "video-p"] for p, (kind, level) in zip(examples, settings)],
+                    inputs=[video, noise_kind, severity, preset],
+                    cache_examples=False,
                 )
-        gr.Markdown("## About the model")
-        # The first model's details are rendered with the page (no load event to wait for).
-        first_cka, first_robustness, first_details = model_details(
-            choices[0] if choices else None, offered=choices
-        )
-        details = gr.Markdown(first_details)
-        with gr.Row():
-            cka = gr.Image(first_cka, label="CKA map (cka.png)", type="pil", interactive=False)
-            robustness = gr.Image(
-                first_robustness, label="Robustness (robustness.png)", type="pil", interactive=False
+        with gr.Column():
+            status = gr.Markdown("Upload a video or pick an example, then press **Classify**.")
+            with gr.Row():
+                clean_top = gr.Label(num_top_classes=TOP_K, label="Clean clip: top 5")
+                noisy_top = gr.Label(num_top_classes=TOP_K, label="Perturbed clip: top 5")
+            noisy_video = gr.Video(
+                label="Perturbed clip (what the model saw)", interactive=False, autoplay=True, loop=True
             )
+    gr.Markdown("## About the model")
+    # The first model's details are rendered with the page (no load event to wait for).
+    first_cka, first_robustness, first_details = model_details(
+        choices[0] if choices else None, offered=choices
+    )
+    details = gr.Markdown(first_details)
+    with gr.Row():
+        cka = gr.Image(first_cka, label="CKA map (cka.png)", type="pil", interactive=False)
+        robustness = gr.Image(
+            first_robustness, label="Robustness (robustness.png)", type="pil", interactive=False
+        )
 
-        run.click(
-            functools.partial(predict, offered=choices),
-            inputs=[model_name, video, noise_kind, severity, preset],
-            outputs=[clean_top, noisy_top, noisy_video, status],
-            api_name="predict",
-        )
-        model_name.change(
-            functools.partial(model_details, offered=choices),
-            inputs=model_name,
-            outputs=[cka, robustness, details],
-            api_name="model_details",
-        )
-    return demo
+    run.click(
+        functools.partial(predict, offered=choices),
+        inputs=[model_name, video, noise_kind, severity, preset],
+        outputs=[clean_top, noisy_top, noisy_video, status],
+        api_name="predict",
+    )
+    model_name.change(
+        functools.partial(model_details, offered=choices),
+        inputs=model_name,
+        outputs=[cka, robustness, details],
+        api_name="model_details",
+    )
 
 
 def launch_kwargs(host: str | None = None, port: int | None = None) -> dict[str, Any]:
@@ -637,12 +804,18 @@ def main(argv: list[str] | None = None) -> None:
         help=f"comma-separated model folders or Hub ids (default: ${MODELS_ENV_VAR} "
         "or the checkpoints under outputs/)",
     )
+    parser.add_argument(
+        "--studies",
+        help=f"comma-separated study folders or Hub dataset ids for the Study tab (default: ${STUDIES_ENV_VAR} "
+        "or examples/study)",
+    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, help="port (default 7860)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    build_demo(models).launch(**launch_kwargs(args.host, args.port))
+    studies = [m.strip() for m in args.studies.split(",") if m.strip()] if args.studies else None
+    build_demo(models, studies).launch(**launch_kwargs(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -317,3 +317,67 @@ def test_committed_examples_show_what_the_current_generator_renders(tmp_path):
         assert difference < 1.0, (
             f"{committed} is stale (mean |difference| {difference:.1f}): run spaces/make_examples.py"
         )
+
+
+def test_study_tab_through_the_api(client):
+    """The Study tab renders the shipped results (the miniature study) and serves each page."""
+    summary, page, markdown, image = client.predict("examples/study", api_name="/study")
+    assert "results rows of" in summary and "Table 6: pretext tasks x noise kinds" in summary
+    assert "](" not in summary  # links to files the page cannot serve are plain text
+    titles = [choice[0] for choice in page["choices"]]  # the page list arrives as a Dropdown update
+    assert page["value"] == titles[0] and titles[0].startswith("Table 1:") and len(titles) == 13
+    assert any(t.startswith("CKA maps over pretraining epochs") for t in titles)
+    assert "| backbone | params (M) | GFLOPs |" in markdown
+    assert Path(image).stat().st_size > 0
+
+    title = "Relative robustness per noise kind (1 - relative decrease, averaged over severities)"
+    markdown, image = client.predict("examples/study", title, api_name="/study_page")
+    # The miniature study's measured numbers: rotnet keeps 0.92 of its clean top-1 under gaussian noise.
+    row = next(line for line in markdown.splitlines() if line.startswith("| rotnet |"))
+    assert row.split(" | ")[1] == "0.92", row
+    assert Path(image).stat().st_size > 0
+
+    table3 = "Table 3: pretext tasks under equal constraints (finetune top-1 %)"
+    markdown, image = client.predict("examples/study", table3, api_name="/study_page")
+    assert "(paper)" in markdown and "78.0" in markdown  # the published numbers beside ours
+    assert "![" not in markdown  # the PNG is shown by the image component, not as a broken link
+
+
+def test_study_tab_refuses_unknown_sources(tmp_path):
+    """Only the offered folders are read; a typed name is a Hub dataset id or refused."""
+    study = tmp_path / "study"
+    (study / "results").mkdir(parents=True)
+    (study / "results" / "part.parquet").write_bytes(
+        (REPO_ROOT / "spaces" / "examples" / "study" / "results" / "miniature.parquet").read_bytes()
+    )
+    offered = [str(study)]
+    summary, _, markdown, image = app.study_report(str(study), offered=offered)
+    assert "132 results rows" in summary and markdown and image is not None
+    with pytest.warns(UserWarning):
+        summary, _, markdown, image = app.study_report(
+            str(REPO_ROOT / "spaces" / "examples" / "study"), offered=offered
+        )
+    assert "is not one of this Space's studies" in summary and image is None
+    with pytest.warns(UserWarning):  # offline: a Hub id is tried, and fails with a message
+        summary, *_ = app.study_report("someone/results", offered=offered)
+    assert "cannot read the Hub dataset `someone/results`" in summary
+    markdown, image = app.study_page(str(study), "no such page", offered=offered)
+    assert "No page" in markdown and image is None
+
+
+def test_committed_study_example_is_the_miniature_study(tmp_path):
+    """`spaces/examples/study` must be regenerated when the miniature study's numbers change."""
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location(
+        "make_space_examples", REPO_ROOT / "spaces" / "make_examples.py"
+    )
+    make_examples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_examples)
+    fresh = pd.read_parquet(make_examples.make_study_example(tmp_path))
+    committed = pd.read_parquet(REPO_ROOT / "spaces" / "examples" / "study" / "results" / "miniature.parquet")
+    pd.testing.assert_frame_equal(fresh, committed)
+    study = json.loads((REPO_ROOT / "docs" / "miniature_study" / "study.json").read_text())
+    motion = (fresh["kind"] == "finetune") & (fresh["downstream"] == "synthetic-motion") & (fresh["metric"] == "top1")
+    vcop = fresh[motion & (fresh["task"] == "vcop")]
+    assert sorted(vcop["value"] * 100) == pytest.approx(sorted(study["finetune"]["vcop"]["motion"]["values"]))
