@@ -63,6 +63,7 @@ class _Repo:
     repo_id: str
     private: bool
     commits: list[_Commit] = field(default_factory=list)
+    sdk: str | None = None  # a Space's SDK (gradio, docker, static)
 
     @property
     def head(self) -> _Commit:
@@ -295,12 +296,15 @@ def _handler_for(hub: LocalHub):
                     f"You don't have the rights to create a {repo_type} under the namespace {namespace!r}",
                 )
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
+            if repo_type == "space" and not payload.get("sdk"):
+                raise _HubError(400, "A Space needs an SDK (sdk: gradio, docker or static)")
             if (repo_type, repo_id) in hub.repos:
                 raise _HubError(409, f"You already created this {repo_type} repo")
             repo = _Repo(
                 repo_type,
                 repo_id,
                 private=payload.get("visibility") == "private" or bool(payload.get("private")),
+                sdk=payload.get("sdk"),
             )
             hub.commit(
                 repo,

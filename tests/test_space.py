@@ -2,6 +2,8 @@
 
 One tiny classifier checkpoint (6 labels, so top-5 really truncates) with a CKA map and a
 robustness chart is written once; the Space is launched once for the module and closed at the end.
+The Study tab reads the shipped results (``spaces/examples/study``); the Space is published to
+``tests/_local_hub.py`` by ``python -m hf_vssl.hub.space``.
 """
 
 from __future__ import annotations
@@ -381,3 +383,56 @@ def test_committed_study_example_is_the_miniature_study(tmp_path):
     motion = (fresh["kind"] == "finetune") & (fresh["downstream"] == "synthetic-motion") & (fresh["metric"] == "top1")
     vcop = fresh[motion & (fresh["task"] == "vcop")]
     assert sorted(vcop["value"] * 100) == pytest.approx(sorted(study["finetune"]["vcop"]["motion"]["values"]))
+
+
+@pytest.mark.filterwarnings("ignore:It seems that you are about to commit a data file")  # the example results
+def test_one_command_publishes_the_space_with_hf_vssl_vendored(tmp_path, monkeypatch, capsys):
+    """`python -m hf_vssl.hub.space` against the local Hub: a Gradio Space repo whose copy runs."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _local_hub import LocalHub
+    from huggingface_hub import HfApi, constants
+
+    from hf_vssl.hub.publish import HubPublishError
+    from hf_vssl.hub.space import main, publish_space
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the session is offline (conftest)
+    with LocalHub(tokens={"hf_alice": "alice"}, orgs={"org": ["alice"]}) as hub:
+        url = main(["--repo_id", "org/hf-vssl-demo", "--token", "hf_alice", "--endpoint", hub.url])
+        assert url == f"{hub.url}/spaces/org/hf-vssl-demo" and capsys.readouterr().out.strip() == url
+        repo = hub.repos[("space", "org/hf-vssl-demo")]
+        assert repo.sdk == "gradio" and len(repo.commits) == 2  # created, then one upload commit
+        files = hub.files("org/hf-vssl-demo", repo_type="space")
+        for name in ("app.py", "README.md", "requirements.txt", "packages.txt", "examples/move_left.mp4"):
+            assert files[name] == (REPO_ROOT / "spaces" / name).read_bytes(), name
+        assert "examples/study/results/miniature.parquet" in files
+        for name in ("hf_vssl/__init__.py", "hf_vssl/study/report.py", "hf_vssl/study/published/table6_noise.csv"):
+            assert files[name] == (REPO_ROOT / name).read_bytes(), name
+        assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+
+        # A file of an earlier upload that is no longer part of the Space goes away on republish.
+        api = HfApi(endpoint=hub.url, token="hf_alice")
+        api.upload_file(path_or_fileobj=b"old", path_in_repo="hf_vssl/removed.py", repo_id="org/hf-vssl-demo", repo_type="space")
+        publish_space("org/hf-vssl-demo", token="hf_alice", endpoint=hub.url)
+        files = hub.files("org/hf-vssl-demo", repo_type="space")
+        assert "hf_vssl/removed.py" not in files and ".gitattributes" in files
+
+        with pytest.raises(HubPublishError, match="not a Space folder"):
+            publish_space("org/other", space_dir=tmp_path, token="hf_alice", endpoint=hub.url)
+        with pytest.raises(SystemExit):
+            main(["--repo_id", "someone-else/demo", "--token", "hf_alice", "--endpoint", hub.url])
+        assert "error:" in capsys.readouterr().err
+
+    # The uploaded tree runs on its own: its vendored hf_vssl is the one imported, and renders the study.
+    space = tmp_path / "space"
+    for name, data in files.items():
+        (space / name).parent.mkdir(parents=True, exist_ok=True)
+        (space / name).write_bytes(data)
+    script = (
+        "import hf_vssl; from hf_vssl.study.report import render_report; "
+        "print(hf_vssl.__file__); print(len(render_report('examples/study', 'report')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=space, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    module_file, count = result.stdout.split()
+    assert Path(module_file).is_relative_to(space) and int(count) == 27

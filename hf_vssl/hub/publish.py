@@ -232,8 +232,11 @@ def _commit(
     token: str | None,
     commit_message: str | None,
     endpoint: str | None,
+    space_sdk: str | None = None,
 ) -> tuple[str, str | None]:
-    """Create the repo and push ``operations_for(full_repo_id)`` as one commit; returns (URL, card text)."""
+    """Create the repo and push ``operations_for(full_repo_id)`` as one commit; returns (URL, card text).
+
+    ``space_sdk`` (``"gradio"``, ...) is required by the Hub when ``repo_type="space"``."""
     token = _token_or_raise(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="hf_vssl", library_version=__version__)
     repo_id = _resolve_repo_id(api, repo_id, token, api.endpoint, path)
@@ -249,7 +252,9 @@ def _commit(
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
             url = f"{api.endpoint}/{prefix}{repo_id}"
         else:
-            url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            url = api.create_repo(
+                repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk
+            )
     with _explained("uploading to", repo_id, api.endpoint, path):
         api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
     logger.info("published %s (%d files) to %s", path, len(operations), url)
