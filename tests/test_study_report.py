@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -228,3 +230,34 @@ def test_study_folder_and_bad_sources(fixed_rows, tmp_path):
         render_report(str(tmp_path / "missing" / "folder"), tmp_path / "out")
     with pytest.raises(ValueError, match=r"lack the column\(s\) hub_repo_id"):
         render_report(_dataset(fixed_rows).remove_columns("hub_repo_id"), tmp_path / "out")
+
+
+def test_a_hub_dataset_id_is_read_from_the_hub(fixed_rows, tmp_path, monkeypatch):
+    """``render_report("org/name", out)`` loads the results with ``datasets`` from the (local) Hub."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _local_hub import LocalHub
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the session is offline (conftest)
+
+    parquet = tmp_path / "train.parquet"
+    _dataset(fixed_rows).to_parquet(str(parquet))
+    script = (
+        "import sys; from hf_vssl.study.report import render_report; "
+        "print(len(render_report('alice/study-results', sys.argv[1])))"
+    )
+    with LocalHub(tokens={"hf_alice": "alice"}) as hub:
+        api = HfApi(endpoint=hub.url, token="hf_alice")
+        api.create_repo("alice/study-results", repo_type="dataset")
+        api.upload_file(
+            path_or_fileobj=str(parquet), path_in_repo="train.parquet", repo_id="alice/study-results", repo_type="dataset"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0")
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "27"
+    index = (tmp_path / "out" / "README.md").read_text()
+    assert "Rendered from the Hub dataset `alice/study-results`: 55 results rows of 28 cells" in index

@@ -8,6 +8,8 @@
   (:class:`HubPublishError`) that never modify the local folder on failure; only what belongs
   to the model goes up (:func:`model_files`), with local paths redacted
   (:func:`redact_local_paths`);
+- ``python -m hf_vssl.hub.space --repo_id org/name`` (:mod:`hf_vssl.hub.space`, not imported
+  here so that ``-m`` runs it cleanly): the Gradio Space (``spaces/``) with hf_vssl vendored;
 - :func:`repo_name`: ``{task}-{backbone}-{dataset}-{subset}``, e.g. ``rspnet-r21d-k400-50k``;
   :func:`hub_dataset_id`: the Hub dataset a built-in dataset name stands for, if any.
 

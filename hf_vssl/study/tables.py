@@ -14,7 +14,6 @@ published settings without any result become sections of their own. A cell witho
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ AXIS_NAMES = {
 
 def key_label(value: Any) -> str:
     """A setting value as text: ``""`` for missing, whole floats without ``.0``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # None, NaN, pd.NA
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -158,7 +157,7 @@ def relative_decrease_rows(results: pd.DataFrame, spec: TableSpec) -> pd.DataFra
     """Robustness rows turned into ``relative_decrease`` = (clean - noisy) / clean per severity >= 1.
 
     The clean top-1 is the severity-0 row of the same cell settings and seed; noisy rows without
-    one are left out (their cells read n/a).
+    one (or whose clean top-1 is 0) are left out: their cells read n/a.
     """
     robust = results[(results["kind"] == "robustness") & (results["metric"] == "top1")]
     robust = robust[robust["severity"].notna()]
