@@ -133,6 +133,31 @@ def test_card_has_layout_counts_subsets_licence_and_command(reference):
     assert f"```bash\n{command}\n```" in body and manifest["prepare"]["command"] == command
 
 
+def test_a_failed_preparation_resumes_where_it_stopped(corpus, reference, tmp_path, monkeypatch):
+    """A run that fails at its fourth shard keeps three; the rerun writes only the others."""
+    from hf_vssl.data.prepare import writing
+
+    write, written = writing.write_planned_shard, []
+
+    def failing(task):
+        if len(written) == 3:
+            raise OSError("No space left on device")
+        written.append(task[3]["file"])
+        return write(task)
+
+    monkeypatch.setattr(writing, "write_planned_shard", failing)
+    out = tmp_path / "tiny"
+    with pytest.raises(OSError, match="No space left"):
+        prepare_main(_argv(corpus, out, "--num_workers", "1"))
+    finished = {name: (out / name).stat().st_mtime_ns for name in written}
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(written)
+    monkeypatch.setattr(writing, "write_planned_shard", write)
+    report = prepare_main(_argv(corpus, out, "--num_workers", "1"))
+    assert report.shards_reused == 3 and {name: (out / name).stat().st_mtime_ns for name in written} == finished
+    assert read_manifest(out) == read_manifest(reference[0])
+
+
+@pytest.mark.slow
 def test_a_killed_preparation_resumes_without_redoing_finished_shards(corpus, reference, tmp_path):
     """Kill -9 a serial preparation after a few shards; the rerun keeps them and ends equal to the
     uninterrupted (parallel) run."""

@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None, program: str = MODULE_PROGRAM) -> Prepar
     """
     from_command_line = argv is None
     parser = HfArgumentParser(PrepareArguments)
+    if "--push_to_hub" in (sys.argv[1:] if argv is None else argv):
+        parser.error(
+            "--push_to_hub: push with `python recipes/prepare_corpus.py` (the same flags) or "
+            "hf_vssl.hub.publish_dataset(output_dir, repo_id); this module only prepares the folder"
+        )
     try:
         (args,) = parser.parse_args_into_dataclasses(args=argv)
         report = prepare_corpus(args, program)
