@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import os
-from concurrent.futures import as_completed
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,14 @@ from tqdm.auto import tqdm
 from hf_vssl.data.records import VideoRecord
 from hf_vssl.data.shards import ReencodeOptions, video_field
 from hf_vssl.data.shards.build import encode_record
-from hf_vssl.data.shards.write import add_sample, atomic_tar, build_manifest, split_entry, worker_pool
+from hf_vssl.data.shards.write import (
+    add_sample,
+    atomic_tar,
+    build_manifest,
+    split_entry,
+    worker_context,
+    worker_pool,
+)
 
 from .plan import display_path
 
@@ -33,6 +42,21 @@ def save_json(path: Path, payload: Any) -> None:
     os.replace(partial, path)
 
 
+def _no_progress() -> None:
+    pass
+
+
+#: Called after each video a shard task finished: advances the progress bar (in the parent
+#: directly, in a worker through a queue the parent reads).
+_on_video: Callable[[], None] = _no_progress
+
+
+def _report_through(queue) -> None:
+    """Worker initializer: report each finished video on ``queue``."""
+    global _on_video  # a per-process setting, made once when the worker starts
+    _on_video = functools.partial(queue.put, 1)
+
+
 def write_planned_shard(task: tuple) -> dict[str, Any]:
     """Re-encode one planned shard's videos into its tar; save and return its done-marker."""
     out_dir, done_dir, split, shard, reencode, root = task
@@ -42,6 +66,7 @@ def write_planned_shard(task: tuple) -> dict[str, Any]:
     with atomic_tar(out_dir / shard["file"]) as tar:
         for video in shard["videos"]:
             result = encode_record((VideoRecord(**video["record"]), split, reencode))
+            _on_video()
             if result[0] == "bad":
                 skipped.append({"path": display_path(result[1], root), "reason": result[2], "stage": "re-encode"})
                 continue
@@ -86,22 +111,39 @@ def write_shards(
     total = sum(len(task[3]["videos"]) for task in tasks)
     with tqdm(total=total, desc="writing shards", unit="video") as progress:
         if num_workers <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                marker = write_planned_shard(task)
-                markers[marker["file"]] = marker
-                progress.update(len(task[3]["videos"]))
+            _write_here(tasks, markers, progress)
         else:
-            with worker_pool(min(num_workers, len(tasks))) as pool:
-                futures = {pool.submit(write_planned_shard, task): len(task[3]["videos"]) for task in tasks}
-                try:
-                    for future in as_completed(futures):
-                        marker = future.result()
-                        markers[marker["file"]] = marker
-                        progress.update(futures[future])
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)  # finished shards keep their markers
-                    raise
+            _write_in_pool(tasks, min(num_workers, len(tasks)), markers, progress)
     return markers, reused
+
+
+def _write_here(tasks: list[tuple], markers: dict[str, dict[str, Any]], progress) -> None:
+    global _on_video  # this process's progress callback, restored below
+    _on_video = functools.partial(progress.update, 1)
+    try:
+        for task in tasks:
+            marker = write_planned_shard(task)
+            markers[marker["file"]] = marker
+    finally:
+        _on_video = _no_progress
+
+
+def _write_in_pool(tasks: list[tuple], num_workers: int, markers: dict[str, dict[str, Any]], progress) -> None:
+    queue = worker_context().SimpleQueue()  # one item per finished video
+    with worker_pool(num_workers, _report_through, (queue,)) as pool:
+        pending = {pool.submit(write_planned_shard, task) for task in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    marker = future.result()
+                    markers[marker["file"]] = marker
+                while not queue.empty():
+                    queue.get()
+                    progress.update(1)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # finished shards keep their markers
+            raise
 
 
 def assemble_manifest(

@@ -116,18 +116,29 @@ class ShardWriter:
         self._close_current()
 
 
-def _worker_init() -> None:
+def _worker_init(initializer: Callable | None = None, initargs: tuple = ()) -> None:
     # As DataLoader workers do: one intra-op thread per forked worker (parallelism comes from
     # the processes, and OpenMP pools inherited through fork must not be used).
     torch.set_num_threads(1)
+    if initializer is not None:
+        initializer(*initargs)
 
 
-def worker_pool(num_workers: int) -> ProcessPoolExecutor:
-    """A pool of ``num_workers`` processes forked like DataLoader workers (a spawned worker
-    re-imports torch: seconds each), one intra-op thread each."""
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=num_workers, mp_context=context, initializer=_worker_init)
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method of :func:`worker_pool`: fork like DataLoader workers (a spawned worker
+    re-imports torch: seconds each); spawn where fork does not exist."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def worker_pool(num_workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of ``num_workers`` processes (:func:`worker_context`), one intra-op thread each;
+    ``initializer(*initargs)`` also runs in each worker."""
+    return ProcessPoolExecutor(
+        max_workers=num_workers,
+        mp_context=worker_context(),
+        initializer=_worker_init,
+        initargs=(initializer, initargs),
+    )
 
 
 def run_tasks(fn: Callable, tasks: Iterable, num_workers: int) -> Iterator:
