@@ -23,8 +23,9 @@ LICENCES: dict[str, tuple[str, str]] = {
         "from YouTube: check the source's terms before sharing copies.",
     ),
     "hmdb51": (
-        "unknown",
-        "HMDB51 (Serre lab) gathers clips from films and web videos: check the source's terms before "
+        "cc-by-4.0",
+        "HMDB51 is licensed CC BY 4.0 by its authors (Kuehne et al., Serre lab); its clips come mostly "
+        "from films and web videos whose rights stay with their owners: check the source's terms before "
         "sharing copies.",
     ),
     "kinetics400": (

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None, program: str = MODULE_PROGRAM) -> Prepar
     From the command line a bad flag or input prints one line ``error: ...`` and exits with status 1.
     """
     from_command_line = argv is None
-    parser = HfArgumentParser(PrepareArguments)
+    parser = HfArgumentParser(PrepareArguments, prog=program)
     if "--push_to_hub" in (sys.argv[1:] if argv is None else argv):
         parser.error(
             "--push_to_hub: push with `python recipes/prepare_corpus.py` (the same flags) or "
