@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -310,3 +311,57 @@ def test_push_to_hub_and_read_the_subsets_back(corpus, reference, tmp_path):
 def test_a_shard_folder_is_not_a_source(reference, tmp_path):
     with pytest.raises(ValueError, match="already a shard dataset"):
         prepare_main(["--dataset", str(reference[0]), "--output_dir", str(tmp_path / "x")])
+
+
+def test_prepared_shards_stream_as_a_video_dataset(reference):
+    from hf_vssl.data.streaming import load_video_dataset
+
+    out, _ = reference
+    table = load_video_dataset(out, split="test", streaming=False)
+    assert len(table) == 7
+    assert table[0]["video"].get_frames_at([0, 31]).data.shape == (2, 3, 48, 48)
+
+
+def test_a_video_folder_is_reencoded_to_the_short_side(make_video, tmp_path):
+    """Any built-in source works: a video folder with MP4 and WebM inputs, a stray video and a text
+    file posing as a video, scaled to a 16-pixel short side with a 4-frame GOP."""
+    import av
+
+    root = tmp_path / "videos"
+    for split, count in (("train", 2), ("test", 1)):
+        for name in ("jump", "run"):
+            for i in range(count):
+                ext = "webm" if name == "run" and i == 1 else "mp4"
+                make_video(f"videos/{split}/{name}/{name}{i}.{ext}", num_frames=12, height=32, width=48, seed=i)
+    (root / "train" / "run" / "notes.mp4").write_text("not a video")
+    make_video("videos/train/stray.mp4", num_frames=4)
+    out = tmp_path / "shards"
+    report = prepare_main(
+        ["--dataset", "videofolder", "--dataset_root", str(root), "--output_dir", str(out),
+         "--short_side", "16", "--gop_size", "4", "--num_workers", "1"]
+    )  # fmt: skip
+    assert report.per_split == {"train": 4, "test": 2}
+    assert {(item["stage"], item["path"]) for item in report.skipped} == {
+        ("annotation", "train/stray.mp4"),
+        ("check", "train/run/notes.mp4"),
+    }
+    samples = {meta["video_id"]: data for data, meta in iter_tar(out / "videofolder-train-00000.tar")}
+    assert sorted(samples) == ["jump/jump0", "jump/jump1", "run/run0", "run/run1"]
+    with av.open(io.BytesIO(samples["run/run1"])) as container:  # a WebM input, now H.264 in MP4
+        frames = list(container.decode(video=0))
+    assert container.format.name.startswith("mov") and frames[0].format.name == "yuv420p"
+    assert (frames[0].height, frames[0].width) == (16, 24) and len(frames) == 12
+    assert [i for i, frame in enumerate(frames) if frame.key_frame] == [0, 4, 8]
+    assert "license: unknown" in (out / "README.md").read_text()
+
+
+def test_probe_results_are_kept_for_a_resumed_run(corpus, tmp_path, monkeypatch):
+    from hf_vssl.data.prepare import plan
+
+    cache = tmp_path / "probe.jsonl"
+    good, bad = corpus["train"][0].path, str(corpus["corrupt"])
+    first = plan.probe_all([good, bad], cache, num_workers=1)
+    assert first[good] is None and first[bad]
+    cache.write_text(cache.read_text() + '{"path": "/cut short')  # a killed run's last line
+    monkeypatch.setattr(plan, "probe_video", lambda path: pytest.fail(f"{path} probed twice"))
+    assert plan.probe_all([good, bad], cache, num_workers=1) == first
