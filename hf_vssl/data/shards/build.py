@@ -16,8 +16,9 @@ from .reencode import ReencodeOptions, reencode_video
 from .write import ShardReport, default_prefix, default_workers, prepare_out_dir, run_tasks, write_all
 
 
-def _prepare_record(task: tuple[VideoRecord, str, ReencodeOptions | None]) -> tuple:
-    """Validate (and re-encode) one record -> ``("ok", bytes, meta)`` or ``("bad", path, reason)``."""
+def encode_record(task: tuple[VideoRecord, str, ReencodeOptions | None]) -> tuple:
+    """Validate (and re-encode) one ``(record, split, reencode)`` -> ``("ok", bytes, meta)`` or
+    ``("bad", path, reason)``."""
     record, split, reencode = task
     path = str(record.path)
     try:
@@ -70,6 +71,6 @@ def build_shards(
         prefix = default_prefix(records)
     field_ext = video_field(reencode.container) if reencode is not None else None
     tasks = [(record, split or record.split, reencode) for record in records]
-    results = run_tasks(_prepare_record, tasks, default_workers(num_workers))
+    results = run_tasks(encode_record, tasks, default_workers(num_workers))
     extra = {"reencode": asdict(reencode) if reencode is not None else None}
     return write_all(results, out, prefix, shard_size, field_ext, extra, started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import itertools
 import json
@@ -45,6 +46,41 @@ class ShardReport:
         )
 
 
+def unique_key(video_id: str, taken: set[str]) -> str:
+    """The sample key of ``video_id`` (:func:`sample_key`), suffixed ``_1``, ``_2``, ... when
+    ``taken`` already holds it (the same video twice, e.g. two annotated segments); added to ``taken``."""
+    key = sample_key(video_id)
+    if key in taken:
+        suffix = 1
+        while f"{key}_{suffix}" in taken:
+            suffix += 1
+        key = f"{key}_{suffix}"
+    taken.add(key)
+    return key
+
+
+@contextlib.contextmanager
+def atomic_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A tar opened for writing under a hidden ``.<name>.partial`` name, renamed to ``path`` only
+    when the block completes (a reader or a resumed run never sees half a shard); removed on error."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as tar:
+            yield tar
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+def add_sample(tar: tarfile.TarFile, key: str, field_ext: str, data: bytes, meta: dict[str, Any]) -> None:
+    """Append one sample (``<key>.<field_ext>`` video bytes + ``<key>.json`` metadata) to ``tar``."""
+    for name, payload in ((f"{key}.{field_ext}", data), (f"{key}.json", json.dumps(meta, sort_keys=True).encode())):
+        member = tarfile.TarInfo(name)
+        member.size, member.mtime, member.mode = len(payload), 0, 0o644  # reproducible tars
+        tar.addfile(member, io.BytesIO(payload))
+
+
 class ShardWriter:
     """Writes samples of one split into numbered tar shards of ``shard_size`` samples each."""
 
@@ -68,24 +104,11 @@ class ShardWriter:
             os.replace(self._tmp, self.out_dir / self.shards[-1]["file"])  # complete shards only
             self._tar = None
 
-    def _add(self, name: str, payload: bytes) -> None:
-        member = tarfile.TarInfo(name)
-        member.size, member.mtime, member.mode = len(payload), 0, 0o644  # reproducible tars
-        self._tar.addfile(member, io.BytesIO(payload))
-
     def write(self, data: bytes, meta: dict[str, Any], field_ext: str) -> None:
         if self._tar is None or self.shards[-1]["num_videos"] >= self.shard_size:
             self._close_current()
             self._open_next()
-        key = sample_key(meta["video_id"])
-        if key in self._keys:  # the same video twice (e.g. two annotated segments): keep both
-            suffix = 1
-            while f"{key}_{suffix}" in self._keys:
-                suffix += 1
-            key = f"{key}_{suffix}"
-        self._keys.add(key)
-        self._add(f"{key}.{field_ext}", data)
-        self._add(f"{key}.json", json.dumps(meta, sort_keys=True).encode("utf-8"))
+        add_sample(self._tar, unique_key(meta["video_id"], self._keys), field_ext, data, meta)
         self.shards[-1]["num_videos"] += 1
         self.class_counts[meta["label_name"]] += 1
 
@@ -93,25 +116,42 @@ class ShardWriter:
         self._close_current()
 
 
-def _worker_init() -> None:
+def _worker_init(initializer: Callable | None = None, initargs: tuple = ()) -> None:
     # As DataLoader workers do: one intra-op thread per forked worker (parallelism comes from
     # the processes, and OpenMP pools inherited through fork must not be used).
     torch.set_num_threads(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method of :func:`worker_pool`: fork like DataLoader workers (a spawned worker
+    re-imports torch: seconds each); spawn where fork does not exist."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def worker_pool(num_workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of ``num_workers`` processes (:func:`worker_context`), one intra-op thread each;
+    ``initializer(*initargs)`` also runs in each worker."""
+    return ProcessPoolExecutor(
+        max_workers=num_workers,
+        mp_context=worker_context(),
+        initializer=_worker_init,
+        initargs=(initializer, initargs),
+    )
 
 
 def run_tasks(fn: Callable, tasks: Iterable, num_workers: int) -> Iterator:
     """``map(fn, tasks)`` in order, in worker processes when ``num_workers > 1``.
 
-    Tasks are consumed in windows so that a large dataset never sits in memory at once.
-    Workers are forked like DataLoader workers (a spawned worker re-imports torch: seconds each).
+    Tasks are consumed in windows so that a large dataset never sits in memory at once
+    (workers: :func:`worker_pool`).
     """
     if num_workers <= 1:
         yield from map(fn, tasks)
         return
     iterator = iter(tasks)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=num_workers, mp_context=context, initializer=_worker_init) as pool:
+    with worker_pool(num_workers) as pool:
         while window := list(itertools.islice(iterator, 8 * num_workers)):
             yield from pool.map(fn, window)
 
@@ -168,33 +208,66 @@ def write_all(
         writer.close()
 
     splits = {
-        split: {
-            "num_videos": sum(s["num_videos"] for s in writer.shards),
-            "shards": writer.shards,
-            "class_counts": dict(sorted(writer.class_counts.items())),
-        }
-        for split, writer in sorted(writers.items())
+        split: split_entry(writer.shards, writer.class_counts) for split, writer in sorted(writers.items())
     }
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "prefix": prefix,
-        "video_field": field_ext,
-        "meta_fields": list(META_FIELDS),
-        "written": report.written,
-        "splits": splits,
-        "label_names": {str(k): v for k, v in sorted(label_names.items())},
-        "containers": dict(containers),
-        "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
-        **extra_manifest,
-    }
-    manifest_path = out_dir / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False))
+    manifest = build_manifest(
+        prefix,
+        field_ext,
+        splits,
+        label_names,
+        containers,
+        [{"path": p, "reason": r} for p, r in report.skipped],
+        extra_manifest,
+    )
+    manifest_path = write_manifest(out_dir, manifest)
     report.shards = [str(out_dir / s["file"]) for split in splits.values() for s in split["shards"]]
     report.manifest = str(manifest_path)
     report.per_split = {name: split["num_videos"] for name, split in splits.items()}
     report.seconds = time.perf_counter() - started
     return report
+
+
+def split_entry(shards: list[dict[str, Any]], class_counts: dict[str, int]) -> dict[str, Any]:
+    """A split's manifest entry: its shards (``{"file", "num_videos"}``), video count, per-class counts."""
+    return {
+        "num_videos": sum(s["num_videos"] for s in shards),
+        "shards": shards,
+        "class_counts": dict(sorted(class_counts.items())),
+    }
+
+
+def build_manifest(
+    prefix: str,
+    field_ext: str | None,
+    splits: dict[str, dict[str, Any]],
+    label_names: dict[int, str],
+    containers: dict[str, int],
+    skipped: list[dict[str, Any]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``manifest.json`` content (format in the package docstring); ``extra`` adds top-level keys."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "prefix": prefix,
+        "video_field": field_ext,
+        "meta_fields": list(META_FIELDS),
+        "written": sum(split["num_videos"] for split in splits.values()),
+        "splits": splits,
+        "label_names": {str(k): v for k, v in sorted(label_names.items())},
+        "containers": dict(containers),
+        "skipped": skipped,
+        **extra,
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically (a reader never sees half of it); returns its path."""
+    path = Path(out_dir) / MANIFEST_NAME
+    partial = path.with_name(f".{MANIFEST_NAME}.partial")
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=False))
+    os.replace(partial, path)
+    return path
 
 
 def default_prefix(records: Sequence[VideoRecord]) -> str:
