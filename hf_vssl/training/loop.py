@@ -44,7 +44,9 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch import nn
 from tqdm.auto import tqdm
 
+from hf_vssl.data.datasets import collate_clips
 from hf_vssl.data.subsets import save_subset
+from hf_vssl.data.training_data import TrainingVideos
 from hf_vssl.evaluation import check_bad_videos
 from hf_vssl.hub import publish
 from hf_vssl.utils.seeding import derive_seed
@@ -70,6 +72,7 @@ __all__ = [
     "TrainingJob",
     "append_log",
     "build_accelerator",
+    "build_train_data",
     "build_train_dataloader",
     "prepare_training",
     "raise_if_nonfinite",
@@ -173,6 +176,39 @@ def build_train_dataloader(
         persistent_workers=args.dataloader_num_workers > 0,
         pin_memory=pin_memory,
     )
+
+
+def build_train_data(
+    videos: TrainingVideos,
+    sampler,
+    transform,
+    args,
+    accelerator: Accelerator,
+    batch_size: int | None = None,
+    collate_fn: Callable = collate_clips,
+):
+    """``(dataset, loader)`` of a recipe's training videos: the clip dataset of ``videos``
+    (streamed shards: split by this process's rank) and :func:`build_train_dataloader` over it,
+    with ``args.seed``, ``--max_bad_fraction`` and ``--short_video`` (``batch_size``: default
+    ``--per_device_train_batch_size``)."""
+    dataset = videos.clip_dataset(
+        sampler,
+        transform=transform,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        short_video=args.short_video,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    loader = build_train_dataloader(
+        dataset,
+        args,
+        batch_size or args.per_device_train_batch_size,
+        collate_fn,
+        accelerator.num_processes,
+        num_videos=videos.num_videos,
+    )
+    return dataset, loader
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:

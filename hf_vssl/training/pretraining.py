@@ -30,7 +30,7 @@ from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     TrainingJob,
     build_accelerator,
-    build_train_dataloader,
+    build_train_data,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -168,22 +168,13 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         seed=args.seed,
         process_index=accelerator.process_index,
     )
-    dataset = videos.clip_dataset(
+    dataset, dataloader = build_train_data(
+        videos,
         model.sampler(args.num_frames, args.frame_stride),
-        transform=transform,
-        seed=args.seed,
-        max_bad_fraction=args.max_bad_fraction,
-        short_video=args.short_video,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-    )
-    dataloader = build_train_dataloader(
-        dataset,
+        transform,
         args,
-        args.per_device_train_batch_size,
-        collate_clips,
-        accelerator.num_processes,
-        num_videos=videos.num_videos,
+        accelerator,
+        collate_fn=collate_clips,  # looked up here: tests record the videos each rank reads through it
     )
 
     # -- optimiser -------------------------------------------------------------------------------
