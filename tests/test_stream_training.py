@@ -180,8 +180,9 @@ def test_steps_per_epoch_and_refusals(corpus_shards, tmp_path):
     videos = open_training_videos(parse_dataset_argument(str(corpus_shards)), subset_size=SUBSET)
     assert videos.is_stream and videos.num_videos == SUBSET and videos.records is None
     assert sorted(videos.id2label.values()) == ["move_down", "move_left", "move_right", "move_up"]
-    assert videos.provenance()["dataset_location"] == str(corpus_shards)
     assert dataset_name(parse_dataset_argument("hf://datasets/org/k400-shards@v1")) == "k400-shards"
+    with pytest.raises(ValueError, match="subset was drawn with seed 0, not --subset_seed 3"):
+        open_training_videos(parse_dataset_argument(str(corpus_shards)), subset_size=SUBSET, subset_seed=3)
     with pytest.raises(ValueError, match="--label_set applies to the synthetic corpus"):
         open_training_videos(parse_dataset_argument(str(corpus_shards)), label_set="motion")
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .clips import ClipSampler
 from .dataset_argument import DatasetArgument
 from .datasets import Noise, Transform, VideoClipDataset
 from .loading import load_labelled_records, load_records
 from .records import VideoRecord
-from .shards.variants import subset_shards
+from .shards.variants import published_subsets, subset_shards
 from .streaming import StreamingClipDataset, load_manifest, load_video_dataset, manifest_label_space
 
 
@@ -35,7 +34,6 @@ class TrainingVideos:
             manifest's label names).
         records: a source's videos (``None`` for shards, which are streamed).
         subset_size: the ``--subset_size`` asked for (``None``: the whole split).
-        revision: the Hub revision of streamed shards (``None``: local, or the default branch).
     """
 
     argument: DatasetArgument
@@ -44,21 +42,10 @@ class TrainingVideos:
     id2label: dict[int, str] | None
     records: Sequence[VideoRecord] | None = None
     subset_size: int | None = None
-    revision: str | None = None
 
     @property
     def is_stream(self) -> bool:
         return self.records is None
-
-    def provenance(self) -> dict[str, Any]:
-        """Where the videos came from, for checkpoints and logs (the shard location included)."""
-        return {
-            "dataset": self.argument.dataset,
-            "dataset_split": self.split,
-            "dataset_kind": self.argument.kind,
-            "dataset_location": self.argument.base if self.is_stream else None,
-            "num_videos": self.num_videos,
-        }
 
     def clip_dataset(
         self,
@@ -110,7 +97,8 @@ def open_training_videos(
     Sources: the records (with ``subset_size``: the class-balanced nested subset drawn with
     ``subset_seed``; ``labelled``: labels required and the source's label space). Shards: the
     manifest's count and labels; ``subset_size`` picks the published nested subset (a size the
-    manifest does not publish is refused, a stream cannot draw a new balanced one).
+    manifest does not publish, or one drawn with another seed than ``subset_seed``, is refused: a
+    stream cannot draw a new balanced one).
     """
     if not argument.is_shards:
         options = {"subset_size": subset_size, "subset_seed": subset_seed, "label_set": label_set}
@@ -123,11 +111,14 @@ def open_training_videos(
         raise ValueError(f"--label_set applies to the synthetic corpus, not to the shards of {argument.dataset}")
     manifest = load_manifest(argument.base)
     shards = subset_shards(manifest, split, subset_size, argument.dataset)
+    published = published_subsets(manifest, split).get(subset_size) if subset_size is not None else None
+    if published is not None and int(published.get("seed", subset_seed)) != subset_seed:
+        raise ValueError(
+            f"--dataset {argument.dataset}: its {subset_size}-video subset was drawn with seed "
+            f"{published['seed']}, not --subset_seed {subset_seed} (pass --subset_seed {published['seed']})"
+        )
     num_videos = sum(int(shard["num_videos"]) for shard in shards)
-    revision = argument.base.rpartition("@")[2] if "@" in argument.base else None
-    return TrainingVideos(
-        argument, split, num_videos, manifest_label_space(manifest), subset_size=subset_size, revision=revision
-    )
+    return TrainingVideos(argument, split, num_videos, manifest_label_space(manifest), subset_size=subset_size)
 
 
 __all__ = ["TrainingVideos", "dataset_name", "open_training_videos"]
