@@ -23,7 +23,7 @@ from huggingface_hub import constants
 from safetensors.torch import load_file
 
 from hf_vssl.data import streaming
-from hf_vssl.data.clips import UniformClipSampler
+from hf_vssl.data.clips import ClipTooLongError, UniformClipSampler
 from hf_vssl.data.dataset_argument import parse_dataset_argument
 from hf_vssl.data.datasets import collate_clips
 from hf_vssl.data.loading import load_records
@@ -156,7 +156,7 @@ def test_a_share_that_runs_dry_is_read_again_and_resume_stays_exact(make_video, 
 
     with caplog.at_level(logging.WARNING):
         full = _read(batches())
-    assert len(full) == 7 and "was read 1 more time(s)" in caplog.text
+    assert len(full) == 7 and "ran dry after 5 of its 7 batches" in caplog.text
     first_pass = [v for batch, _ in full[:5] for v in batch]
     assert sorted(first_pass) == ids and [v for batch, _ in full[5:] for v in batch] == first_pass[:4]
 
@@ -221,18 +221,25 @@ def test_streamed_pretraining_resumes_exactly(corpus_shards, tmp_path):
     assert _losses(output) == expected_losses
 
 
-def test_distillation_and_finetuning_train_from_shards(corpus_shards, tmp_path):
-    teacher = tmp_path / "teacher"
+def _teacher(path: Path) -> Path:
     config = VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32, pretext_task="rotnet")
-    VSSLForPretraining(config).save_pretrained(teacher)
+    VSSLForPretraining(config).save_pretrained(path)
+    return path
+
+
+def _distill(output: Path, dataset: Path, teacher: Path, *extra: str) -> Path:
     flags = [
         "--teachers", str(teacher), "--backbone", "r21d", "--width_multiplier", "0.125", "--num_frames", "8",
         "--image_size", "32", "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0",
-        "--report_to", "none", "--max_steps", "2", "--dataset", str(corpus_shards),
-        "--subset_size", str(SUBSET), "--output_dir", str(tmp_path / "d"),
+        "--report_to", "none", "--max_steps", "2", "--logging_steps", "1", "--dataset", str(dataset),
+        "--output_dir", str(output), *extra,
     ]  # fmt: skip
-    output = run_distillation(parse_args(DistillationArguments, flags))
-    assert (output / "model.safetensors").is_file() and len(_losses(output)) == 1
+    return run_distillation(parse_args(DistillationArguments, flags))
+
+
+def test_distillation_and_finetuning_train_from_shards(corpus_shards, tmp_path):
+    output = _distill(tmp_path / "d", corpus_shards, _teacher(tmp_path / "teacher"), "--subset_size", str(SUBSET))
+    assert (output / "model.safetensors").is_file() and len(_losses(output)) == 2
     assert not (output / "subset_ids.json").exists()  # a stream's videos are the manifest's subset
 
     args = parse_args(
@@ -252,6 +259,32 @@ def test_distillation_and_finetuning_train_from_shards(corpus_shards, tmp_path):
     # ids read v_MoveUp_g01_c01 for the label move_up: each video carries its own label
     assert all(videos.id2label[label].replace("_", "") in video_id.lower() for video_id, label in labels.items())
     assert batches[0]["pixel_values"].shape == (4, 8, 3, 32, 32)
+
+
+def test_short_videos_in_a_stream_follow_short_video(tiny_corpus, make_video, tmp_path, caplog):
+    """Distillation (whose clip sampler leaves short videos to ``--short_video``) from two 4-frame
+    videos among 8: ``skip`` leaves them out and reports each; the epoch keeps its 8 // 4 = 2
+    steps (the 6 readable videos fill one batch, so the share is read again, with a warning);
+    ``refuse`` stops, naming the video."""
+    short = [
+        VideoRecord(
+            path=str(make_video(f"short{i}.mp4", num_frames=4, height=48, width=48, seed=i)),
+            label=0,
+            label_name="move_down",
+            video_id=f"short{i}",
+        )
+        for i in range(2)
+    ]
+    records = [*short, *load_records("synthetic", str(tiny_corpus), "train")[:6]]
+    build_shards(records, tmp_path / "shards", shard_size=4, num_workers=1, split="train")
+    teacher = _teacher(tmp_path / "teacher")
+    with caplog.at_level(logging.WARNING):
+        output = _distill(tmp_path / "skip", tmp_path / "shards", teacher, "--short_video", "skip")
+    assert len(_losses(output)) == 2
+    assert all(f"{video.video_id}: the clip needs 8 frames" in caplog.text for video in short)
+    assert "ran dry after 1 of its 2 batches" in caplog.text
+    with pytest.raises(ClipTooLongError, match=r"short\d: the clip needs 8 frames but the video has only 4"):
+        _distill(tmp_path / "refuse", tmp_path / "shards", teacher, "--short_video", "refuse")
 
 
 # -- the Hub and two nodes (subprocesses: the Hub endpoint is read when huggingface_hub starts) ----

@@ -8,7 +8,7 @@ a gradient all-reduce the others never reach. :class:`StreamedBatches` therefore
 
     batches_per_epoch = num_videos // (batch_size * processes * accumulation) * accumulation
 
-A rank whose share runs dry first reads its share again (a warning says how many batches did);
+A rank whose share runs dry first reads its share again (with a warning);
 the ``num_videos mod (batch x processes x accumulation)`` videos left over are not read that
 epoch, like ``drop_last``. Batches are moved to the device here (``non_blocking``), since the
 loader stays out of ``accelerator.prepare`` (see :mod:`hf_vssl.data.streaming`).
@@ -161,6 +161,14 @@ class StreamedBatches:
                         "(too few readable videos for --per_device_train_batch_size)"
                     ) from None
                 self._passes += 1
+                logger.warning(
+                    "epoch %d: rank %d's share of the stream ran dry after %d of its %d batches (too few readable "
+                    "videos); reading it again (see docs/streaming.md)",
+                    self.epoch,
+                    self.dataset.rank,
+                    self._done,
+                    self.batches_per_epoch,
+                )
                 self.dataset.clear_resume()
                 iterator, in_pass = iter(self.loader), 0
                 continue
@@ -173,15 +181,6 @@ class StreamedBatches:
                 self._drop -= 1
                 continue
             yield self._to_device(batch)
-        if self._passes:
-            logger.warning(
-                "epoch %d: rank %d's share of the stream held fewer readable videos than %d batches need; it was "
-                "read %d more time(s) (see docs/streaming.md)",
-                self.epoch,
-                self.dataset.rank,
-                self.batches_per_epoch,
-                self._passes,
-            )
 
 
 def streamed_batches_per_epoch(
