@@ -52,8 +52,12 @@ from .datasets import (
     stable_key_seed,
 )
 from .shards import MANIFEST_FORMAT, MANIFEST_NAME, META_FIELDS
+from .shards.variants import subset_shards
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+#: DataLoader workers per process whose resume positions :class:`StreamingClipDataset` can hold.
+MAX_STREAM_WORKERS = 64
 
 
 def dataset_base(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> str:
@@ -129,11 +133,14 @@ def load_video_dataset(
     split: str = "train",
     streaming: bool = True,
     revision: str | None = None,
+    subset_size: int | None = None,
 ):
     """Load video shards as a ``datasets.IterableDataset`` (or ``Dataset`` with ``streaming=False``).
 
     ``path_or_repo_id`` is a local directory written by ``build_shards`` or a Hub dataset repo id
-    holding the same files. Columns: ``video`` (``datasets.Video``: a torchcodec decoder when
+    holding the same files. ``subset_size`` picks the published nested subset of that many videos
+    (a shard prefix of ``split``, see :mod:`hf_vssl.data.shards.variants`); a size the manifest
+    does not publish is refused. Columns: ``video`` (``datasets.Video``: a torchcodec decoder when
     accessed), ``json`` (label, label_name, video_id, split, source, start, end, num_frames,
     container, filename), ``__key__``, ``__url__``. Without a manifest, shards matching
     ``*-{split}-*.tar`` are loaded and their schema inferred.
@@ -143,10 +150,10 @@ def load_video_dataset(
     base = dataset_base(path_or_repo_id, revision)
     manifest = load_manifest(base, required=False)
     if manifest is not None:
-        if split not in manifest["splits"]:
-            raise ValueError(f"{base} has no split {split!r}; available: {', '.join(manifest['splits'])}")
-        files = [f"{base}/{shard['file']}" for shard in manifest["splits"][split]["shards"]]
+        files = [f"{base}/{shard['file']}" for shard in subset_shards(manifest, split, subset_size, base)]
         video_field, features = manifest["video_field"], _features(manifest["video_field"])
+    elif subset_size is not None:
+        raise ValueError(f"{base} has no {MANIFEST_NAME}: it publishes no subsets (subset_size={subset_size})")
     else:
         files, video_field, features = [f"{base}/*-{split}-*.tar"], None, None
     dataset = load_dataset(
@@ -188,9 +195,11 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         short_video: ``"skip"``, ``"loop"``, ``"pad"`` or ``"refuse"`` for each video the sampler
             finds too short (see :class:`hf_vssl.data.datasets.VideoClipDataset`).
 
-    ``index`` in the samples is -1 (a stream has no global index; use ``video_id``). See the
-    module docstring for the sharding rule and why the DataLoader stays out of
-    ``accelerator.prepare``.
+    ``index`` in the samples is -1 (a stream has no global index; use ``video_id``). Each sample
+    also carries ``stream_position = (worker, n)``: the DataLoader worker that read it (0 without
+    workers) and how many examples that worker had read from its share of the stream, this one
+    included (bad videos count), which is where :meth:`resume_at` restarts it. See the module
+    docstring for the sharding rule and why the DataLoader stays out of ``accelerator.prepare``.
     """
 
     def __init__(
@@ -240,6 +249,8 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         self.short_video = short_video
         self.tracker = BadVideoTracker(max_bad_fraction, min_seen)
         self._init_epoch()
+        # [epoch + 1 (0: none), examples to skip per worker...], shared with the workers like the epoch
+        self._resume = torch.zeros(1 + MAX_STREAM_WORKERS, dtype=torch.int64).share_memory_()
 
     @property
     def bad_videos(self) -> list[tuple[str, str]]:
@@ -254,10 +265,28 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         super().set_epoch(epoch)
         self.dataset.set_epoch(int(epoch))
 
+    def resume_at(self, epoch: int, positions: list[int]) -> None:
+        """In ``epoch``, worker ``w`` (the process itself without workers) passes over the first
+        ``positions[w]`` examples of its share without decoding them (see ``stream_position``)."""
+        if len(positions) > MAX_STREAM_WORKERS:
+            raise ValueError(f"at most {MAX_STREAM_WORKERS} DataLoader workers can resume, got {len(positions)}")
+        self._resume.zero_()
+        self._resume[1 : 1 + len(positions)] = torch.as_tensor(positions, dtype=torch.int64)
+        self._resume[0] = int(epoch) + 1
+
+    def clear_resume(self) -> None:
+        """Read every share from its start again (undo :meth:`resume_at`)."""
+        self._resume.zero_()
+
     def __iter__(self):
         epoch = self.epoch
         self.dataset.set_epoch(epoch)  # persistent workers: sync the copy with the shared epoch
-        for example in self.dataset:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        skip = int(self._resume[1 + worker]) if int(self._resume[0]) == epoch + 1 else 0
+        for position, example in enumerate(self.dataset, start=1):
+            if position <= skip:  # consumed before the checkpoint: not decoded again
+                continue
             meta, video = example["json"], example["video"]
             key = example.get("__key__") or meta["video_id"]
             name = f"{example.get('__url__') or 'stream'}:{key}"
@@ -288,7 +317,15 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
                 self.tracker.bad(name, name, _reason(error), short=short)
                 continue
             self.tracker.ok()
+            sample["stream_position"] = (worker, position)
             yield sample
 
 
-__all__ = ["StreamingClipDataset", "dataset_base", "load_video_dataset"]
+__all__ = [
+    "MAX_STREAM_WORKERS",
+    "StreamingClipDataset",
+    "dataset_base",
+    "load_manifest",
+    "load_video_dataset",
+    "manifest_label_space",
+]

@@ -146,10 +146,18 @@ class TrainingDataArguments:
 
     dataset: str = dataclasses.field(
         default="synthetic",
-        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+        metadata={
+            "help": "a built-in source read from --dataset_root (ucf101, hmdb51, kinetics400, ssv2, diving48, "
+            "videofolder), the synthetic corpus (synthetic), a local shard folder (holding manifest.json), or a "
+            "Hub dataset repo of shards (org/name or hf://datasets/org/name[@revision]); shards are streamed "
+            "(see docs/streaming.md)"
+        },
     )
     dataset_root: str | None = dataclasses.field(
-        default=None, metadata={"help": "dataset folder (synthetic: built in)"}
+        default=None, metadata={"help": "folder of a built-in source (synthetic: built in; shards: not used)"}
+    )
+    dataset_revision: str | None = dataclasses.field(
+        default=None, metadata={"help": "Hub shard datasets only: the branch, tag or commit to stream"}
     )
     dataset_split: str = dataclasses.field(
         default="train", metadata={"help": "split of --dataset to train on"}
@@ -159,9 +167,14 @@ class TrainingDataArguments:
         default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
     )
     subset_size: int | None = dataclasses.field(
-        default=None, metadata={"help": "class-balanced nested subset of this size"}
+        default=None,
+        metadata={
+            "help": "class-balanced nested subset of this size (shards: a subset their manifest publishes)"
+        },
     )
-    subset_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the class-balanced subset"})
+    subset_seed: int = dataclasses.field(
+        default=0, metadata={"help": "seed of the class-balanced subset (sources; shards publish theirs)"}
+    )
 
 
 @dataclasses.dataclass

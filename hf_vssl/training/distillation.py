@@ -37,8 +37,8 @@ from torch import nn
 
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records
+from hf_vssl.data.dataset_argument import parse_dataset_argument
+from hf_vssl.data.training_data import dataset_name, open_training_videos
 from hf_vssl.data.transforms import TRANSFORM_PRESETS
 from hf_vssl.distill import (
     FEATURE_LOSSES,
@@ -57,7 +57,7 @@ from hf_vssl.training.loop import (
     NonFiniteLossError,
     TrainingJob,
     build_accelerator,
-    build_train_dataloader,
+    build_train_data,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -178,10 +178,11 @@ def _validate(args: DistillationArguments) -> None:
 def run_distillation(args: DistillationArguments) -> Path:
     """Distil ``args.teachers`` into one student; return the output folder (the student checkpoint)."""
     _validate(args)
+    argument = parse_dataset_argument(args.dataset, args.dataset_root, args.dataset_revision)
     name = output_name(
         "distill",
         args.backbone if not args.student_name_or_path else None,
-        args.dataset,
+        dataset_name(argument),
         args.subset_size if args.dataset != "synthetic" else None,
     )
     output_dir = resolve_output_dir(args.output_dir, name)
@@ -216,11 +217,10 @@ def run_distillation(args: DistillationArguments) -> Path:
     )
 
     # -- data: the transfer set (labels ignored) ---------------------------------------------------
-    records = load_records(
-        args.dataset,
-        args.dataset_root,
+    videos = open_training_videos(
+        argument,
         args.dataset_split,
-        args.fold,
+        fold=args.fold,
         subset_size=args.subset_size,
         subset_seed=args.subset_seed,
         label_set=args.label_set,
@@ -237,17 +237,7 @@ def run_distillation(args: DistillationArguments) -> Path:
     sampler = UniformClipSampler(
         args.num_frames, args.frame_stride, mode=args.clip_sampling, short_video="error"
     )  # the dataset applies --short_video per video
-    dataset = VideoClipDataset(
-        records,
-        sampler,
-        transform=transform,
-        seed=args.seed,
-        max_bad_fraction=args.max_bad_fraction,
-        short_video=args.short_video,
-    )
-    dataloader = build_train_dataloader(
-        dataset, args, args.per_device_train_batch_size, collate_clips, accelerator.num_processes
-    )
+    dataset, dataloader = build_train_data(videos, sampler, transform, args, accelerator)
 
     # -- optimiser -------------------------------------------------------------------------------
     optimizer = build_optimizer(
@@ -290,7 +280,7 @@ def run_distillation(args: DistillationArguments) -> Path:
             dataloader=dataloader,
             step=step,
             export=export,
-            records=records,
+            records=videos.records,
             device_augment=device_augment,
             desc=f"distill {name}",
         ),

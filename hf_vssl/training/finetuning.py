@@ -27,8 +27,9 @@ from torch import nn
 
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
+from hf_vssl.data.dataset_argument import parse_dataset_argument
 from hf_vssl.data.loading import load_labelled_records, merge_label_spaces, resolve_eval_split
+from hf_vssl.data.training_data import TrainingVideos, open_training_videos
 from hf_vssl.evaluation import build_eval_dataset, evaluate_classifier, evaluate_retrieval
 from hf_vssl.hub import write_model_card
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
@@ -39,7 +40,7 @@ from hf_vssl.training.loop import (
     TrainingJob,
     append_log,
     build_accelerator,
-    build_train_dataloader,
+    build_train_data,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -105,6 +106,9 @@ class FinetuningArguments(LoopArguments):
         metadata={"help": "ucf101, hmdb51, diving48, ssv2, kinetics400, videofolder or synthetic"},
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub shard datasets only: the branch, tag or commit to stream"}
+    )
     train_split: str = field(default="train", metadata={"help": "split of --dataset to train on"})
     eval_split: str | None = field(
         default=None,
@@ -297,6 +301,32 @@ def freeze_backbone(model: VSSLForVideoClassification) -> None:
     model.vssl.eval()
 
 
+def finetune_train_data(args: FinetuningArguments, accelerator, config: VSSLConfig, videos: TrainingVideos):
+    """``(dataset, loader, device_augment)`` of the training split: one random clip per video
+    (a record list, or streamed shards), augmented unless probing; the batch is lowered to what
+    the split can fill on every process."""
+    linear_probe = args.mode == "linear_probe"
+    sampler = UniformClipSampler(
+        config.num_frames, args.frame_stride, num_clips=1, mode="random", short_video="error"
+    )  # the dataset applies --short_video per video
+    transform, device_augment = train_transforms(
+        args.train_transform,
+        config.image_size,
+        args.augment_on,
+        accelerator.device,
+        train=not linear_probe,
+        seed=args.seed,
+        process_index=accelerator.process_index,
+    )
+    batch_size = min(args.per_device_train_batch_size, videos.num_videos // accelerator.num_processes)
+    if batch_size < 1:
+        raise ValueError(f"{videos.num_videos} training videos cannot feed {accelerator.num_processes} processes")
+    if batch_size < args.per_device_train_batch_size:
+        logger.warning("only %d training videos: batch size lowered to %d", videos.num_videos, batch_size)
+    dataset, dataloader = build_train_data(videos, sampler, transform, args, accelerator, batch_size=batch_size)
+    return dataset, dataloader, device_augment
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -316,15 +346,16 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     # source's own (e.g. UCF101's 101 classes of classInd.txt), not the labels a copy happens to hold.
     label_set = args.label_set if args.dataset == "synthetic" else None
     eval_split = resolve_eval_split(args.dataset, args.eval_split)
-    train_records, train_labels = load_labelled_records(
-        args.dataset,
-        args.dataset_root,
+    train_videos = open_training_videos(
+        parse_dataset_argument(args.dataset, args.dataset_root, args.dataset_revision),
         args.train_split,
-        args.fold,
+        fold=args.fold,
         subset_size=args.subset_size,
         subset_seed=args.subset_seed,
         label_set=label_set,
+        labelled=True,
     )
+    train_records, train_labels = train_videos.records, train_videos.id2label
     test_records, test_labels = load_labelled_records(
         args.dataset, args.dataset_root, eval_split, args.fold, label_set=label_set
     )
@@ -367,32 +398,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     linear_probe = args.mode == "linear_probe"
     if linear_probe:
         freeze_backbone(model)
-    sampler = UniformClipSampler(
-        config.num_frames, args.frame_stride, num_clips=1, mode="random", short_video="error"
-    )  # the dataset applies --short_video per video
-    transform, device_augment = train_transforms(
-        args.train_transform,
-        config.image_size,
-        args.augment_on,
-        accelerator.device,
-        train=not linear_probe,
-        seed=args.seed,
-        process_index=accelerator.process_index,
-    )
-    dataset = VideoClipDataset(
-        train_records,
-        sampler,
-        transform=transform,
-        seed=args.seed,
-        max_bad_fraction=args.max_bad_fraction,
-        short_video=args.short_video,
-    )
-    batch_size = min(args.per_device_train_batch_size, len(dataset) // accelerator.num_processes)
-    if batch_size < 1:
-        raise ValueError(f"{len(dataset)} training videos cannot feed {accelerator.num_processes} processes")
-    if batch_size < args.per_device_train_batch_size:
-        logger.warning("only %d training videos: batch size lowered to %d", len(dataset), batch_size)
-    dataloader = build_train_dataloader(dataset, args, batch_size, collate_clips, accelerator.num_processes)
+    dataset, dataloader, device_augment = finetune_train_data(args, accelerator, config, train_videos)
 
     # -- optimiser -------------------------------------------------------------------------------
     settings = resolve_optimizer_settings(

@@ -5,6 +5,9 @@ function ``(model, batch, generator) -> (loss, metrics)`` and its export. The lo
 the same way for every job:
 
 - ``accelerator.prepare``, the step budget and the learning-rate schedule (:func:`prepare_training`);
+  a streamed dataset's loader is a :class:`~hf_vssl.training.streamed_batches.StreamedBatches`,
+  which ``prepare`` passes through untouched: the same number of steps on every rank, batches
+  moved to the device by it, mid-epoch resume from the stream state saved in the checkpoint;
 - per micro-batch, inside ``accelerator.accumulate``: the on-device augmentation
   (``--augment_on device``), the step function with a device ``torch.Generator`` seeded by
   ``derive_seed(seed, epoch, batch_index, process_index)``, backward, gradient clipping at the
@@ -41,7 +44,9 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch import nn
 from tqdm.auto import tqdm
 
+from hf_vssl.data.datasets import collate_clips
 from hf_vssl.data.subsets import save_subset
+from hf_vssl.data.training_data import TrainingVideos
 from hf_vssl.evaluation import check_bad_videos
 from hf_vssl.hub import publish
 from hf_vssl.utils.seeding import derive_seed
@@ -57,6 +62,7 @@ from .checkpointing import (
     write_checkpoint,
 )
 from .optim import build_scheduler
+from .streamed_batches import StreamedBatches, streamed_batches_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,7 @@ __all__ = [
     "TrainingJob",
     "append_log",
     "build_accelerator",
+    "build_train_data",
     "build_train_dataloader",
     "prepare_training",
     "raise_if_nonfinite",
@@ -129,10 +136,32 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
 
 
 def build_train_dataloader(
-    dataset, args, batch_size: int, collate_fn: Callable, num_processes: int
-) -> torch.utils.data.DataLoader:
-    """The shuffled training loader (full batches only); refuses a dataset that cannot fill one batch
-    on every process."""
+    dataset, args, batch_size: int, collate_fn: Callable, num_processes: int, num_videos: int | None = None
+) -> torch.utils.data.DataLoader | StreamedBatches:
+    """The training loader (full batches only) of a map-style or a streamed dataset.
+
+    Map-style: a shuffled ``DataLoader`` that ``accelerator.prepare`` shards; refuses a dataset
+    that cannot fill one batch on every process. Streamed (a ``torch.utils.data.IterableDataset``,
+    already split by rank): :class:`~hf_vssl.training.streamed_batches.StreamedBatches`, the same
+    number of micro-batches on every rank, from ``num_videos`` (the manifest's count); at most one
+    DataLoader worker per shard of this rank's share (a worker without a shard reads nothing).
+    """
+    pin_memory = torch.cuda.is_available()
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        if num_videos is None:
+            raise ValueError("a streamed dataset needs num_videos (the manifest's count) to fix its steps per epoch")
+        workers = min(args.dataloader_num_workers, dataset.num_shards)
+        if workers < args.dataloader_num_workers:
+            logger.info(
+                "%d DataLoader workers for this rank's %d shards (--dataloader_num_workers %d)",
+                workers,
+                dataset.num_shards,
+                args.dataloader_num_workers,
+            )
+        per_epoch = streamed_batches_per_epoch(
+            num_videos, batch_size, num_processes, args.gradient_accumulation_steps
+        )
+        return StreamedBatches(dataset, batch_size, collate_fn, per_epoch, workers, pin_memory)
     if len(dataset) < batch_size * num_processes:
         raise ValueError(
             f"{len(dataset)} videos cannot fill one batch of {batch_size} x {num_processes} processes"
@@ -145,8 +174,41 @@ def build_train_dataloader(
         collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
         persistent_workers=args.dataloader_num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
     )
+
+
+def build_train_data(
+    videos: TrainingVideos,
+    sampler,
+    transform,
+    args,
+    accelerator: Accelerator,
+    batch_size: int | None = None,
+    collate_fn: Callable = collate_clips,
+):
+    """``(dataset, loader)`` of a recipe's training videos: the clip dataset of ``videos``
+    (streamed shards: split by this process's rank) and :func:`build_train_dataloader` over it,
+    with ``args.seed``, ``--max_bad_fraction`` and ``--short_video`` (``batch_size``: default
+    ``--per_device_train_batch_size``)."""
+    dataset = videos.clip_dataset(
+        sampler,
+        transform=transform,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        short_video=args.short_video,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    loader = build_train_dataloader(
+        dataset,
+        args,
+        batch_size or args.per_device_train_batch_size,
+        collate_fn,
+        accelerator.num_processes,
+        num_videos=videos.num_videos,
+    )
+    return dataset, loader
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:
@@ -253,7 +315,12 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
     model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps = prepare_training(
         accelerator, args, job.model, job.optimizer, job.dataloader
     )
-    global_step, epoch, skip_batches = start_or_resume(accelerator, args, output_dir, job.records, job.name)
+    global_step, epoch, skip_batches, loop_state = start_or_resume(
+        accelerator, args, output_dir, job.records, job.name
+    )
+    streamed = isinstance(dataloader, StreamedBatches)
+    if streamed:
+        dataloader.device = accelerator.device
     progress = tqdm(
         total=total_steps,
         initial=global_step,
@@ -268,7 +335,15 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
     while global_step < total_steps:
         job.dataset.set_epoch(epoch)
         dataloader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
+        if streamed and skip_batches:
+            ranks = (loop_state.get("stream") or {}).get("ranks")
+            state = ranks[accelerator.process_index] if ranks and len(ranks) == accelerator.num_processes else None
+            dataloader.resume(epoch, skip_batches, state)
+            batches = dataloader
+        elif skip_batches:
+            batches = accelerator.skip_first_batches(dataloader, skip_batches)
+        else:
+            batches = dataloader
         step_in_epoch = skip_batches // args.gradient_accumulation_steps
         first_batch, skip_batches = skip_batches, 0
         for batch_index, batch in enumerate(batches, start=first_batch):
@@ -314,6 +389,7 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
                     step_in_epoch=step_in_epoch,
                     steps_per_epoch=steps_per_epoch,
                     keep=args.save_total_limit,
+                    stream=_stream_state(accelerator, dataloader) if streamed else None,
                 )
             if global_step >= total_steps:
                 break
@@ -335,9 +411,17 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
     return unwrapped
 
 
+def _stream_state(accelerator: Accelerator, batches: StreamedBatches) -> dict:
+    """Every rank's :meth:`StreamedBatches.state`, gathered for the checkpoint (a checkpoint
+    boundary already syncs, so this adds no per-step sync)."""
+    state = torch.tensor(batches.state(), dtype=torch.int64, device=accelerator.device)
+    ranks = accelerator.gather(state).view(accelerator.num_processes, -1)
+    return {"num_workers": batches.num_workers, "ranks": ranks.tolist()}
+
+
 def start_or_resume(
     accelerator: Accelerator, args, output_dir: Path, records, run_name: str
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, dict]:
     """Lock the output folder, write the run's arguments and data ids, restore the checkpoint to
     resume from (if asked), start trackers.
 
@@ -346,7 +430,8 @@ def start_or_resume(
     ``--overwrite_output_dir``. ``--resume_from_checkpoint latest`` takes the newest checkpoint
     that is complete and loads (skipping broken ones with a warning); nothing is unpickled.
     ``records`` (the training videos) go to ``subset_ids.json`` unless ``None``.
-    Returns ``(global_step, epoch, batches_to_skip)``: where the loop continues. ``args`` is a
+    Returns ``(global_step, epoch, batches_to_skip, loop_state)``: where the loop continues, and
+    the checkpoint's whole loop state (``{}`` when starting afresh). ``args`` is a
     recipe's arguments dataclass (``resume_from_checkpoint``, ``overwrite_output_dir``,
     ``gradient_accumulation_steps``, ``subset_seed``, ``report_to``, ``bf16``).
     """
@@ -356,7 +441,7 @@ def start_or_resume(
         refuse_foreign_checkpoints(output_dir, resume, getattr(args, "overwrite_output_dir", False))
     accelerator.wait_for_everyone()
     resume_path, contents = resolve_checkpoint(output_dir, resume)
-    global_step, epoch, skip_batches = 0, 0, 0
+    global_step, epoch, skip_batches, state = 0, 0, 0, {}
     if contents is not None:
         state = load_checkpoint(accelerator, contents)
         global_step, epoch = state["global_step"], state["epoch"]
@@ -377,7 +462,7 @@ def start_or_resume(
         accelerator.init_trackers(
             run_name, config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         )
-    return global_step, epoch, skip_batches
+    return global_step, epoch, skip_batches, state
 
 
 def save_checkpoint(
@@ -389,10 +474,12 @@ def save_checkpoint(
     step_in_epoch: int,
     steps_per_epoch: int,
     keep: int | None,
+    stream: dict | None = None,
 ) -> Path:
     """Write ``checkpoints/checkpoint-<step>`` without pickle (models and tensors in safetensors,
     the rest in JSON, see :mod:`hf_vssl.training.checkpointing`), renamed into place when complete,
-    then prune to the newest ``keep``. Every process calls this."""
+    then prune to the newest ``keep``. ``stream``: where each rank's stream stands (see
+    :mod:`hf_vssl.training.streamed_batches`). Every process calls this."""
     path = write_checkpoint(
         accelerator,
         output_dir,
@@ -401,6 +488,7 @@ def save_checkpoint(
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "steps_per_epoch": steps_per_epoch,
+            **({"stream": stream} if stream is not None else {}),
         },
     )
     if accelerator.is_main_process:

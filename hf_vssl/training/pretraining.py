@@ -1,9 +1,10 @@
 """Pretraining behind ``accelerate launch recipes/pretrain.py``: a backbone plus one pretext task.
 
 Reads top to bottom: arguments, data, model, optimiser; the loop is :func:`hf_vssl.training.loop.train`. One process, or many under
-``accelerate launch`` (the map-style dataset is sharded by Accelerate's seedable sampler; every
-sample is a function of ``(seed, epoch, index)``, so a resumed run sees exactly the data and
-augmentations of an uninterrupted one).
+``accelerate launch`` (the map-style dataset of a source is sharded by Accelerate's seedable
+sampler; shards named by ``--dataset`` are streamed, split by rank and DataLoader worker; every
+sample is a function of ``(seed, epoch, video)``, so a resumed run sees exactly the data and
+augmentations of an uninterrupted one, see ``docs/streaming.md``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import torch
 from torch import nn
 
 from hf_vssl.data.batch_augment import train_transforms
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records, probe_lengths
+from hf_vssl.data.dataset_argument import parse_dataset_argument
+from hf_vssl.data.datasets import collate_clips
+from hf_vssl.data.loading import probe_lengths
+from hf_vssl.data.training_data import dataset_name, open_training_videos
 from hf_vssl.hub import repo_name
 from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
@@ -27,7 +30,7 @@ from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     TrainingJob,
     build_accelerator,
-    build_train_dataloader,
+    build_train_data,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -95,6 +98,7 @@ def pretraining_provenance(args: PretrainingArguments, config: VSSLConfig, globa
         "pretext_task": config.pretext_task,
         "pretext_config": config.pretext_config,
         "dataset": args.dataset,
+        "dataset_revision": args.dataset_revision,
         "dataset_split": args.dataset_split,
         "fold": args.fold,
         "subset_size": args.subset_size,
@@ -109,8 +113,8 @@ def check_video_lengths(model: VSSLForPretraining, records, args: PretrainingArg
     """The start-up length check of the task's settings, by ``--short_video``: ``refuse`` stops on
     the shortest probed video; ``skip`` only when even the longest is too short (every video
     would be skipped); ``loop`` / ``pad`` fit any video, so nothing is probed. Otherwise each
-    video is handled as it is read."""
-    if args.short_video not in ("refuse", "skip"):
+    video is handled as it is read (streamed shards: always, as nothing is probed before)."""
+    if args.short_video not in ("refuse", "skip") or records is None:
         return
     lengths = probe_lengths(records)
     frames, path = min(lengths) if args.short_video == "refuse" else max(lengths)
@@ -123,28 +127,28 @@ def check_video_lengths(model: VSSLForPretraining, records, args: PretrainingArg
 
 def run_pretraining(args: PretrainingArguments) -> Path:
     """Run the pretraining described by ``args``; return the output folder."""
+    argument = parse_dataset_argument(args.dataset, args.dataset_root, args.dataset_revision)
     name = output_name(
         args.pretext_task,
         args.backbone,
-        args.dataset,
+        dataset_name(argument),
         args.subset_size if args.dataset != "synthetic" else None,
     )
     output_dir = resolve_output_dir(args.output_dir, name)
     accelerator = build_accelerator(args, output_dir)
 
     # -- data (refuse impossible settings before anything runs) --------------------------------
-    records = load_records(
-        args.dataset,
-        args.dataset_root,
+    videos = open_training_videos(
+        argument,
         args.dataset_split,
-        args.fold,
+        fold=args.fold,
         subset_size=args.subset_size,
         subset_seed=args.subset_seed,
         label_set=args.label_set,
     )
     # -- model (the task fits its dataset-dependent settings, e.g. a queue, to the data) -------
     pretext_config = get_pretext_task_class(args.pretext_task).fit_to_dataset(
-        parse_json_option(args.pretext_config, "pretext_config"), len(records)
+        parse_json_option(args.pretext_config, "pretext_config"), videos.num_videos
     )
     config = VSSLConfig(
         backbone=args.backbone,
@@ -155,7 +159,7 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         pretext_config=pretext_config,
     )
     model = VSSLForPretraining(config)
-    check_video_lengths(model, records, args)
+    check_video_lengths(model, videos.records, args)
     transform, device_augment = train_transforms(
         args.transform_preset or model.transform_preset,
         args.image_size,
@@ -164,16 +168,13 @@ def run_pretraining(args: PretrainingArguments) -> Path:
         seed=args.seed,
         process_index=accelerator.process_index,
     )
-    dataset = VideoClipDataset(
-        records,
+    dataset, dataloader = build_train_data(
+        videos,
         model.sampler(args.num_frames, args.frame_stride),
-        transform=transform,
-        seed=args.seed,
-        max_bad_fraction=args.max_bad_fraction,
-        short_video=args.short_video,
-    )
-    dataloader = build_train_dataloader(
-        dataset, args, args.per_device_train_batch_size, collate_clips, accelerator.num_processes
+        transform,
+        args,
+        accelerator,
+        collate_fn=collate_clips,  # looked up here: tests record the videos each rank reads through it
     )
 
     # -- optimiser -------------------------------------------------------------------------------
@@ -210,12 +211,12 @@ def run_pretraining(args: PretrainingArguments) -> Path:
             dataloader=dataloader,
             step=_pretext_step,
             export=export,
-            records=records,
+            records=videos.records,
             device_augment=device_augment,
             clips_per_sample=model.num_clips,
             # Hub names are stricter than folder names: checked only when pushing.
             hub_repo_id=(
-                repo_name(args.pretext_task, args.backbone, args.dataset, args.subset_size)
+                repo_name(args.pretext_task, args.backbone, dataset_name(argument), args.subset_size)
                 if args.push_to_hub and not args.hub_model_id
                 else None
             ),
