@@ -255,12 +255,10 @@ def run_robustness(args: RobustnessArguments) -> Path:
     )
     accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     if zero_shot:
-        if isinstance(videos, ShardSplit):
-            raise ValueError(
-                f"--dataset {dataset}: zero-shot robustness of a foundation model reads built-in sources only"
-            )
         class_names = dataset_class_names(
-            args, videos, dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
+            args,
+            id2label if isinstance(videos, ShardSplit) else videos,
+            dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
         )
         model = build_zero_shot_classifier(
             args, args.model_name_or_path, class_names, device=accelerator.device
