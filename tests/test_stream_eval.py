@@ -21,6 +21,7 @@ from huggingface_hub import constants
 from hf_vssl.analysis.cka_recipe import CKAArguments, run_cka
 from hf_vssl.analysis.robustness import RobustnessArguments, run_robustness
 from hf_vssl.data.clips import UniformClipSampler
+from hf_vssl.data.datasets import collate_clips
 from hf_vssl.data.eval_data import EvalStream, eval_clip_dataset, load_eval_videos, noisy_eval_videos
 from hf_vssl.data.loading import load_records
 from hf_vssl.data.noise import NoiseTransform
@@ -262,6 +263,24 @@ def test_stream_reports_skipped_videos_and_checks_every_video_is_accounted_for(m
     half = EvalStream(videos, sampler, transform=MultiCropTransform(32, 1), rank=0, world_size=2)
     with pytest.raises(RuntimeError, match="the split has 6"):
         evaluate_classifier(model, half, batch_size=4)
+
+
+def test_first_videos_of_a_stream_are_the_same_under_ranks_and_workers(shard_dir):
+    # CKA's --num_videos and published subsets read the first videos in manifest order; a plain
+    # IterableDataset.take would take from each DataLoader worker's own shards instead.
+    sampler = UniformClipSampler(8, mode="uniform", short_video="error")
+    full, _, _ = load_eval_videos(str(shard_dir), split="train")
+    order = [sample["video_id"] for sample in EvalStream(full, sampler)]
+    limited, _, _ = load_eval_videos(str(shard_dir), split="train", limit=5)
+    assert limited.num_videos == 5 and len(order) > 5
+    for workers in (0, 2):
+        read = []
+        for rank in (0, 1):
+            stream = EvalStream(limited, sampler, rank=rank, world_size=2)
+            loader = torch.utils.data.DataLoader(stream, batch_size=2, num_workers=workers, collate_fn=collate_clips)
+            read += [video_id for batch in loader for video_id in batch["video_ids"]]
+            read += [video_id for batch in loader for video_id in batch["video_ids"]]  # a second pass: the same
+        assert sorted(read) == sorted(order[:5] * 2), workers
 
 
 @pytest.mark.slow

@@ -164,10 +164,40 @@ def expected_videos(dataset) -> int | None:
     return len(dataset) if hasattr(dataset, "__len__") else None
 
 
+class _FirstVideos:
+    """Filter of the first ``limit`` videos of a split in manifest order, by ``(__url__, __key__)``.
+
+    ``IterableDataset.take`` is no use here: DataLoader workers each take from their own shards.
+    A shard is read whole, in order, by one worker, so a video's place in its shard is the order
+    in which its key first appears (remembered, so a second pass over the data keeps the same
+    ones); the filter runs before the split across ranks, so it sees every example of its shards.
+    """
+
+    def __init__(self, shards: list[dict[str, Any]], limit: int):
+        self.keep: dict[str, int] = {}
+        left = int(limit)
+        for shard in shards:
+            self.keep[shard["file"].rsplit("/", 1)[-1]] = min(left, int(shard["num_videos"]))
+            left -= self.keep[shard["file"].rsplit("/", 1)[-1]]
+        self.order: dict[str, dict[str, int]] = {}
+
+    def __call__(self, url: str, key: str) -> bool:
+        name = url.rsplit("/", 1)[-1]
+        seen = self.order.setdefault(name, {})
+        return seen.setdefault(key, len(seen)) < self.keep.get(name, 0)
+
+
 def _stream(videos: ShardSplit):
     """The HF stream of ``videos``: its split, cut to its first ``limit`` videos."""
     stream = load_video_dataset(videos.base, videos.split)
-    return stream if videos.limit is None else stream.take(videos.limit)
+    if videos.limit is None:
+        return stream
+    from datasets import Video  # heavy import (seconds): only streaming needs it
+
+    first = _FirstVideos(videos.manifest["splits"][videos.split]["shards"], videos.limit)
+    # Raw bytes first, as StreamingClipDataset reads them: a filter would hand on decoded videos.
+    stream = stream.cast_column("video", Video(decode=False))
+    return stream.filter(first, input_columns=["__url__", "__key__"])
 
 
 class EvalStream(StreamingClipDataset):
