@@ -9,6 +9,7 @@ writes the number of videos scored, the skipped ones, the video ids and the vide
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -34,10 +35,15 @@ def main() -> None:
     model = VSSLForVideoClassification.from_pretrained(model_dir).eval()
     dataset = build_eval_dataset(records, 8, 32, num_clips=1, max_bad_fraction=0.5)
     result = evaluate_classifier(model, dataset, batch_size=2, accelerator=accelerator)
+    one = None
+    if not isinstance(records, list):  # a stream of one video: one rank reads nothing
+        single = dataclasses.replace(records, limit=1, num_videos=1)
+        one = evaluate_classifier(model, build_eval_dataset(single, 8, 32, num_clips=1), accelerator=accelerator)
     if accelerator.is_main_process:
         with open(out_file, "w") as handle:
             json.dump(
                 {
+                    "one_video": None if one is None else one.video_ids,
                     "num_videos": result.num_videos,
                     "skipped": result.skipped_videos,
                     "video_ids": result.video_ids,

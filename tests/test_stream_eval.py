@@ -310,4 +310,6 @@ def test_two_ranks_score_each_streamed_video_once(shard_dir, tmp_path):
     both = json.loads(out.read_text())
     assert both["num_videos"] == alone.num_videos == videos.num_videos and both["skipped"] == []
     assert both["video_ids"] == alone.video_ids and len(set(both["video_ids"])) == videos.num_videos
+    first = next(iter(EvalStream(videos, UniformClipSampler(8, mode="uniform", short_video="error"))))
+    assert both["one_video"] == [first["video_id"]]  # the other rank read nothing and still gathered
     torch.testing.assert_close(torch.tensor(both["scores"]), alone.video_scores, rtol=1e-4, atol=1e-5)

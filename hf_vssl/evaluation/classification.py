@@ -192,7 +192,17 @@ def _gather(accelerator: Accelerator | None, indices: torch.Tensor, video_ids: l
     whose index is -1: in video-id order). Ranks may hold different counts (skipped videos,
     streams), so rows are padded for the gather and the padding dropped by each rank's count."""
     if accelerator is not None and accelerator.num_processes > 1:
-        per_rank = gather_object([video_ids])
+        # Each rank's ids, and its rows' shapes and dtypes for a rank that holds none (a stream may
+        # give a rank no video): its empty tensors must match the others' in the gather.
+        layout = [(tuple(t.shape[1:]), t.dtype) for t in tensors] if len(indices) else None
+        per_rank, layouts = zip(*gather_object([(video_ids, layout)]), strict=True)
+        layout = next((spec for spec in layouts if spec is not None), None)
+        if layout is None:
+            return [], tensors
+        if not len(indices):
+            device = accelerator.device
+            indices = indices.to(device)
+            tensors = tuple(torch.zeros((0, *shape), dtype=dtype, device=device) for shape, dtype in layout)
         indices = accelerator.gather(accelerator.pad_across_processes(indices, dim=0, pad_index=-1))
         tensors = tuple(accelerator.gather(accelerator.pad_across_processes(t, dim=0)) for t in tensors)
         width = len(indices) // accelerator.num_processes
