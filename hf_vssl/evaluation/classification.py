@@ -8,7 +8,8 @@ uniformly over its length (``UniformClipSampler(mode="uniform")``) x ``num_crops
 - **video-level** top-k: the softmax averaged over the views of a video, one example per video.
 
 Scores go through the shipped ``topk_accuracy`` evaluate metric. Noise (robustness) is applied to
-the uint8 frames before the transform, seeded per video id, so results are deterministic.
+the uint8 frames before the transform, seeded per video id (pixel noises: per frame of the video),
+so results are deterministic.
 Under ``accelerate launch`` the test set is sharded across processes and gathered once at the
 end: records by video index (the sampler's padding duplicates dropped), a streamed shard split
 (:class:`hf_vssl.data.eval_data.EvalStream`, ``index=-1``) by video id, each video exactly once

@@ -1,7 +1,8 @@
 """Robustness of a video classifier to input noise: the classification test re-run on noisy test sets.
 
 Each noise kind of :mod:`hf_vssl.data.noise` (temporal perturbations too) at severities 1-5 is applied to the
-uint8 frames of every test clip, seeded per (seed, video id), then the model is tested exactly as
+uint8 frames of every test clip, seeded per (seed, video id) (pixel noises: per (seed, video id,
+frame of the video)), then the model is tested exactly as
 after finetuning (:func:`hf_vssl.evaluation.evaluate_classifier`, video-level top-1). Severity 0
 is the clean test set. Relative decrease / robustness come from the shipped
 ``relative_robustness`` evaluate metric. :func:`evaluate_robustness` returns the report dict that
