@@ -324,11 +324,13 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     test_videos, test_labels, eval_split = load_eval_videos(
         args.dataset, args.dataset_root, args.eval_split, args.fold, **data
     )
-    if args.mode == "retrieval":  # the train split is only the retrieval gallery
+
+    def gallery():  # retrieval's gallery: the (subset of the) train split, as evaluation videos
         subset = {"subset_size": args.subset_size, "subset_seed": args.subset_seed}
-        train_records, train_labels, _ = load_eval_videos(
-            args.dataset, args.dataset_root, args.train_split, args.fold, **data, **subset
-        )
+        return load_eval_videos(args.dataset, args.dataset_root, args.train_split, args.fold, **data, **subset)
+
+    if args.mode == "retrieval":  # the train split is only the gallery
+        train_records, train_labels, _ = gallery()
     else:
         train_records, train_labels = load_labelled_records(
             args.dataset,
@@ -438,7 +440,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         if args.do_retrieval:
             retrieval = evaluate_retrieval(
                 trained.vssl,
-                eval_dataset(train_records),
+                eval_dataset(gallery()[0]),
                 eval_dataset(test_videos),
                 accelerator=accelerator,
                 **eval_kwargs,
