@@ -120,7 +120,10 @@ def compare_models(
     with ExitStack() as stack:
         for capture in captures.values():
             stack.enter_context(capture)
-        total = len(loader) if hasattr(loader, "__len__") else None
+        try:
+            total = len(loader)
+        except TypeError:  # a DataLoader over a stream has no length
+            total = None
         for batch in tqdm(
             loader, total=total, desc=f"cka {name_a}", disable=not progress, dynamic_ncols=True
         ):

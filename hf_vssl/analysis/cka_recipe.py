@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from hf_vssl.data.clips import UniformClipSampler
-from hf_vssl.data.datasets import VideoClipDataset, collate_clips
-from hf_vssl.data.loading import load_records, resolve_eval_split
+from hf_vssl.data.datasets import collate_clips
+from hf_vssl.data.eval_data import eval_clip_dataset, expected_videos, load_eval_videos
+from hf_vssl.data.sources import SOURCES
 from hf_vssl.data.transforms import build_transform
 from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.foundation.vision import load_vision_backbone
@@ -84,9 +85,15 @@ class CKAArguments(ShortVideoArguments):
     )
     dataset: str = field(
         default="synthetic",
-        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+        metadata={
+            "help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder, synthetic, a shard folder or a Hub "
+            "dataset repo of shards (org/name)"
+        },
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub shard datasets: the branch, tag or commit to read"}
+    )
     dataset_split: str | None = field(
         default=None,
         metadata={
@@ -99,7 +106,8 @@ class CKAArguments(ShortVideoArguments):
         default=None, metadata={"help": "synthetic corpus only: motion or appearance"}
     )
     num_videos: int | None = field(
-        default=256, metadata={"help": "class-balanced subset of this many videos"}
+        default=256,
+        metadata={"help": "class-balanced subset of this many videos (shards: the first ones in manifest order)"},
     )
     per_device_eval_batch_size: int = field(default=16, metadata={"help": "clips per CKA minibatch (> 3)"})
     num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})
@@ -142,26 +150,30 @@ def _build_loader(args: CKAArguments, num_frames: int, image_size: int):
             f"--per_device_eval_batch_size must be > 3 (the unbiased CKA estimator needs n > 3), "
             f"got {args.per_device_eval_batch_size}"
         )
-    records = load_records(
+    from_source = args.dataset.lower() in SOURCES
+    videos, _, _ = load_eval_videos(
         args.dataset,
         args.dataset_root,
-        resolve_eval_split(args.dataset, args.dataset_split),
+        args.dataset_split,
         args.fold,
-        subset_size=args.num_videos,
-        subset_seed=args.seed,
+        revision=args.dataset_revision,
         label_set=args.label_set,
+        subset_size=args.num_videos if from_source else None,
+        subset_seed=args.seed,
+        limit=None if from_source else args.num_videos,
     )
     # Every model must see the same clips: a video is looped/padded/refused per --short_video, or
-    # (skip) replaced by the next one in the same deterministic way for every model.
-    dataset = VideoClipDataset(
-        records,
+    # (skip) replaced by the next one (a stream: left out) in the same way for every model.
+    dataset = eval_clip_dataset(
+        videos,
         UniformClipSampler(num_frames, args.frame_stride, mode="center", short_video="error"),
         transform=build_transform("eval", image_size, train=False),
         seed=args.seed,
         short_video=args.short_video,
+        substitute=True,
     )
     # A last batch of <= 3 clips cannot enter the unbiased estimator: drop it rather than warn.
-    drop_last = 0 < len(dataset) % args.per_device_eval_batch_size <= 3
+    drop_last = 0 < expected_videos(dataset) % args.per_device_eval_batch_size <= 3
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=args.per_device_eval_batch_size,

@@ -23,7 +23,7 @@ from typing import Any
 
 from accelerate import Accelerator
 
-from hf_vssl.data.loading import load_records, resolve_eval_split
+from hf_vssl.data.eval_data import ShardSplit, load_eval_videos
 from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, PIXEL_NOISES
 from hf_vssl.evaluation.robustness import build_report, check_noises, evaluate_robustness
 from hf_vssl.foundation.arguments import (
@@ -142,10 +142,17 @@ class RobustnessArguments(FoundationModelArguments, ShortVideoArguments):
     )
     output_dir: str | None = field(default=None, metadata={"help": "default: the model's folder"})
     dataset: str | None = field(
-        default=None, metadata={"help": "default: the dataset the model was finetuned on"}
+        default=None,
+        metadata={
+            "help": "a built-in source (with --dataset_root), a shard folder or a Hub dataset repo of shards "
+            "(org/name); default: the dataset the model was finetuned on"
+        },
     )
     dataset_root: str | None = field(
         default=None, metadata={"help": "dataset folder (default: built in for synthetic)"}
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub shard datasets: the branch, tag or commit to read"}
     )
     dataset_split: str | None = field(
         default=None,
@@ -236,23 +243,29 @@ def run_robustness(args: RobustnessArguments) -> Path:
     evaluation = trained.get("evaluation", {})
     dataset = args.dataset or trained.get("dataset") or "synthetic"
     same_data = args.dataset is None or args.dataset == trained.get("dataset")
-    split = resolve_eval_split(
-        dataset, args.dataset_split or (trained.get("dataset_split") if same_data else None)
-    )
     fold = args.fold if args.fold is not None else int(trained.get("fold", 1))
     label_set = args.label_set or trained.get("label_set")
-    records = load_records(dataset, args.dataset_root, split, fold, label_set=label_set, require_labels=True)
+    videos, id2label, split = load_eval_videos(
+        dataset,
+        args.dataset_root,
+        args.dataset_split or (trained.get("dataset_split") if same_data else None),
+        fold,
+        revision=args.dataset_revision,
+        label_set=label_set,
+    )
     accelerator = Accelerator(mixed_precision=mixed_precision_for(args))
     if zero_shot:
         class_names = dataset_class_names(
-            args, records, dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
+            args,
+            id2label if isinstance(videos, ShardSplit) else videos,
+            dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
         )
         model = build_zero_shot_classifier(
             args, args.model_name_or_path, class_names, device=accelerator.device
         )
         num_frames, image_size, frame_stride = model.num_frames, model.image_size, args.frame_stride
     else:
-        too_high = max(r.label for r in records)
+        too_high = max(id2label) if isinstance(videos, ShardSplit) else max(r.label for r in videos)
         if too_high >= config.num_labels:
             raise ValueError(
                 f"{dataset} {split} (fold {fold}) has class index {too_high} but the model at "
@@ -266,7 +279,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
         num_frames, image_size = config.num_frames, config.image_size
     report = evaluate_robustness(
         model,
-        records,
+        videos,
         num_frames=num_frames,
         image_size=image_size,
         frame_stride=frame_stride,

@@ -178,8 +178,12 @@ def build_sample(
     map-style and the streaming dataset). Raises the errors of :data:`BAD_VIDEO_ERRORS`
     (``short_video``: see :func:`~hf_vssl.data.clips.fit_plan`)."""
     clips, plan = sample_clips(source, sampler, rng, start=start, end=end, name=name, short_video=short_video)
-    if noise is not None:
-        # Clip 0 uses the bare video id so a one-clip sample matches NoiseTransform(video, id).
+    on_clips = getattr(noise, "on_clips", None)
+    if on_clips is not None:  # e.g. NoiseTransform: noise keyed by the frames' places in the file
+        begin = int(start or 0)
+        clips = on_clips(clips, video_id, [np.asarray(ix) + begin for ix in plan.indices])
+    elif noise is not None:
+        # Clip 0 uses the bare video id so a one-clip sample matches noise(video, id).
         clips = [noise(clip, video_id if k == 0 else f"{video_id}/clip{k}") for k, clip in enumerate(clips)]
     if transform is not None:
         # Seed torch's RNG from the sample's generator, inside a forked state so the worker's
@@ -220,7 +224,8 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
             or a pretext task's sampler).
         transform: applied to each uint8 ``(T, C, H, W)`` clip (e.g. ``build_transform(...)``).
         noise: ``(clip, key) -> clip`` applied to uint8 clips before ``transform`` (e.g.
-            :class:`hf_vssl.data.noise.NoiseTransform`); ``key`` is the video id.
+            :class:`hf_vssl.data.noise.NoiseTransform`, whose ``on_clips`` also gets each clip's
+            frame positions in the file); ``key`` is the video id.
         seed: base seed of the per-sample generators.
         max_bad_fraction: tolerated fraction of corrupt videos among all records (module
             docstring); ``min_seen`` is kept for streams and unused here.

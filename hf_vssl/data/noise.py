@@ -19,8 +19,12 @@ The temporal perturbations act on the frame axis and keep the clip length ``T``:
   frame only.
 
 Randomness comes from ``generator`` (a ``torch.Generator``) or the global torch RNG when it is
-None, so a fixed generator gives identical output. :class:`NoiseTransform` derives one generator
-per video id for noisy datasets that must look the same in every run and worker.
+None, so a fixed generator gives identical output. :class:`NoiseTransform` keys the noise by
+video id, so noisy datasets look the same in every run and worker: a pixel noise draws each
+frame's noise from a generator of its own, keyed by the frame's position in the video as decoded,
+so frame ``f`` gets the same noise whichever clip reads it, and a stored noisy copy of the whole
+video (``hf_vssl.data.shards.write_noisy_split``) equals noise added to sampled clips on the fly.
+A temporal perturbation acts on the sampled clip (one draw per clip), so it has no stored form.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import numbers
 import zlib
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -174,10 +179,13 @@ def video_seed(seed: int, key: str | int) -> int:
 
 
 class NoiseTransform:
-    """Picklable ``(clip, key) -> noisy clip`` for building noisy datasets on the fly.
+    """Picklable ``(clip, key[, frame_indices]) -> noisy clip`` for building noisy datasets on the fly.
 
-    The noise of each clip is seeded from ``(seed, key)`` where ``key`` is the video id, so one
-    video gets the same noise in every run, epoch and DataLoader worker, whatever the order.
+    The noise is seeded from ``(seed, key)`` where ``key`` is the video id, so one video gets the
+    same noise in every run, epoch and DataLoader worker, whatever the order. Pixel noises go
+    further: frame ``f`` of the video (``frame_indices``: each row's position in the video as
+    decoded; default ``0..T-1``, i.e. ``clip`` is the whole video) draws from its own generator
+    keyed by ``(seed, key, f)``. Temporal perturbations draw once per clip from ``(seed, key)``.
     """
 
     def __init__(self, kind: str, severity: int, preset: str = "video-p", seed: int = 0):
@@ -186,9 +194,42 @@ class NoiseTransform:
         video_seed(seed, "")
         self.kind, self.severity, self.preset, self.seed = kind, int(severity), preset, int(seed)
 
-    def __call__(self, clip: torch.Tensor, key: str | int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(video_seed(self.seed, key))
-        return apply_noise(clip, self.kind, self.severity, self.preset, generator)
+    @property
+    def per_frame(self) -> bool:
+        """Whether the noise is a function of each frame of the video (pixel noises), not of a clip."""
+        return self.kind in PIXEL_NOISES and self.severity > 0
+
+    def __call__(
+        self, clip: torch.Tensor, key: str | int, frame_indices: Iterable[int] | None = None
+    ) -> torch.Tensor:
+        if not self.per_frame:
+            generator = torch.Generator().manual_seed(video_seed(self.seed, key))
+            return apply_noise(clip, self.kind, self.severity, self.preset, generator)
+        _check_args(clip, self.kind, self.severity, self.preset)
+        positions = range(clip.shape[0]) if frame_indices is None else [int(f) for f in frame_indices]
+        if len(positions) != clip.shape[0]:
+            raise ValueError(f"{len(positions)} frame indices for a clip of {clip.shape[0]} frames")
+        c = noise_constant(self.kind, self.severity, self.preset)
+        out = torch.empty_like(clip)
+        # One generator per frame (each iteration a whole-frame vectorised draw): the noise of a
+        # frame must not depend on which clip, or which stored copy of the video, reads it.
+        for row, position in enumerate(positions):
+            generator = torch.Generator().manual_seed(video_seed(self.seed, f"{key}#{position}"))
+            out[row : row + 1] = _pixel_noise(clip[row : row + 1], self.kind, c, generator)
+        return out
+
+    def on_clips(
+        self, clips: Sequence[torch.Tensor], video_id: str, frame_indices: Sequence[Iterable[int]]
+    ) -> list[torch.Tensor]:
+        """The noisy clips of one sample; ``frame_indices[k]``: clip ``k``'s frames in the video.
+
+        Pixel noises: per frame of the video (as :meth:`__call__`). Temporal perturbations: clip 0
+        keyed by the bare video id (a one-clip sample matches ``self(clip, video_id)``), clip ``k``
+        by ``"{video_id}/clip{k}"``.
+        """
+        if self.per_frame:
+            return [self(clip, video_id, ix) for clip, ix in zip(clips, frame_indices, strict=True)]
+        return [self(clip, video_id if k == 0 else f"{video_id}/clip{k}") for k, clip in enumerate(clips)]
 
     def __repr__(self) -> str:
         return (

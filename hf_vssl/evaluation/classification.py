@@ -8,9 +8,12 @@ uniformly over its length (``UniformClipSampler(mode="uniform")``) x ``num_crops
 - **video-level** top-k: the softmax averaged over the views of a video, one example per video.
 
 Scores go through the shipped ``topk_accuracy`` evaluate metric. Noise (robustness) is applied to
-the uint8 frames before the transform, seeded per video id, so results are deterministic.
+the uint8 frames before the transform, seeded per video id (pixel noises: per frame of the video),
+so results are deterministic.
 Under ``accelerate launch`` the test set is sharded across processes and gathered once at the
-end (padding duplicates dropped by video index).
+end: records by video index (the sampler's padding duplicates dropped), a streamed shard split
+(:class:`hf_vssl.data.eval_data.EvalStream`, ``index=-1``) by video id, each video exactly once
+(checked: scored + left out = the split's videos).
 
 No video is scored twice or replaced: the datasets are built with ``substitute=False``, so a
 video that cannot be decoded (or is too short under ``short_video="skip"``) is left out and
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -33,8 +37,8 @@ from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
 from hf_vssl.data.clips import UniformClipSampler
-from hf_vssl.data.datasets import Noise, VideoClipDataset, collate_clips
-from hf_vssl.data.records import VideoRecord
+from hf_vssl.data.datasets import Noise, collate_clips
+from hf_vssl.data.eval_data import EvalVideos, eval_clip_dataset, expected_videos
 from hf_vssl.data.transforms import build_transform, resize_size
 from hf_vssl.metrics import load_metric
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
@@ -48,6 +52,7 @@ __all__ = [
     "check_bad_videos",
     "evaluate_classifier",
     "extract_features",
+    "skipped_key",
 ]
 
 
@@ -89,7 +94,7 @@ class MultiCropTransform:
 
 
 def build_eval_dataset(
-    records: Sequence[VideoRecord],
+    videos: EvalVideos,
     num_frames: int,
     image_size: int,
     frame_stride: int = 1,
@@ -99,23 +104,23 @@ def build_eval_dataset(
     seed: int = 0,
     max_bad_fraction: float = 0.01,
     short_video: str = "loop",
-) -> VideoClipDataset:
+):
     """The test-time dataset: ``num_clips`` uniform clips x ``num_crops`` crops of every video.
 
-    Never substitutes a video (``substitute=False``); a too-short video follows ``short_video``
-    (``skip``, ``loop``, ``pad`` or ``refuse``), decided per video."""
+    ``videos``: records or a streamed shard split (:func:`hf_vssl.data.eval_data.load_eval_videos`).
+    Never substitutes a video; a too-short video follows ``short_video`` (``skip``, ``loop``,
+    ``pad`` or ``refuse``), decided per video."""
     sampler = UniformClipSampler(
         num_frames, frame_stride, num_clips=num_clips, mode="uniform", short_video="error"
     )
-    return VideoClipDataset(
-        records,
+    return eval_clip_dataset(
+        videos,
         sampler,
         transform=MultiCropTransform(image_size, num_crops),
         noise=noise,
         seed=seed,
         max_bad_fraction=max_bad_fraction,
         short_video=short_video,
-        substitute=False,
     )
 
 
@@ -155,10 +160,17 @@ class EvaluationResult:
     labels: torch.Tensor = field(repr=False)
     skipped_videos: list[dict] = field(default_factory=list)
     """``{"index", "video_id", "reason"}`` of every test video left out (never substituted)."""
+    video_ids: list[str] = field(default_factory=list, repr=False)
+    """The video of each row of ``video_scores``."""
 
     def results(self) -> dict[str, float]:
         """The ``results`` block of ``metrics.json``."""
         return {k: v for k, v in asdict(self).items() if k.startswith(("clip_", "video_top"))}
+
+
+def skipped_key(entry: dict) -> int | str:
+    """What identifies a left-out video: its index in the records, or (streams, index -1) its id."""
+    return entry["index"] if entry["index"] >= 0 else entry["video_id"]
 
 
 def _skipped(batch: dict) -> list[dict]:
@@ -176,23 +188,50 @@ def _skipped(batch: dict) -> list[dict]:
     )
 
 
-def _gather(accelerator: Accelerator | None, indices: torch.Tensor, *tensors: torch.Tensor):
-    """Every rank's rows in video-index order, each video once (ranks may hold different counts
-    once videos are skipped, so pad, gather, then drop the padding and the sampler's duplicates)."""
+def _gather(accelerator: Accelerator | None, indices: torch.Tensor, video_ids: list[str], *tensors: torch.Tensor):
+    """``(video_ids, tensors)``: every rank's rows, each video once, in record order (streams,
+    whose index is -1: in video-id order). Ranks may hold different counts (skipped videos,
+    streams), so rows are padded for the gather and the padding dropped by each rank's count."""
     if accelerator is not None and accelerator.num_processes > 1:
+        # Each rank's ids, and its rows' shapes and dtypes for a rank that holds none (a stream may
+        # give a rank no video): its empty tensors must match the others' in the gather.
+        layout = [(tuple(t.shape[1:]), t.dtype) for t in tensors] if len(indices) else None
+        per_rank, layouts = zip(*gather_object([(video_ids, layout)]), strict=True)
+        layout = next((spec for spec in layouts if spec is not None), None)
+        if layout is None:
+            return [], tensors
+        if not len(indices):
+            device = accelerator.device
+            indices = indices.to(device)
+            tensors = tuple(torch.zeros((0, *shape), dtype=dtype, device=device) for shape, dtype in layout)
         indices = accelerator.gather(accelerator.pad_across_processes(indices, dim=0, pad_index=-1))
         tensors = tuple(accelerator.gather(accelerator.pad_across_processes(t, dim=0)) for t in tensors)
-    order = indices.argsort(stable=True)
-    indices = indices[order]
-    keep = indices >= 0
-    keep[1:] &= indices[1:] != indices[:-1]
-    return tuple(t[order][keep].cpu() for t in tensors)
+        width = len(indices) // accelerator.num_processes
+        rows = torch.cat([torch.arange(r * width, r * width + len(ids)) for r, ids in enumerate(per_rank)])
+        video_ids = [video_id for ids in per_rank for video_id in ids]
+        indices, tensors = indices[rows.to(indices.device)], tuple(t[rows.to(t.device)] for t in tensors)
+    indices = indices.cpu()
+    if bool((indices >= 0).all()):
+        order = indices.argsort(stable=True)
+        keep = torch.ones(len(order), dtype=torch.bool)
+        keep[1:] = indices[order][1:] != indices[order][:-1]  # the sampler's padding duplicates
+        order = order[keep]
+    else:
+        repeated = sorted(video_id for video_id, count in Counter(video_ids).items() if count > 1)
+        if repeated:
+            raise RuntimeError(
+                f"videos {repeated[:5]} were scored more than once: the stream was not split exactly once "
+                "across ranks and workers"
+            )
+        order = torch.tensor(sorted(range(len(video_ids)), key=video_ids.__getitem__), dtype=torch.int64)
+    return [video_ids[i] for i in order.tolist()], tuple(t[order.to(t.device)].cpu() for t in tensors)
 
 
 def _gather_skipped(accelerator: Accelerator | None, skipped: list[dict], desc: str) -> list[dict]:
     if accelerator is not None and accelerator.num_processes > 1:
         skipped = gather_object(skipped)
-    unique = sorted({entry["index"]: entry for entry in skipped}.values(), key=lambda entry: entry["index"])
+    unique = {skipped_key(entry): entry for entry in skipped}
+    unique = [unique[key] for key in sorted(unique, key=lambda key: (isinstance(key, str), key))]
     if unique and (accelerator is None or accelerator.is_main_process):
         logger.warning(
             "%s: %d video(s) left out, not substituted: %s",
@@ -203,16 +242,35 @@ def _gather_skipped(accelerator: Accelerator | None, skipped: list[dict], desc: 
     return unique
 
 
+def _check_exactly_once(dataset, num_scored: int, skipped: list[dict], desc: str) -> None:
+    """Every video of the evaluated split scored or listed as left out, none twice."""
+    expected = expected_videos(dataset)
+    if expected is not None and num_scored + len(skipped) != expected:
+        raise RuntimeError(
+            f"{desc}: {num_scored} videos scored and {len(skipped)} left out, but the split has {expected}: "
+            "some videos were not read (or read twice) across ranks and workers"
+        )
+
+
+def _stacked(indices: list, video_ids: list[str], *columns: list) -> tuple:
+    """One rank's rows as tensors (empty ones when every video of this rank was left out)."""
+    if not indices:
+        return (torch.zeros(0, dtype=torch.int64), [], *(torch.zeros(0) for _ in columns))
+    return (torch.cat(indices), video_ids, *(torch.cat(column) for column in columns))
+
+
 def _views(pixel_values: torch.Tensor) -> torch.Tensor:
     """``(B, [N,] [crops,] T, C, H, W)`` -> ``(B, views, T, C, H, W)``."""
     return pixel_values.reshape(pixel_values.shape[0], -1, *pixel_values.shape[-4:])
 
 
-def _loader(dataset: VideoClipDataset, batch_size: int, num_workers: int, accelerator: Accelerator | None):
+def _loader(dataset, batch_size: int, num_workers: int, accelerator: Accelerator | None):
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_clips, num_workers=num_workers
     )
-    return accelerator.prepare_data_loader(loader) if accelerator is not None else loader
+    if accelerator is None or isinstance(dataset, torch.utils.data.IterableDataset):
+        return loader  # a stream shards itself by rank; Accelerate would shard it a second time
+    return accelerator.prepare_data_loader(loader)
 
 
 def _device(model: torch.nn.Module, accelerator: Accelerator | None) -> torch.device:
@@ -230,7 +288,7 @@ def _forward_views(model, pixel_values, device, autocast):
 @torch.inference_mode()
 def evaluate_classifier(
     model: torch.nn.Module,
-    dataset: VideoClipDataset,
+    dataset,
     *,
     batch_size: int = 8,
     num_workers: int = 0,
@@ -240,7 +298,7 @@ def evaluate_classifier(
 ) -> EvaluationResult:
     """Clip- and video-level top-1/top-5 of a ``VSSLForVideoClassification`` on ``dataset``.
 
-    ``dataset`` comes from :func:`build_eval_dataset`; the model is put in eval mode (and left
+    ``dataset`` comes from :func:`build_eval_dataset` (records or a streamed shard split); the model is put in eval mode (and left
     so). ``batch_size`` counts videos (each brings ``num_clips x num_crops`` views).
     """
     device = _device(model, accelerator)
@@ -248,7 +306,7 @@ def evaluate_classifier(
     was_training = model.training
     model.eval()
     loader = _loader(dataset, batch_size, num_workers, accelerator)
-    view_logits, video_scores, labels, indices, skipped = [], [], [], [], []
+    view_logits, video_scores, labels, indices, video_ids, skipped = [], [], [], [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(loader, desc=desc, disable=not main, dynamic_ncols=True, leave=False):
         skipped += _skipped(batch)
@@ -260,15 +318,17 @@ def evaluate_classifier(
         video_scores.append(logits.softmax(-1).mean(1))
         labels.append(batch["labels"].to(device))
         indices.append(batch["index"].to(device))
+        video_ids += batch["video_ids"]
     model.train(was_training)
     check_bad_videos(dataset, accelerator)
     skipped = _gather_skipped(accelerator, skipped, desc)
-    if not indices:
-        raise RuntimeError(f"{desc}: every one of the {len(dataset)} videos was left out ({skipped[:3]} ...)")
     # Everything stays on the device until here: one gather (and one host copy) at the end.
-    view_logits, video_scores, labels = _gather(
-        accelerator, torch.cat(indices), torch.cat(view_logits), torch.cat(video_scores), torch.cat(labels)
+    video_ids, (view_logits, video_scores, labels) = _gather(
+        accelerator, *_stacked(indices, video_ids, view_logits, video_scores, labels)
     )
+    _check_exactly_once(dataset, len(labels), skipped, desc)
+    if not len(labels):
+        raise RuntimeError(f"{desc}: every one of the {len(skipped)} videos was left out ({skipped[:3]} ...)")
 
     metric = load_metric("topk_accuracy")
     num_views = view_logits.shape[1]
@@ -288,13 +348,14 @@ def evaluate_classifier(
         video_scores=video_scores,
         labels=labels,
         skipped_videos=skipped,
+        video_ids=video_ids,
     )
 
 
 @torch.inference_mode()
 def extract_features(
     backbone: torch.nn.Module,
-    dataset: VideoClipDataset,
+    dataset,
     *,
     batch_size: int = 8,
     num_workers: int = 0,
@@ -303,7 +364,8 @@ def extract_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (V, D) float32, labels (V,))``: the backbone's pooled output averaged over each video's views.
 
-    ``backbone`` is a ``VSSLModel`` (e.g. ``classifier.vssl``); records keep their order. Videos
+    ``backbone`` is a ``VSSLModel`` (e.g. ``classifier.vssl``); records keep their order (streams:
+    video-id order). Videos
     the dataset leaves out (never substituted) have no row; they are logged once.
     """
     device = _device(backbone, accelerator)
@@ -311,7 +373,7 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     loader = _loader(dataset, batch_size, num_workers, accelerator)
-    features, labels, indices, skipped = [], [], [], []
+    features, labels, indices, video_ids, skipped = [], [], [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(loader, desc=desc, disable=not main, dynamic_ncols=True, leave=False):
         skipped += _skipped(batch)
@@ -322,9 +384,12 @@ def extract_features(
         features.append(pooled.view(-1, count, pooled.shape[-1]).mean(1))
         labels.append(batch["labels"].to(device))
         indices.append(batch["index"].to(device))
+        video_ids += batch["video_ids"]
     backbone.train(was_training)
     check_bad_videos(dataset, accelerator)
-    _gather_skipped(accelerator, skipped, desc)
-    if not indices:
-        raise RuntimeError(f"{desc}: every one of the {len(dataset)} videos was left out")
-    return _gather(accelerator, torch.cat(indices), torch.cat(features), torch.cat(labels))
+    skipped = _gather_skipped(accelerator, skipped, desc)
+    _, (features, labels) = _gather(accelerator, *_stacked(indices, video_ids, features, labels))
+    _check_exactly_once(dataset, len(labels), skipped, desc)
+    if not len(labels):
+        raise RuntimeError(f"{desc}: every one of the {len(skipped)} videos was left out")
+    return features, labels

@@ -1,11 +1,17 @@
 """Robustness of a video classifier to input noise: the classification test re-run on noisy test sets.
 
 Each noise kind of :mod:`hf_vssl.data.noise` (temporal perturbations too) at severities 1-5 is applied to the
-uint8 frames of every test clip, seeded per (seed, video id), then the model is tested exactly as
+uint8 frames of every test clip, seeded per (seed, video id) (pixel noises: per (seed, video id,
+frame of the video)), then the model is tested exactly as
 after finetuning (:func:`hf_vssl.evaluation.evaluate_classifier`, video-level top-1). Severity 0
 is the clean test set. Relative decrease / robustness come from the shipped
 ``relative_robustness`` evaluate metric. :func:`evaluate_robustness` returns the report dict that
 :mod:`hf_vssl.analysis.robustness` writes out.
+
+The test videos are records or a streamed shard split; a shard dataset that publishes the noisy
+copy of its split made with the same kind, severity, preset and seed is read from that split
+(``published`` in the report), anything else gets its noise on the fly: the same clips either way
+(docs/streaming_evaluation.md).
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, NOISE_PRESETS, PIXEL_NOISES, NoiseTransform
-from hf_vssl.data.records import VideoRecord
+from hf_vssl.data.eval_data import EvalVideos, noisy_eval_videos
+from hf_vssl.data.noise import MAX_SEVERITY, NOISE_KINDS, NOISE_PRESETS, PIXEL_NOISES
 from hf_vssl.metrics import load_metric
 
-from .classification import build_eval_dataset, evaluate_classifier
+from .classification import build_eval_dataset, evaluate_classifier, skipped_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ def check_noises(noises: Sequence[str], severities: Sequence[int], preset: str) 
 
 def evaluate_robustness(
     model: torch.nn.Module,
-    records: Sequence[VideoRecord],
+    videos: EvalVideos,
     *,
     num_frames: int,
     image_size: int,
@@ -65,7 +71,10 @@ def evaluate_robustness(
     short_video: str = "loop",
     max_bad_fraction: float = 0.01,
 ) -> dict[str, Any]:
-    """Test ``model`` on the clean and every noisy variant of ``records``; return the report dict.
+    """Test ``model`` on the clean and every noisy variant of ``videos``; return the report dict.
+
+    ``videos``: records or a shard split (:func:`hf_vssl.data.eval_data.load_eval_videos`); a
+    published noisy split with these settings is read instead of adding the noise on the fly.
 
     Deterministic: the noise of a video depends only on ``(seed, video id, kind, severity)``
     and the evaluation has no other randomness, so two runs give identical numbers. Videos left
@@ -74,11 +83,11 @@ def evaluate_robustness(
     """
     severities = sorted({int(s) for s in severities})
     check_noises(noises, severities, preset)
-    skipped: dict[int, dict] = {}
+    skipped: dict[int | str, dict] = {}
 
-    def top1(noise, desc):
+    def top1(videos, noise, desc):
         dataset = build_eval_dataset(
-            records,
+            videos,
             num_frames,
             image_size,
             frame_stride,
@@ -92,22 +101,27 @@ def evaluate_robustness(
         result = evaluate_classifier(
             model, dataset, batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, desc=desc
         )
-        skipped.update({entry["index"]: entry for entry in result.skipped_videos})
+        skipped.update({skipped_key(entry): entry for entry in result.skipped_videos})
         return result.video_top1
 
-    clean = top1(None, "clean")
+    clean = top1(videos, None, "clean")
     noisy: dict[tuple[str, int], float] = {}
+    published: dict[str, str] = {}
     cells = [(kind, severity) for kind in noises for severity in severities]
     main = accelerator is None or accelerator.is_local_main_process
     for kind, severity in tqdm(cells, desc="robustness", disable=not main, dynamic_ncols=True):
-        noisy[(kind, severity)] = top1(NoiseTransform(kind, severity, preset, seed), f"{kind} s{severity}")
+        variant, noise = noisy_eval_videos(videos, kind, severity, preset, seed)
+        if noise is None:
+            published[f"{kind} s{severity}"] = variant.split
+        noisy[(kind, severity)] = top1(variant, noise, f"{kind} s{severity}")
     report = build_report(clean, noisy, dataset=dataset_name, preset=preset)
     report.update(
         seed=seed,
         num_clips=num_clips,
         num_crops=num_crops,
         metric="video_top1",
-        skipped_videos=[skipped[index] for index in sorted(skipped)],
+        skipped_videos=[skipped[key] for key in sorted(skipped, key=lambda key: (isinstance(key, str), key))],
+        published=published,
     )
     return report
 

@@ -7,7 +7,7 @@ so a foundation model is prompted, and sees the same clips, wherever it is teste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -69,7 +69,7 @@ class FoundationModelArguments:
 
 def dataset_class_names(
     args: FoundationModelArguments,
-    records: Sequence[VideoRecord],
+    records: Sequence[VideoRecord] | Mapping[int, str],
     *,
     dataset: str,
     dataset_root: str | None,
@@ -80,13 +80,17 @@ def dataset_class_names(
 
     Label names come from ``records`` and, for classes they lack, from the dataset's train split
     (so a class absent from the evaluated split still competes, as it does in a classifier).
+    ``records`` may also be a whole label space ``{label: name}`` (a shard dataset's manifest).
     """
-    names = {record.label: record.label_name for record in records}
-    try:
-        for record in load_records(dataset, dataset_root, "train", fold, label_set=label_set):
-            names.setdefault(record.label, record.label_name)
-    except (ValueError, FileNotFoundError):
-        pass  # no train split (or none here): the evaluated split's names must then cover every label
+    if isinstance(records, Mapping):
+        names = dict(records)
+    else:
+        names = {record.label: record.label_name for record in records}
+        try:
+            for record in load_records(dataset, dataset_root, "train", fold, label_set=label_set):
+                names.setdefault(record.label, record.label_name)
+        except (ValueError, FileNotFoundError):
+            pass  # no train split (or none here): the evaluated split's names must then cover every label
     if args.class_names_file:
         return read_class_names_file(args.class_names_file, max(names) + 1)
     return class_names_from_labels(names, dataset, args.class_name_style)

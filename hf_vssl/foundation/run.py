@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 
-from hf_vssl.data.loading import load_records
-from hf_vssl.evaluation.classification import build_eval_dataset, evaluate_classifier
+from hf_vssl.data.eval_data import ShardSplit, load_eval_videos
+from hf_vssl.evaluation.classification import EvaluationResult, build_eval_dataset, evaluate_classifier
 from hf_vssl.training.arguments import save_args
 
 from .arguments import FoundationModelArguments, build_zero_shot_classifier, dataset_class_names
@@ -62,9 +61,15 @@ class ZeroShotArguments(FoundationModelArguments):
     overwrite_output_dir: bool = field(default=False, metadata={"help": "allow an --output_dir with results"})
     dataset: str = field(
         default="synthetic",
-        metadata={"help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder or synthetic"},
+        metadata={
+            "help": "ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder, synthetic, a shard folder or a Hub "
+            "dataset repo of shards (org/name)"
+        },
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub shard datasets: the branch, tag or commit to read"}
+    )
     dataset_split: str = "test"
     fold: int = field(default=1, metadata={"help": "official fold (UCF101 / HMDB51: 1-3)"})
     label_set: str | None = field(
@@ -122,35 +127,38 @@ def _check_args(args: ZeroShotArguments) -> str:
     return family
 
 
-def _predictions(records, scores: torch.Tensor, class_names: list[str], k: int = 5) -> list[dict[str, Any]]:
+def _predictions(result: EvaluationResult, class_names: list[str], k: int = 5) -> list[dict[str, Any]]:
+    """One entry per scored video (left-out videos have no row), named by the result's video ids."""
+    scores = result.video_scores
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
     return [
         {
-            "video_id": r.video_id,
-            "label": r.label,
-            "label_name": class_names[r.label],
+            "video_id": video_id,
+            "label": label,
+            "label_name": class_names[label],
             "predicted": [class_names[i] for i in row],
-            "correct": row[0] == r.label,
+            "correct": row[0] == label,
         }
-        for r, row in zip(records, top)
+        for video_id, label, row in zip(result.video_ids, result.labels.tolist(), top, strict=True)
     ]
 
 
 def run_zero_shot(args: ZeroShotArguments) -> Path:
     """Evaluate ``args.model_name_or_path`` zero-shot on ``args.dataset``; write the run folder; return it."""
     family = _check_args(args)
-    records = load_records(
+    records, id2label, _ = load_eval_videos(
         args.dataset,
         args.dataset_root,
         args.dataset_split,
         args.fold,
+        revision=args.dataset_revision,
         subset_size=args.subset_size,
         subset_seed=args.subset_seed,
         label_set=args.label_set,
     )
     class_names = dataset_class_names(
         args,
-        records,
+        id2label if isinstance(records, ShardSplit) else records,
         dataset=args.dataset,
         dataset_root=args.dataset_root,
         fold=args.fold,
@@ -204,7 +212,7 @@ def run_zero_shot(args: ZeroShotArguments) -> Path:
             "zero_shot": {"family": family, "templates": classifier.templates, "class_names": class_names},
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        predictions = _predictions(records, result.video_scores, class_names)
+        predictions = _predictions(result, class_names)
         (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
         save_args(args, output_dir / "zero_shot_args.yaml")
         write_zero_shot_card(output_dir)

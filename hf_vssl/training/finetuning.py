@@ -28,7 +28,8 @@ from torch import nn
 from hf_vssl.data.batch_augment import train_transforms
 from hf_vssl.data.clips import UniformClipSampler
 from hf_vssl.data.dataset_argument import parse_dataset_argument
-from hf_vssl.data.loading import load_labelled_records, merge_label_spaces, resolve_eval_split
+from hf_vssl.data.eval_data import load_eval_videos
+from hf_vssl.data.loading import merge_label_spaces
 from hf_vssl.data.training_data import TrainingVideos, open_training_videos
 from hf_vssl.evaluation import build_eval_dataset, evaluate_classifier, evaluate_retrieval
 from hf_vssl.hub import write_model_card
@@ -107,7 +108,7 @@ class FinetuningArguments(LoopArguments):
     )
     dataset_root: str | None = field(default=None, metadata={"help": "dataset folder (synthetic: built in)"})
     dataset_revision: str | None = field(
-        default=None, metadata={"help": "Hub shard datasets only: the branch, tag or commit to stream"}
+        default=None, metadata={"help": "Hub shard datasets only: the branch, tag or commit to read"}
     )
     train_split: str = field(default="train", metadata={"help": "split of --dataset to train on"})
     eval_split: str | None = field(
@@ -345,20 +346,29 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     # Both splits need labels (an unlabelled one is refused in one line); the label space is the
     # source's own (e.g. UCF101's 101 classes of classInd.txt), not the labels a copy happens to hold.
     label_set = args.label_set if args.dataset == "synthetic" else None
-    eval_split = resolve_eval_split(args.dataset, args.eval_split)
-    train_videos = open_training_videos(
-        parse_dataset_argument(args.dataset, args.dataset_root, args.dataset_revision),
-        args.train_split,
-        fold=args.fold,
-        subset_size=args.subset_size,
-        subset_seed=args.subset_seed,
-        label_set=label_set,
-        labelled=True,
+    # Evaluation reads records or a streamed shard split alike (hf_vssl.data.eval_data).
+    data = {"revision": args.dataset_revision, "label_set": label_set}
+    test_videos, test_labels, eval_split = load_eval_videos(
+        args.dataset, args.dataset_root, args.eval_split, args.fold, **data
     )
-    train_records, train_labels = train_videos.records, train_videos.id2label
-    test_records, test_labels = load_labelled_records(
-        args.dataset, args.dataset_root, eval_split, args.fold, label_set=label_set
-    )
+
+    def gallery():  # retrieval's gallery: the (subset of the) train split, as evaluation videos
+        subset = {"subset_size": args.subset_size, "subset_seed": args.subset_seed}
+        return load_eval_videos(args.dataset, args.dataset_root, args.train_split, args.fold, **data, **subset)
+
+    if args.mode == "retrieval":  # the train split is only the gallery
+        train_records, train_labels, _ = gallery()
+    else:
+        train_videos = open_training_videos(
+            parse_dataset_argument(args.dataset, args.dataset_root, args.dataset_revision),
+            args.train_split,
+            fold=args.fold,
+            subset_size=args.subset_size,
+            subset_seed=args.subset_seed,
+            label_set=label_set,
+            labelled=True,
+        )
+        train_labels = train_videos.id2label
     id2label = merge_label_spaces(train_labels, test_labels)
 
     # -- model ----------------------------------------------------------------------------------
@@ -370,9 +380,9 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     processor = VSSLVideoProcessor.for_clip(config.num_frames, config.image_size, args.frame_stride)
     eval_kwargs = {"batch_size": args.per_device_eval_batch_size, "num_workers": args.dataloader_num_workers}
 
-    def eval_dataset(records):
+    def eval_dataset(videos):
         return build_eval_dataset(
-            records,
+            videos,
             config.num_frames,
             config.image_size,
             args.frame_stride,
@@ -389,7 +399,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
             accelerator,
             model,
             eval_dataset(train_records),
-            eval_dataset(test_records),
+            eval_dataset(test_videos),
             output_dir,
             eval_kwargs,
             eval_split,
@@ -419,7 +429,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         accelerator.wait_for_everyone()
         result = evaluate_classifier(
             trained,
-            eval_dataset(test_records),
+            eval_dataset(test_videos),
             accelerator=accelerator,
             desc=f"test {args.eval_clips} clips x {args.eval_crops} crops",
             **eval_kwargs,
@@ -433,8 +443,8 @@ def run_finetuning(args: FinetuningArguments) -> Path:
         if args.do_retrieval:
             retrieval = evaluate_retrieval(
                 trained.vssl,
-                eval_dataset(train_records),
-                eval_dataset(test_records),
+                eval_dataset(gallery()[0]),
+                eval_dataset(test_videos),
                 accelerator=accelerator,
                 **eval_kwargs,
             )

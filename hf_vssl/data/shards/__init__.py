@@ -32,7 +32,7 @@ One job per module: :mod:`.format` (names, keys, sample metadata), :mod:`.reenco
 
 from .build import build_shards
 from .format import HF_VIDEO_EXTENSIONS, MANIFEST_FORMAT, MANIFEST_NAME, META_FIELDS, sample_key, video_field
-from .noisy import build_noisy_shards
+from .noisy import build_noisy_shards, write_noisy_split
 from .read import iter_shard_samples, read_manifest
 from .reencode import ReencodeOptions, reencode_video
 from .write import ShardReport
@@ -51,4 +51,5 @@ __all__ = [
     "reencode_video",
     "sample_key",
     "video_field",
+    "write_noisy_split",
 ]
