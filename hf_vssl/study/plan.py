@@ -175,7 +175,7 @@ def format_plan(cells: list[Cell], table: dict | None = None) -> str:
         lines.append(f"wave {number}: {len(wave)} cells")
         for cell in wave:
             cost = estimate_cost(cell, by_id, table)
-            shown = f"{cost.gpu_hours:9.2f} GPU-h" if cost.gpu_hours is not None else f"   {cost.note}"
+            shown = f"{cost.gpu_hours:10.3g} GPU-h" if cost.gpu_hours is not None else f"   {cost.note}"
             needs = f" <- {', '.join(cell.parent_ids)}" if cell.parent_ids else ""
             lines.append(f"  {cell.cell_id}  {cell.describe()}{needs}  {shown}")
             if cost.gpu_hours is None:
@@ -185,8 +185,8 @@ def format_plan(cells: list[Cell], table: dict | None = None) -> str:
                 per_kind[cell.kind] += cost.gpu_hours
     lines.append("cells per kind: " + ", ".join(f"{k} {n}" for k, n in Counter(c.kind for c in cells).items()))
     lines.append(
-        f"estimated total: {total:.1f} GPU-hours on H200 ("
-        + ", ".join(f"{k} {v:.1f}" for k, v in per_kind.items())
+        f"estimated total: {total:.4g} GPU-hours on H200 ("
+        + ", ".join(f"{k} {v:.3g}" for k, v in per_kind.items())
         + ")"
     )
     for note, count in unknown.items():

@@ -150,6 +150,11 @@ class Cell:
     launcher: str = "accelerate"
 
     @property
+    def view(self) -> dict[str, Any]:
+        """Settings and columns in one mapping (columns win): what ``where`` and selectors match."""
+        return {**self.settings, **self.columns}
+
+    @property
     def parent_ids(self) -> list[str]:
         """Every parent id, roles in a fixed order (model, compare_to, teachers)."""
         return [i for role in ("model", "compare_to", "teachers") for i in self.parents.get(role, [])]
@@ -427,7 +432,7 @@ def expand(spec: StudySpec) -> list[Cell]:
     for name in stage_order(spec):
         stage = spec.stages[name]
         kind = stage["kind"]
-        sources = [c for ref in stage["from"] for c in by_stage[ref] if matches(c.columns, stage["where"])]
+        sources = [c for ref in stage["from"] for c in by_stage[ref] if matches(c.view, stage["where"])]
         if stage["from"] and not sources:
             spec.fail(f"stages.{name}.where", f"selects no cell of {', '.join(stage['from'])}")
         keys = list(stage["axes"])
@@ -481,7 +486,7 @@ def expand(spec: StudySpec) -> list[Cell]:
 
 
 def _one_cell(spec: StudySpec, where: str, candidates: list[Cell], selector: dict) -> Cell:
-    found = [c for c in candidates if matches(c.columns, selector)]
+    found = [c for c in candidates if matches(c.view, selector)]
     unique = list({c.cell_id: c for c in found}.values())
     if len(unique) != 1:
         spec.fail(where, f"{canonical_json(selector)} selects {len(unique)} cells, expected exactly one")
