@@ -18,6 +18,7 @@ succeeded, records its results (the cell is then finished).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shlex
@@ -145,24 +146,35 @@ def _kill_group(pid: int, grace: float = 10.0) -> None:
             time.sleep(0.2)
 
 
+def _group_members(pgid: int) -> list[str]:
+    """Command lines of the live processes of process group ``pgid`` (Linux ``/proc``)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+                members.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return members
+
+
 def stop_stale_cell(study_dir: str | Path, cell_id: str) -> bool:
     """Stop a cell's recipe left running by a runner that was killed (its ``pid`` file names it).
 
-    Only a process whose command line names this cell's output folder is stopped. Returns
-    whether one was.
+    Only a process group one of whose members' command line names this cell's output folder is
+    stopped (the launcher may be gone while the recipe it started still runs). Returns whether
+    one was.
     """
     pid_file = cell_dir(study_dir, cell_id) / PID_FILE
     if not pid_file.is_file():
         return False
-    pid = int(pid_file.read_text().strip() or 0)
+    pgid = int(pid_file.read_text().strip() or 0)
     pid_file.unlink(missing_ok=True)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
+    output = str(output_dir_of(study_dir, cell_id))
+    if pgid <= 0 or not any(output in cmdline for cmdline in _group_members(pgid)):
         return False
-    if str(output_dir_of(study_dir, cell_id)) not in cmdline:
-        return False
-    _kill_group(pid)
+    _kill_group(pgid)
     return True
 
 
@@ -366,6 +378,8 @@ class SlurmExecutor:
     def __init__(self, jobs: int = 64, cluster: str = "slurm", folder: str | Path | None = None):
         if cluster not in ("slurm", "local"):
             raise ValueError(f"cluster must be 'slurm' or 'local', got {cluster!r}")
+        if importlib.util.find_spec("submitit") is None:
+            raise ValueError("--executor slurm needs submitit: pip install 'hf_vssl[study]' (or submitit>=1.5)")
         self.jobs, self.cluster, self.folder = jobs, cluster, folder
 
     def _executor(self, folder: Path, resources: dict[str, Any], name: str):

@@ -215,8 +215,11 @@ def cell_rows(cell: Cell, study_dir: str | Path, finished_at: str | None = None)
     settings["parents"] = cell.parents
     if cell.kind == "cka":
         settings["cka_json"] = str(output / "cka.json")
+    metrics = cell_metrics(cell, output)
+    if not metrics:
+        raise CellOutputError(f"{output}: the {cell.kind} recipe's outputs hold none of its metrics")
     rows = []
-    for metric, value, overrides in cell_metrics(cell, output):
+    for metric, value, overrides in metrics:
         columns = {**cell.columns, **overrides}
         rows.append(
             {
