@@ -243,3 +243,38 @@ def test_push_results_uploads_the_parts_with_a_card(tmp_path, monkeypatch):
     assert url.endswith("datasets/alice/study-results")
     assert {"README.md", "data/pretrain-x.parquet"} <= set(files)
     assert b"load_dataset" in files["README.md"]
+
+
+@pytest.mark.slow
+def test_distill_probe_retrieval_and_zero_shot_cells_run_and_report_their_metrics(tmp_path):
+    from test_zero_shot import save_tiny  # a tiny random CLIP saved with its tokenizer and processor
+
+    clip = save_tiny("clip", tmp_path / "clip")
+    downstream = {"downstream": "synthetic", "eval_clips": 1}
+    spec = tmp_path / "kinds.yaml"
+    spec.write_text(yaml.safe_dump({
+        "defaults": {"pretrain": {**TINY, "max_steps": 2},
+                     "distill": {**{k: v for k, v in TINY.items() if k != "seed"}, "max_steps": 2},
+                     "linear_probe": {**downstream, "max_steps": 2, "batch_size": 4, "num_workers": 0}},
+        "stages": {
+            "pretrain": {"kind": "pretrain", "axes": {"task": ["rotnet", "vcop"]}},
+            "distill": {"kind": "distill", "teachers": {"from": "pretrain", "select": [{"task": "rotnet"}, {"task": "vcop"}]}},
+            "probe": {"kind": "linear_probe", "from": "distill"},
+            "retrieval": {"kind": "retrieval", "from": "pretrain", "where": {"task": "vcop"}, "settings": downstream},
+            "zero_shot": {"kind": "zero_shot", "settings": {**downstream, "model": str(clip)}},
+        },
+    }, sort_keys=False))  # fmt: skip
+    study_dir = tmp_path / "study"
+    run = subprocess.run([*STUDY, "--spec", str(spec), "--study_dir", str(study_dir), "--jobs", "2"],
+                         env=_env(), capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    metrics = {}
+    for row in load_results(study_dir).to_list():
+        metrics.setdefault(row["kind"], {})[row["metric"]] = row
+    assert set(metrics["distill"]) == {"final_loss", "steps", "params", "gflops"}
+    assert metrics["distill"]["steps"]["value"] == 2 and metrics["distill"]["steps"]["teachers"] == "rotnet,vcop"
+    student = metrics["linear_probe"]["top1"]
+    assert student["teachers"] == "rotnet,vcop" and student["mode"] == "linear_probe" and 0 <= student["value"] <= 1
+    assert set(metrics["retrieval"]) == {"R@1", "R@5", "R@10", "R@20"}
+    assert metrics["retrieval"]["R@1"]["value"] <= metrics["retrieval"]["R@20"]["value"]
+    assert set(metrics["zero_shot"]) == {"top1", "top5"} and metrics["zero_shot"]["top1"]["backbone"] == str(clip)
