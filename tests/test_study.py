@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from huggingface_hub import constants
 
 from hf_vssl.study import (
     RESULT_COLUMNS,
+    executors,
     expand,
     load_results,
     load_spec,
@@ -131,6 +133,42 @@ def test_sbatch_script_carries_the_cells_resources_as_an_array():
         assert f"#SBATCH {line}" in text
     assert "#SBATCH --array=0-1%1" in text  # two cells, one at a time
     assert "submitit.core._submit /shared/study/slurm" in text
+
+
+def test_local_executor_shares_out_devices_and_keeps_dependency_order(monkeypatch):
+    cells = expand(load_spec("smoke"))
+    events, lock, holding = [], threading.Lock(), set()
+    failing = next(c.cell_id for c in cells if c.kind == "pretrain" and c.columns["task"] == "rotnet")
+
+    def fake_execute(cell, study_dir, options, devices, threads):
+        with lock:
+            assert not holding & set(devices), f"{cell.cell_id} got a device another cell holds"
+            holding.update(devices)
+            events.append(("start", cell.cell_id, tuple(devices), threads))
+        time.sleep(0.2)
+        with lock:
+            holding.difference_update(devices)
+            events.append(("end", cell.cell_id))
+        status = "failed" if cell.cell_id == failing else "finished"
+        return executors.CellOutcome(cell.cell_id, status, "log.txt")
+
+    monkeypatch.setattr(executors, "execute_cell", fake_execute)
+    outcomes = executors.LocalExecutor(jobs=2, devices=["0", "1"], threads=3).run(cells, "unused", executors.RunOptions())
+    started = {e[1]: i for i, e in enumerate(events) if e[0] == "start"}
+    ended = {e[1]: i for i, e in enumerate(events) if e[0] == "end"}
+    assert all(len(e[2]) == 1 and e[3] == 3 for e in events if e[0] == "start")
+    for cell in cells:
+        if cell.cell_id in started:
+            assert all(ended[p] < started[cell.cell_id] for p in cell.parent_ids)
+    blocked = {c.cell_id for c in cells if outcomes[c.cell_id].status == "blocked"}
+    # RotNet's pretraining failed: its finetune, that finetune's robustness and the CKA map against it wait
+    assert blocked == {c.cell_id for c in cells if c.cell_id != failing and c.columns["task"] == "rotnet"} | {
+        c.cell_id for c in cells if c.kind == "cka"
+    }
+    assert not blocked & set(started)
+    command = executors.cell_command(cells[0], "/s", executors.RunOptions(), num_processes=2)
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--num_machines"]
+    assert "--multi_gpu" in command and command[command.index("--num_processes") + 1] == "2"
 
 
 # -- running cells (slow: each cell is a recipe subprocess) ---------------------------------------------
