@@ -124,6 +124,23 @@ def test_paper_dry_run_lists_the_full_grid_with_its_cost(capsys):
     assert "no measurement for shufflenet" in text
 
 
+def test_miniature_preset_is_the_miniature_studys_grid():
+    cells = expand(load_spec("miniature"))
+    kinds = {kind: [c for c in cells if c.kind == kind] for kind in {c.kind for c in cells}}
+    # 6 tasks + the PRP variant; 9 initialisations (those, the student, random) x 2 label sets x 3 seeds;
+    # the 8 motion-label seed-0 models but the student x 4 noises; RSPNet within and against RotNet
+    assert {k: len(v) for k, v in kinds.items()} == {
+        "pretrain": 7, "distill": 1, "finetune": 54, "robustness": 32, "cka": 2
+    }  # fmt: skip
+    flags = {c.columns["task"]: executors.recipe_arguments(c, "/s") for c in kinds["pretrain"] if "rates" not in str(c.settings)}
+    for task, arguments in flags.items():
+        assert arguments[arguments.index("--max_steps") + 1] == "500"
+        assert arguments[arguments.index("--optimizer") + 1] == "adamw"
+        assert ("--pretext_config" in arguments) == (task in ("tdl", "rspnet"))
+    assert {r.columns["severity"] for r in kinds["robustness"]} == {None}
+    assert {tuple(r.settings["severities"]) for r in kinds["robustness"]} == {(1, 3, 5)}
+
+
 def test_sbatch_script_carries_the_cells_resources_as_an_array():
     data = _smoke_data()
     data["resources"] = {"pretrain": {"gpus": 2, "cpus": 10, "mem_gb": 64, "time_min": 120, "partition": "gpu"}}
