@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training",),
     ("foundation",),  # zero-shot runs reuse the recipes' argument handling; analysis tests foundation models
     ("analysis",),
-    ("study",),
+    ("study",),  # the study grid runs every recipe; nothing in the library imports it
     ("zoo", "_registration"),
     ("hf_vssl",),
 ]

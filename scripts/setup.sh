@@ -3,7 +3,7 @@
 #   1. FFmpeg's shared libraries (torchcodec, the decoder behind datasets.Video, needs them);
 #   2. a virtual environment in .venv (override with HF_VSSL_VENV=/path);
 #   3. torch + torchvision (TORCH_SPEC, default the pinned CPU-runnable release), then
-#      hf_vssl itself, editable, with the `demo` and `dev` extras.
+#      hf_vssl itself, editable, with the `demo`, `study` and `dev` extras.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,6 +41,6 @@ then
   "${PIP[@]}" install $TORCH_SPEC
 fi
 
-echo "[setup] installing hf_vssl[demo,dev]"
-"${PIP[@]}" install -e ".[demo,dev]"
+echo "[setup] installing hf_vssl[demo,study,dev]"
+"${PIP[@]}" install -e ".[demo,study,dev]"
 echo "[setup] done: $("$VENV/bin/python" -c 'import hf_vssl, torch; print("hf_vssl", hf_vssl.__version__, "torch", torch.__version__)')"

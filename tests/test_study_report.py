@@ -23,6 +23,7 @@ from PIL import Image
 
 from hf_vssl.study.published import PUBLISHED_COLUMNS, load_published, published_files, read_published
 from hf_vssl.study.report import render_report
+from hf_vssl.study.results import RESULT_COLUMNS
 from hf_vssl.study.tables import TABLES_BY_NAME, render_table
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -30,33 +31,7 @@ EXPECTED = DATA / "study_report"
 PAPER = 'Kumar et al., "A Large-Scale Analysis on Self-Supervised Video Representation Learning"'
 
 # The results-row schema (long format, one metric per row).
-FEATURES = datasets.Features(
-    {
-        "cell_id": datasets.Value("string"),
-        "kind": datasets.Value("string"),
-        "parent_ids": datasets.Value("string"),
-        "task": datasets.Value("string"),
-        "backbone": datasets.Value("string"),
-        "width": datasets.Value("float64"),
-        "num_frames": datasets.Value("int64"),
-        "image_size": datasets.Value("int64"),
-        "pretrain_dataset": datasets.Value("string"),
-        "subset_size": datasets.Value("int64"),
-        "epochs": datasets.Value("float64"),
-        "downstream": datasets.Value("string"),
-        "mode": datasets.Value("string"),
-        "noise": datasets.Value("string"),
-        "severity": datasets.Value("int64"),
-        "seed": datasets.Value("int64"),
-        "teachers": datasets.Value("string"),
-        "metric": datasets.Value("string"),
-        "value": datasets.Value("float64"),
-        "settings_json": datasets.Value("string"),
-        "output_dir": datasets.Value("string"),
-        "hub_repo_id": datasets.Value("string"),
-        "finished_at": datasets.Value("string"),
-    }
-)
+FEATURES = RESULT_COLUMNS  # the schema the study runner writes
 
 
 def _rows() -> list[dict]:
