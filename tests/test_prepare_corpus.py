@@ -18,10 +18,9 @@ import yaml
 from _local_hub import LocalHub
 
 from hf_vssl.data.prepare import main as prepare_main
-from hf_vssl.data.shards import build_noisy_shards, read_manifest
+from hf_vssl.data.shards import noisy, read_manifest
 from hf_vssl.data.shards.read import iter_tar
-from hf_vssl.data.shards.variants import noisy_split_name, subset_shards
-from hf_vssl.data.shards.write import write_manifest
+from hf_vssl.data.shards.variants import subset_shards
 from hf_vssl.data.sources import load_source
 from hf_vssl.data.subsets import balanced_subset
 
@@ -227,32 +226,15 @@ def test_resume_refuses_other_settings_and_foreign_folders(corpus, reference, tm
         prepare_main([*_argv(corpus, tmp_path / "n"), "--noise", "fog"])
 
 
-def _noisy_stand_in(calls):
-    """LOCAL STAND-IN for ``hf_vssl.data.shards.noisy.write_noisy_split`` (written on another branch):
-    the noisy copy of ``split`` as split ``noisy_split_name(...)`` of the same folder."""
-
-    def write_noisy_split(shard_dir, split, kind, severity, preset, seed, num_workers):
-        calls.append((split, kind, severity))
-        scratch = Path(shard_dir) / f".noisy-{kind}{severity}"
-        report = build_noisy_shards(shard_dir, scratch, kind, severity, preset, seed, split=split, num_workers=1)
-        manifest, built = read_manifest(shard_dir), read_manifest(scratch)
-        name = noisy_split_name(split, kind, severity)
-        for shard in built["splits"][split]["shards"]:
-            shutil.move(scratch / shard["file"], Path(shard_dir) / shard["file"])
-        entry = {**built["splits"][split], "noise": built["noise"]}
-        manifest["splits"][name] = entry
-        write_manifest(Path(shard_dir), manifest)
-        shutil.rmtree(scratch)
-        return report
-
-    return write_noisy_split
-
-
 def test_noisy_variants_are_added_once(corpus, reference, tmp_path, monkeypatch):
-    from hf_vssl.data.shards import noisy
-
     calls: list = []
-    monkeypatch.setattr(noisy, "write_noisy_split", _noisy_stand_in(calls), raising=False)
+    real = noisy.write_noisy_split
+
+    def counted(shard_dir, split, kind, severity, *rest):  # the real writer, its calls counted
+        calls.append((split, kind, severity))
+        return real(shard_dir, split, kind, severity, *rest)
+
+    monkeypatch.setattr(noisy, "write_noisy_split", counted)
     out = shutil.copytree(reference[0], tmp_path / "tiny")
     argv = [*_argv(corpus, out), "--noise", "gaussian", "--severities", "1", "3"]
     report = prepare_main(argv)
