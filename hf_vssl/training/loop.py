@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from hf_vssl.data.subsets import save_subset
 from hf_vssl.evaluation import check_bad_videos
 from hf_vssl.hub import publish
+from hf_vssl.utils.fastpath import compile_in_place, enable_cuda_fast_path, loader_transfer_options
 from hf_vssl.utils.seeding import derive_seed
 
 from .arguments import mixed_precision_for, save_args
@@ -56,7 +57,7 @@ from .checkpointing import (
     truncate_log,
     write_checkpoint,
 )
-from .optim import build_scheduler
+from .optim import build_scheduler, use_fused_steps
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ def append_log(accelerator: Accelerator, output_dir: Path, entry: dict) -> None:
 
 def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerator:
     """The run's ``Accelerator`` (bf16, accumulation, trackers unless ``log`` is False or
-    ``--report_to none``, seedable sampler seeded by ``--seed``), with every RNG seeded by ``--seed``."""
+    ``--report_to none``, seedable sampler seeded by ``--seed``, non-blocking batch copies and
+    cuDNN autotuning on CUDA), with every RNG seeded by ``--seed``."""
     accelerator = Accelerator(
         mixed_precision=mixed_precision_for(args),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -121,9 +123,13 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
         project_config=ProjectConfiguration(
             project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
         ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # non_blocking: batches from pinned memory (loader_transfer_options) overlap their copy.
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
+        ),
         step_scheduler_with_optimizer=False,
     )
+    enable_cuda_fast_path(accelerator.device)
     set_seed(args.seed)
     return accelerator
 
@@ -145,7 +151,7 @@ def build_train_dataloader(
         collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
         persistent_workers=args.dataloader_num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        **loader_transfer_options(args.dataloader_num_workers),
     )
 
 
@@ -160,7 +166,10 @@ def to_channels_last_3d(model: nn.Module) -> nn.Module:
 
 
 def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
-    """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
+    """channels_last_3d (when asked), ``torch.compile`` (``--torch_compile``, in place: the
+    module, its checkpoints and its export keep their keys), ``accelerator.prepare``, fused
+    optimiser steps on CUDA (:func:`~hf_vssl.training.optim.use_fused_steps`), and the step
+    budget and schedule.
 
     Returns ``(model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps)``;
     ``total_steps`` is ``args.max_steps`` when positive, else ``num_train_epochs`` worth of
@@ -168,7 +177,9 @@ def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloade
     """
     if args.channels_last:
         to_channels_last_3d(model)
+    compile_in_place(model, args.torch_compile, args.torch_compile_mode)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    use_fused_steps(optimizer, accelerator.device)
     steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
     if steps_per_epoch < 1:
         raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")
