@@ -3,17 +3,28 @@ pinned prefetching loaders and cuDNN autotuning on CUDA, the aligned R(2+1)D."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+from contextlib import redirect_stdout
 
 import pytest
 import torch
 from _tiny_runs import tiny_pretraining
 from safetensors.torch import load_file
+from torch._dynamo.utils import counters
 
+from hf_vssl import VSSLConfig, VSSLModel
+from hf_vssl.analysis.cka_recipe import CKAArguments
+from hf_vssl.analysis.robustness import RobustnessArguments
+from hf_vssl.foundation.run import ZeroShotArguments
+from hf_vssl.models.backbone_resnet3d import Conv2Plus1DPerConvAligned, aligned
 from hf_vssl.training.arguments import CompileArguments, LoopArguments, parse_args
 from hf_vssl.training.optim import build_optimizer, use_fused_steps
 from hf_vssl.utils import fastpath
 from hf_vssl.utils.fastpath import compile_in_place, enable_cuda_fast_path, loader_transfer_options
+from hf_vssl.utils.profiling import count_parameters
+from hf_vssl.zoo import main as zoo_main
 
 
 def test_compile_flags_default_off_and_a_bad_mode_is_refused():
@@ -28,13 +39,10 @@ def test_compile_flags_default_off_and_a_bad_mode_is_refused():
 
 
 def test_eval_recipes_take_the_compile_flags():
-    from hf_vssl.analysis.cka_recipe import CKAArguments
-    from hf_vssl.analysis.robustness import RobustnessArguments
-    from hf_vssl.foundation.run import ZeroShotArguments
 
     for cls in (CKAArguments, RobustnessArguments, ZeroShotArguments):
         assert issubclass(cls, CompileArguments), cls
-        names = {field.name for field in __import__("dataclasses").fields(cls)}
+        names = {field.name for field in dataclasses.fields(cls)}
         assert {"torch_compile", "torch_compile_mode"} <= names, cls
 
 
@@ -84,8 +92,6 @@ def test_cudnn_autotuning_only_on_cuda(monkeypatch):
 def test_compiled_pretraining_matches_eager_and_exports_plain_keys(tmp_path, tiny_corpus, one_thread):
     """A few fp32 steps with --torch_compile: the same losses and weights as eager (inductor reorders
     floating-point sums only), and checkpoints / the export hold the uncompiled module's keys."""
-    from torch._dynamo.utils import counters
-
     runs, graphs = {}, {}
     for name, extra in {"eager": [], "compiled": ["--torch_compile"]}.items():
         counters.clear()
@@ -110,3 +116,39 @@ def test_compiled_pretraining_matches_eager_and_exports_plain_keys(tmp_path, tin
     assert checkpoint_files
     for path in checkpoint_files:
         assert not [key for key in load_file(path) if "_orig_mod" in key], path
+
+
+def _mid_channels(backbone: torch.nn.Module) -> list[int]:
+    """Output channels of every (2+1)D factorisation's first conv: the mid channels."""
+    mids = []
+    for module in backbone.modules():
+        if isinstance(module, torch.nn.Sequential):
+            convs = [m for m in module if isinstance(m, torch.nn.Conv3d)]
+            if len(convs) == 2:  # spatial (or strided 1x1) conv, then temporal conv
+                mids.append(convs[0].out_channels)
+    return mids
+
+
+def test_aligned_r21d_rounds_mid_channels_and_the_default_is_unchanged():
+
+    default = VSSLModel(VSSLConfig(backbone="r21d")).backbone
+    assert count_parameters(default) == 14_365_303  # the study's network, to the parameter
+    assert 230 in _mid_channels(default) and any(m % 8 for m in _mid_channels(default))
+    variant = VSSLModel(VSSLConfig(backbone="r21d-aligned")).backbone
+    mids = _mid_channels(variant)
+    assert len(mids) == len(_mid_channels(default)) == 12  # stem, 4 blocks x 2 convs, 3 shortcuts
+    assert all(m % 8 == 0 for m in mids), mids
+    assert variant.conv_builder is Conv2Plus1DPerConvAligned
+    assert abs(count_parameters(variant) / count_parameters(default) - 1) < 0.01
+    assert [aligned(c) for c in (3, 42, 83, 85, 230, 921)] == [8, 40, 80, 88, 232, 920]
+    with torch.no_grad():
+        assert variant(torch.randn(1, 3, 4, 32, 32)).pooled.shape == (1, 512)
+
+
+def test_zoo_prints_the_aligned_variants_change():
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert zoo_main(["--backbones", "r21d-aligned"]) == 0
+    line = out.getvalue().strip().splitlines()[-1]
+    assert line.startswith("r21d-aligned vs r21d: params 14.369M vs 14.365M (+0.03%), GFLOPs 42.67 vs 42.72 (-0.12%)"), line
