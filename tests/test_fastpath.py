@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
+import math
 from contextlib import redirect_stdout
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from _tiny_runs import tiny_pretraining
 from safetensors.torch import load_file
 from torch._dynamo.utils import counters
@@ -19,7 +23,9 @@ from hf_vssl.analysis.cka_recipe import CKAArguments
 from hf_vssl.analysis.robustness import RobustnessArguments
 from hf_vssl.foundation.run import ZeroShotArguments
 from hf_vssl.models.backbone_resnet3d import Conv2Plus1DPerConvAligned, aligned
+from hf_vssl.pretext.prp import chunk_motion_weights
 from hf_vssl.training.arguments import CompileArguments, LoopArguments, parse_args
+from hf_vssl.training.loop import to_channels_last_3d
 from hf_vssl.training.optim import build_optimizer, use_fused_steps
 from hf_vssl.utils import fastpath
 from hf_vssl.utils.fastpath import compile_in_place, enable_cuda_fast_path, loader_transfer_options
@@ -152,3 +158,45 @@ def test_zoo_prints_the_aligned_variants_change():
         assert zoo_main(["--backbones", "r21d-aligned"]) == 0
     line = out.getvalue().strip().splitlines()[-1]
     assert line.startswith("r21d-aligned vs r21d: params 14.369M vs 14.365M (+0.03%), GFLOPs 42.67 vs 42.72 (-0.12%)"), line
+
+
+def test_channels_last_3d_covers_transposed_3d_convolutions():
+    """PRP's decoder is transposed 3D convolutions: left contiguous, each would convert its
+    full-resolution activations between layouts every step."""
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.ConvTranspose3d(4, 4, 2, stride=2))
+    to_channels_last_3d(model)
+    for layer in model:
+        assert layer.weight.is_contiguous(memory_format=torch.channels_last_3d), layer
+
+
+def _per_sample_motion_mask(target, label, rates, low, high):
+    """The motion mask as the original builds it: sample by sample, each chunk's pooled map resized
+    trilinearly to the whole chunk (the reference the batched version must reproduce)."""
+    masks = []
+    for clip, rate in zip(target, (rates[i] for i in label.tolist())):
+        length, channels, height, width = clip.shape
+        chunks = math.gcd(rate, length)
+        chunk_frames = clip.reshape(chunks, length // chunks, channels, height, width)
+        positions = [round(j) * (length // chunks) // (length // 2) for j in np.linspace(0, length // 2 - 1, 4)]
+        squared = torch.stack(
+            [(chunk_frames[:, b] - chunk_frames[:, a]).pow(2) for a, b in itertools.pairwise(positions)], dim=2
+        )  # (chunks, C, 3, H, W)
+        pooled = F.avg_pool3d(squared, (3, height // 4, width // 4), (3, height // 16, width // 16))
+        span = pooled.amax(dim=(2, 3, 4), keepdim=True) - pooled.amin(dim=(2, 3, 4), keepdim=True)
+        scaled = low + (high - low) * (pooled - pooled.amin(dim=(2, 3, 4), keepdim=True) + 1e-6) / (span + 1e-6)
+        scaled = torch.where((span <= 0).all(dim=1, keepdim=True), torch.ones_like(scaled), scaled)
+        resized = F.interpolate(scaled, size=(length // chunks, height, width), mode="trilinear")
+        masks.append(resized.transpose(1, 2).reshape(length, channels, height, width))
+    return torch.stack(masks)
+
+
+@pytest.mark.parametrize(
+    ("shape", "rates"), [((5, 32, 3, 112, 112), (1, 2, 4, 8)), ((4, 16, 3, 56, 48), (1, 2, 4, 8)), ((3, 8, 3, 32, 32), (2, 4))]
+)
+def test_prp_motion_mask_batched_equals_the_per_sample_original(shape, rates):
+    target = torch.rand(shape)
+    target[0] = 0.5  # a still clip: all ones
+    label = torch.arange(shape[0]) % len(rates)
+    batched = chunk_motion_weights(target, label, rates, 0.8, 2.0)
+    torch.testing.assert_close(batched, _per_sample_motion_mask(target, label, rates, 0.8, 2.0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(batched[0], torch.ones_like(batched[0]), rtol=0, atol=1e-6)  # still: ones

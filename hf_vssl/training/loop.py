@@ -156,11 +156,12 @@ def build_train_dataloader(
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:
-    """Every 3D convolution's weights in the channels_last_3d layout (in place). Only the 3D
-    convolutions: a model may hold 2D ones (the patch embedding of a transformer adapter), whose
-    4D weights have no 3D layout."""
+    """Every 3D convolution's and 3D transposed convolution's weights in the channels_last_3d
+    layout (in place). Only those: a model may hold 2D ones (the patch embedding of a transformer
+    adapter), whose 4D weights have no 3D layout. The transposed ones are PRP's decoder: left
+    contiguous, each would convert its full-resolution activations between layouts every step."""
     for module in model.modules():
-        if isinstance(module, nn.Conv3d):
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
             module.to(memory_format=torch.channels_last_3d)
     return model
 
