@@ -103,7 +103,6 @@ def study(args, device: torch.device) -> None:
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
     y = torch.randint(0, 400, (args.batch,), device=device)
     print(f"device={device} input={tuple(x.shape)} mode={mode} iters={args.iters} rounds={args.rounds}")
-    results = []
     for name in args.backbones:
         sizes = {"num_frames": args.frames, "image_size": args.size}
         if args.tiny:
@@ -120,12 +119,10 @@ def study(args, device: torch.device) -> None:
             rate = args.batch * args.iters * args.rounds / seconds
             target = STUDY_TARGETS.get(name)
             tflops = rate * 3 * gflops / 1e3
-            results.append((name, compiled, rate, target, tflops))
-            print(f"{name:13s} {compiled:8s} {rate:9.1f} clips/s  {tflops:6.1f} TFLOP/s  target {target}", flush=True)
+            versus = f"{rate / target:.2f}x of target {target:.0f}" if target else "no target"
+            # Printed as soon as measured: a suite cut short by its time budget keeps what is done.
+            print(f"RESULT study_backbone_{name}_{compiled}: {rate:.1f} clips/s = {versus} ({tflops:.3g} TFLOP/s)", flush=True)
             del model, step
-    for name, compiled, rate, target, tflops in results:
-        versus = f"{rate / target:.2f}x of target {target:.0f}" if target else "no target"
-        print(f"RESULT study_backbone_{name}_{compiled}: {rate:.1f} clips/s = {versus} ({tflops:.3g} TFLOP/s)")
 
 
 def main() -> None:

@@ -241,7 +241,7 @@ def timed(step, count: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def compare(name: str, batches, trainer: Trainer, args: argparse.Namespace, results: dict) -> None:
+def compare(name: str, batches, trainer: Trainer, args: argparse.Namespace) -> None:
     """Alternate ``--steps`` end-to-end steps and as many model-only steps, ``--rounds`` times."""
     fixed = next(batches)  # the model-only baseline: one augmented batch, kept on the device
     e2e = lambda: trainer.step(next(batches))  # noqa: E731
@@ -254,11 +254,16 @@ def compare(name: str, batches, trainer: Trainer, args: argparse.Namespace, resu
     clips = args.rounds * args.steps * args.batch * trainer.clips_per_sample
     e2e_rate, alone_rate = clips / seconds["e2e"], clips / seconds["alone"]
     tflops = e2e_rate * trainer.gflops_per_clip / 1e3
-    results[name] = (e2e_rate / alone_rate, e2e_rate, tflops)
     print(
         f"{name:14s} end-to-end {e2e_rate:9.1f} clips/s ({tflops:6.1f} TFLOP/s)  model step alone "
         f"{alone_rate:9.1f} clips/s ({alone_rate * trainer.gflops_per_clip / 1e3:6.1f} TFLOP/s)  "
         f"ratio {e2e_rate / alone_rate:.2f}",
+        flush=True,
+    )
+    suffix = "_compiled" if args.compile else ""
+    print(
+        f"RESULT pretrain_e2e_{name}{suffix}: {e2e_rate / alone_rate:.2f}x of the model step alone "
+        f"({e2e_rate:.1f} clips/s, {tflops:.3g} TFLOP/s)",
         flush=True,
     )
 
@@ -283,25 +288,18 @@ def main(argv: list[str] | None = None) -> None:
             f"({args.video_size}px, {args.video_frames} frames; shards built in {time.perf_counter() - started:.0f}s)",
             flush=True,
         )
-        results: dict[str, tuple[float, float, float]] = {}
         for workers in args.workers:
-            compare(f"cpu_workers{workers}", loader_batches(shards, trainer, args, workers), trainer, args, results)
+            compare(f"cpu_workers{workers}", loader_batches(shards, trainer, args, workers), trainer, args)
         if not args.cuda_decode:
             print("SKIP cuda_decode: --no-cuda_decode")
         elif device.type != "cuda":
             print("SKIP cuda_decode: no CUDA device (torchcodec's CUDA decoder needs one)")
         else:
             try:
-                compare("cuda_decode", cuda_decoded_batches(shards, trainer, args), trainer, args, results)
+                compare("cuda_decode", cuda_decoded_batches(shards, trainer, args), trainer, args)
             except (RuntimeError, ValueError, ImportError) as error:  # no NVDEC support in this torchcodec build
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 print(f"SKIP cuda_decode: torchcodec's CUDA decoder failed: {reason}")
-    suffix = "_compiled" if args.compile else ""
-    for name, (ratio, rate, tflops) in results.items():
-        print(
-            f"RESULT pretrain_e2e_{name}{suffix}: {ratio:.2f}x of the model step alone "
-            f"({rate:.1f} clips/s, {tflops:.3g} TFLOP/s)"
-        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ CPU default (minutes): r21d at width 0.25, 8 x 56 x 56 clips, batch 8, fp32 and 
 16 x 112 x 112, batch 32, fp32, bf16 autocast, and bf16 + channels_last_3d;
 ``torch.cuda.synchronize`` brackets every timed step. The absolute task clips/s are printed too.
 
-Prints one line per task/mode and ``RESULT pretext_overhead_<task>_<mode>: <ratio>x of plain
-backbone step`` (and, for PRP, ``RESULT pretext_overhead_prp_<mode>_vs_equivalent: ...``).
+Prints one line per task/mode, each followed by ``RESULT pretext_overhead_<task>_<mode>: <ratio>x
+of plain backbone step`` (and, for PRP, ``RESULT pretext_overhead_prp_<mode>_vs_equivalent: ...``).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         f"compile={compile_mode or 'off'}"
     )
 
-    results = {}
+    suffix = "_compiled" if args.compile else ""
     for task in args.tasks:
         pretext_config = None
         if args.queue_size is not None and task in ("tdl", "rspnet"):
@@ -276,7 +276,6 @@ def main(argv: list[str] | None = None) -> None:
             rates = [step.clips / s for step, s in zip([*steps, task_step], seconds)]
             task_rate, plain_rate = rates[-1], rates[0]
             equivalent_rate = rates[1] if len(steps) > 1 else plain_rate
-            results[(task, mode)] = (task_rate / plain_rate, task_rate / equivalent_rate, len(steps) > 1)
             equivalent = f"  equivalent {equivalent_rate:8.1f} clips/s" if len(steps) > 1 else ""
             print(
                 f"{task:7s} {mode:9s} clips/step={task_step.clips:4d}  task {task_rate:8.1f} clips/s  "
@@ -284,15 +283,15 @@ def main(argv: list[str] | None = None) -> None:
                 + (f"  vs equivalent {task_rate / equivalent_rate:.2f}" if len(steps) > 1 else ""),
                 flush=True,
             )
+            # RESULT lines as soon as measured: a suite cut short by its time budget keeps them.
+            print(f"RESULT pretext_overhead_{task}_{mode}{suffix}: {task_rate / plain_rate:.2f}x of plain backbone step")
+            if len(steps) > 1:
+                print(
+                    f"RESULT pretext_overhead_{task}_{mode}{suffix}_vs_equivalent: {task_rate / equivalent_rate:.2f}x "
+                    "of the plain step with the method's own modules",
+                    flush=True,
+                )
             del model, task_step, steps
-    suffix = "_compiled" if args.compile else ""
-    for (task, mode), (ratio, equivalent, has_equivalent) in results.items():
-        print(f"RESULT pretext_overhead_{task}_{mode}{suffix}: {ratio:.2f}x of plain backbone step")
-        if has_equivalent:
-            print(
-                f"RESULT pretext_overhead_{task}_{mode}{suffix}_vs_equivalent: {equivalent:.2f}x of the plain step "
-                "with the method's own modules"
-            )
 
 
 if __name__ == "__main__":
