@@ -42,7 +42,6 @@ def test_pretrain_step_tiny_prints_every_ratio_and_prps_equivalent():
     assert re.search(r"^tdl +fp32 +clips/step= +6 ", done.stdout, flags=re.MULTILINE), done.stdout
 
 
-@pytest.mark.slow
 def test_pretrain_e2e_tiny_streams_real_shards_and_prints_its_ratio():
     done = _run(sys.executable, "benchmarks/pretrain_e2e.py", "--tiny")
     assert done.returncode == 0, done.stderr[-3000:]
