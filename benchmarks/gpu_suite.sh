@@ -7,8 +7,9 @@
 # (and PRP's against the step with its own modules), the end-to-end pretraining step (shards,
 # decode, sample, augment) against the model step alone (CPU decode workers and torchcodec's CUDA
 # decoder), the 12x12-layer CKA map against the per-pair reference, and the CKA map of a real
-# backbone. Each output goes to $OUT/$TAG_<name>.txt (default docs/results/gpu_h200_*), and the
-# RESULT lines, each with its ratio to its target, to $OUT/$TAG_summary.txt.
+# backbone. Each output goes to $OUT/$TAG_<name>.txt (default docs/results/gpu_h200_*; on a lent
+# machine whose $OUT folder comes back, there), and the RESULT lines, each with its ratio to its
+# target, to $OUT/$TAG_summary.txt.
 #
 #   benchmarks/gpu_suite.sh              # needs CUDA; stops at once without it
 #   benchmarks/gpu_suite.sh --dry_run    # every script in its tiny CPU mode, output to a temporary

@@ -251,12 +251,13 @@ def compare(name: str, batches, trainer: Trainer, args: argparse.Namespace) -> N
     for _ in range(args.rounds):
         seconds["e2e"] += timed(e2e, args.steps, trainer.device)
         seconds["alone"] += timed(alone, args.steps, trainer.device)
+    batches.close()  # stops this variant's loader workers before the next variant runs
     clips = args.rounds * args.steps * args.batch * trainer.clips_per_sample
     e2e_rate, alone_rate = clips / seconds["e2e"], clips / seconds["alone"]
     tflops = e2e_rate * trainer.gflops_per_clip / 1e3
     print(
-        f"{name:14s} end-to-end {e2e_rate:9.1f} clips/s ({tflops:6.1f} TFLOP/s)  model step alone "
-        f"{alone_rate:9.1f} clips/s ({alone_rate * trainer.gflops_per_clip / 1e3:6.1f} TFLOP/s)  "
+        f"{name:14s} end-to-end {e2e_rate:9.1f} clips/s ({tflops:8.3g} TFLOP/s)  model step alone "
+        f"{alone_rate:9.1f} clips/s ({alone_rate * trainer.gflops_per_clip / 1e3:8.3g} TFLOP/s)  "
         f"ratio {e2e_rate / alone_rate:.2f}",
         flush=True,
     )
