@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch._dynamo.utils import counters
 
 from hf_vssl import VSSLConfig, VSSLModel
-from hf_vssl.analysis.cka_recipe import CKAArguments
+from hf_vssl.analysis.cka_recipe import CKAArguments, run_cka
 from hf_vssl.analysis.robustness import RobustnessArguments
 from hf_vssl.foundation.run import ZeroShotArguments
 from hf_vssl.models.backbone_resnet3d import Conv2Plus1DPerConvAligned, aligned
@@ -200,3 +200,21 @@ def test_prp_motion_mask_batched_equals_the_per_sample_original(shape, rates):
     batched = chunk_motion_weights(target, label, rates, 0.8, 2.0)
     torch.testing.assert_close(batched, _per_sample_motion_mask(target, label, rates, 0.8, 2.0), rtol=0, atol=1e-5)
     torch.testing.assert_close(batched[0], torch.ones_like(batched[0]), rtol=0, atol=1e-6)  # still: ones
+
+
+@pytest.mark.slow
+def test_cka_recipe_compiled_gives_the_eager_map(tmp_path, tiny_corpus, one_thread):
+    """An evaluation recipe with --torch_compile: the compiled model, hooked by the capture, gives the
+    same CKA map as the eager one."""
+    model_dir = tmp_path / "model"
+    VSSLModel(VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(model_dir)
+    maps = {}
+    for name, extra in {"eager": [], "compiled": ["--torch_compile"]}.items():
+        counters.clear()
+        flags = ["--model_name_or_path", str(model_dir), "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / name)]
+        flags += ["--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0", *extra]
+        output = run_cka(parse_args(CKAArguments, flags))
+        maps[name] = torch.tensor(json.loads((output / "cka.json").read_text())["matrix"], dtype=torch.float64)
+        assert (counters["stats"]["unique_graphs"] > 0) == (name == "compiled")
+    assert maps["eager"].shape == (4, 4)
+    torch.testing.assert_close(maps["compiled"], maps["eager"], rtol=0, atol=1e-5)
