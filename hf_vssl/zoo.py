@@ -1,7 +1,8 @@
 """The model zoo table: every registered backbone's size, computed live, beside the study's numbers.
 
 Run ``python -m hf_vssl.zoo`` (or ``hf-vssl-zoo``); ``--backbones r3d r21d`` limits the rows,
-``--json`` prints machine-readable rows.
+``--json`` prints machine-readable rows. Opt-in variants of a study network (``r21d-aligned``)
+are followed by their parameter and FLOP change against that network.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ STUDY_SIZES: dict[str, dict[str, float | None]] = {
     "r21d-18": {"params_m": 31.5, "gflops": 81.0},
     "swin-t": {"params_m": 28.0, "gflops": None},  # ~88 GFLOPs at 16x224, not 112
 }
+
+#: Opt-in variants -> the study network they modify (docs/performance.md#the-aligned-r21d).
+VARIANTS: dict[str, str] = {"r21d-aligned": "r21d"}
 
 #: Clip shape of each row. MViT's learned relative positions fix its input at 16x224.
 ZOO_CLIP = {"default": (16, 112), "mvit": (16, 224)}
@@ -83,6 +87,24 @@ def format_table(rows: list[ZooRow]) -> str:
     return "\n".join(lines)
 
 
+def variant_changes(rows: list[ZooRow]) -> list[str]:
+    """One line per :data:`VARIANTS` row: its parameter and GFLOP change against its study network
+    (measured here when that network has no row of its own)."""
+    by_name = {r.name: r for r in rows}
+    lines = []
+    for row in rows:
+        base_name = VARIANTS.get(row.name)
+        if base_name is None:
+            continue
+        base = by_name.get(base_name) or measure_backbone(base_name)
+        lines.append(
+            f"{row.name} vs {base_name}: params {row.params_m:.3f}M vs {base.params_m:.3f}M "
+            f"({100 * (row.params_m / base.params_m - 1):+.2f}%), GFLOPs {row.gflops:.2f} vs {base.gflops:.2f} "
+            f"({100 * (row.gflops / base.gflops - 1):+.2f}%)"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="*", default=None, help="rows to compute (default: all)")
@@ -94,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         rows.append(measure_backbone(name))
-    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_table(rows))
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        print("\n".join([format_table(rows), *variant_changes(rows)]))
     return 0
 
 

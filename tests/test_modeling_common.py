@@ -605,6 +605,7 @@ TINY_BACKBONES = {
     "c3d": {"width_multiplier": 0.125, "num_frames": 8},
     "r3d": {"width_multiplier": 0.125},
     "r21d": {"width_multiplier": 0.125},
+    "r21d-aligned": {"width_multiplier": 0.125},
     "r3d-18": {"width_multiplier": 0.125},
     "r21d-18": {"width_multiplier": 0.125},
     "shufflenet": {"width_multiplier": 0.25},

@@ -25,7 +25,13 @@ from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.foundation.vision import load_vision_backbone
 from hf_vssl.models import VSSLModel
 from hf_vssl.models.loading import load_vssl_model
-from hf_vssl.training.arguments import ShortVideoArguments, check_model_reference, check_short_video
+from hf_vssl.training.arguments import (
+    CompileArguments,
+    ShortVideoArguments,
+    check_model_reference,
+    check_short_video,
+)
+from hf_vssl.utils.fastpath import compile_in_place
 
 from .cka_maps import compare_models
 
@@ -63,7 +69,7 @@ def find_checkpoints(directory: str | Path) -> list[Path]:
 
 
 @dataclass
-class CKAArguments(ShortVideoArguments):
+class CKAArguments(CompileArguments, ShortVideoArguments):
     """Settings of ``recipes/cka.py``."""
 
     config: str | None = field(
@@ -235,6 +241,8 @@ def run_cka(args: CKAArguments) -> Path:
         output_dir = Path(model_path) if local_a else Path("outputs") / "cka" / name_a.replace("/", "--")
         if args.compare_to:
             output_dir = output_dir / f"cka-vs-{next(iter(others)).replace('/', '--').replace(' ', '')}"
+    for model in (model_a, *others.values()):  # in place: the capture's hooks still see every layer
+        compile_in_place(model, args.torch_compile, args.torch_compile_mode)
     loader = _build_loader(
         args, args.num_frames or model_a.config.num_frames, args.image_size or model_a.config.image_size
     )

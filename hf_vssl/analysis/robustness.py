@@ -35,11 +35,13 @@ from hf_vssl.foundation.loading import foundation_family
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLVideoProcessor
 from hf_vssl.models.loading import load_checked
 from hf_vssl.training.arguments import (
+    CompileArguments,
     ShortVideoArguments,
     check_model_reference,
     check_short_video,
     mixed_precision_for,
 )
+from hf_vssl.utils.fastpath import compile_in_place
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ def write_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
 
 
 @dataclass
-class RobustnessArguments(FoundationModelArguments, ShortVideoArguments):
+class RobustnessArguments(CompileArguments, FoundationModelArguments, ShortVideoArguments):
     """Settings of ``recipes/robustness.py``. Dataset settings default to the checkpoint's ``metrics.json``.
 
     A foundation model (X-CLIP, CLIP, SigLIP) is tested as a zero-shot classifier of the dataset's
@@ -277,6 +279,7 @@ def run_robustness(args: RobustnessArguments) -> Path:
             frame_stride = int(evaluation.get("frame_stride", 1))
         model = load_checked(VSSLForVideoClassification, args.model_name_or_path)[0].to(accelerator.device)
         num_frames, image_size = config.num_frames, config.image_size
+    compile_in_place(model, args.torch_compile, args.torch_compile_mode)
     report = evaluate_robustness(
         model,
         videos,

@@ -42,6 +42,7 @@ from hf_vssl.data.eval_data import EvalVideos, eval_clip_dataset, expected_video
 from hf_vssl.data.transforms import build_transform, resize_size
 from hf_vssl.metrics import load_metric
 from hf_vssl.models.processing_vssl import VIDEO_MEAN, VIDEO_STD
+from hf_vssl.utils.fastpath import loader_transfer_options
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +267,12 @@ def _views(pixel_values: torch.Tensor) -> torch.Tensor:
 
 def _loader(dataset, batch_size: int, num_workers: int, accelerator: Accelerator | None):
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_clips, num_workers=num_workers
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate_clips,
+        num_workers=num_workers,
+        **loader_transfer_options(num_workers),
     )
     if accelerator is None or isinstance(dataset, torch.utils.data.IterableDataset):
         return loader  # a stream shards itself by rank; Accelerate would shard it a second time

@@ -29,7 +29,8 @@ from accelerate import Accelerator
 
 from hf_vssl.data.eval_data import ShardSplit, load_eval_videos
 from hf_vssl.evaluation.classification import EvaluationResult, build_eval_dataset, evaluate_classifier
-from hf_vssl.training.arguments import save_args
+from hf_vssl.training.arguments import CompileArguments, save_args
+from hf_vssl.utils.fastpath import compile_in_place
 
 from .arguments import FoundationModelArguments, build_zero_shot_classifier, dataset_class_names
 from .card import write_zero_shot_card
@@ -42,7 +43,7 @@ __all__ = ["ZeroShotArguments", "run_zero_shot"]
 
 
 @dataclass
-class ZeroShotArguments(FoundationModelArguments):
+class ZeroShotArguments(CompileArguments, FoundationModelArguments):
     """Settings of ``recipes/zero_shot.py``. Defaults: the test split of the built-in synthetic corpus."""
 
     config: str | None = field(
@@ -169,6 +170,7 @@ def run_zero_shot(args: ZeroShotArguments) -> Path:
     classifier = build_zero_shot_classifier(
         args, args.model_name_or_path, class_names, device=accelerator.device
     )
+    compile_in_place(classifier, args.torch_compile, args.torch_compile_mode)
     dataset = build_eval_dataset(
         records,
         classifier.num_frames,

@@ -13,6 +13,9 @@ r3d-18    :class:`Conv3x3x3`           2, 2, 2, 2        torchvision ``r3d_18``
 r21d-18   :class:`Conv2Plus1DBlock`    2, 2, 2, 2        torchvision ``r2plus1d_18``
 ========  ===========================  ================  ================================
 
+``r21d-aligned`` (opt-in, not a study network) is ``r21d`` with every mid channel count rounded
+to a multiple of 8 (:class:`Conv2Plus1DPerConvAligned`), for faster tensor-core kernels.
+
 The blocks, the 3D convs and the (2+1)D convs are torchvision's own modules and the attribute
 names match ``VideoResNet`` (``stem``, ``layer1`` .. ``layer4``), so r3d-18 / r21d-18 run the
 same kernels as torchvision and load its state dicts (without ``fc``) as they are.
@@ -87,6 +90,17 @@ def _strided_shortcut(in_planes: int, out_planes: int, stride: tuple[int, int, i
     )
 
 
+def _factorised_shortcut(in_planes: int, mid: int, out_planes: int, stride: int) -> nn.Sequential:
+    # The VCOP reference's (2+1)D shortcut: (1x1, stride (1,2,2)) -> BN -> ReLU -> (1x1, stride (2,1,1)) -> BN.
+    return nn.Sequential(
+        nn.Conv3d(in_planes, mid, kernel_size=1, stride=(1, stride, stride), bias=False),
+        nn.BatchNorm3d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(mid, out_planes, kernel_size=1, stride=(stride, 1, 1), bias=False),
+        nn.BatchNorm3d(out_planes),
+    )
+
+
 class Conv3x3x3(Conv3DSimple):
     """Full 3x3x3 convolution (torchvision ``Conv3DSimple``): the R3D conv builder."""
 
@@ -134,13 +148,41 @@ class Conv2Plus1DPerConv(Conv2Plus1D):
     def make_shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
         # The reference factorises even the 1x1x1 projection: (1x1, stride (1,2,2)) -> BN -> ReLU
         # -> (1x1, stride (2,1,1)), then the shortcut BN.
-        mid = matched_midplanes(in_planes, out_planes, (1, 1, 1))
-        return nn.Sequential(
-            nn.Conv3d(in_planes, mid, kernel_size=1, stride=(1, stride, stride), bias=False),
-            nn.BatchNorm3d(mid),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(mid, out_planes, kernel_size=1, stride=(stride, 1, 1), bias=False),
-            nn.BatchNorm3d(out_planes),
+        return _factorised_shortcut(
+            in_planes, matched_midplanes(in_planes, out_planes, (1, 1, 1)), out_planes, stride
+        )
+
+
+def aligned(channels: int, multiple: int = 8) -> int:
+    """``channels`` rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
+    return max(multiple, (channels + multiple // 2) // multiple * multiple)
+
+
+class Conv2Plus1DPerConvAligned(Conv2Plus1DPerConv):
+    """:class:`Conv2Plus1DPerConv` with every mid channel count rounded to a multiple of 8.
+
+    The parameter-matching rule gives mid channels such as 230 or 921, which keep the
+    convolutions off the tensor-core kernels that want channel counts divisible by 8; rounding
+    to the nearest multiple changes the size by well under 1% (``hf-vssl-zoo`` prints it).
+    """
+
+    def __init__(
+        self, in_planes: int, out_planes: int, midplanes: int | None = None, stride: int = 1, padding: int = 1
+    ) -> None:
+        Conv2Plus1D.__init__(
+            self, in_planes, out_planes, aligned(matched_midplanes(in_planes, out_planes)), stride, padding
+        )
+
+    @staticmethod
+    def make_stem(in_channels: int, out_channels: int, width_multiplier: float) -> nn.Sequential:
+        return _stem_2plus1d(
+            in_channels, aligned(matched_midplanes(in_channels, out_channels, (3, 7, 7))), out_channels
+        )
+
+    @staticmethod
+    def make_shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+        return _factorised_shortcut(
+            in_planes, aligned(matched_midplanes(in_planes, out_planes, (1, 1, 1))), out_planes, stride
         )
 
 
@@ -221,6 +263,11 @@ def build_r3d(config) -> ResNet3D:
 def build_r21d(config) -> ResNet3D:
     """R(2+1)D-10, the study's "r21d" (VCOP reference): 14.4M parameters, 42.9 GFLOPs at 16x112x112."""
     return _build(config, Conv2Plus1DPerConv, (1, 1, 1, 1))
+
+
+def build_r21d_aligned(config) -> ResNet3D:
+    """R(2+1)D-10 with mid channels rounded to multiples of 8 (opt-in; ``r21d`` stays the study's network)."""
+    return _build(config, Conv2Plus1DPerConvAligned, (1, 1, 1, 1))
 
 
 def build_r3d_18(config) -> ResNet3D:

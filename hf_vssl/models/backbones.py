@@ -17,7 +17,7 @@ from .backbone_base import VideoBackbone
 from .backbone_c3d import build_c3d
 from .backbone_foundation import build_clip_vision, build_siglip_vision, build_xclip_vision
 from .backbone_mobilenet import build_mobilenet
-from .backbone_resnet3d import build_r3d, build_r3d_18, build_r21d, build_r21d_18
+from .backbone_resnet3d import build_r3d, build_r3d_18, build_r21d, build_r21d_18, build_r21d_aligned
 from .backbone_shufflenet import build_shufflenet
 from .backbone_squeezenet import build_squeezenet
 from .backbone_transformers import build_mvit, build_swin_t, build_timesformer, build_vivit
@@ -65,6 +65,14 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             "r21d", build_r21d, "medium", "R(2+1)D-10 (one block per stage)", min_frames=1, min_size=16
+        ),
+        BackboneSpec(
+            "r21d-aligned",
+            build_r21d_aligned,
+            "medium",
+            "R(2+1)D-10 with mid channels rounded to multiples of 8 (faster kernels; not the study's)",
+            min_frames=1,
+            min_size=16,
         ),
         BackboneSpec(
             "r3d-18",

@@ -19,6 +19,7 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from hf_vssl.data.clips import SHORT_VIDEO_ACTIONS
+from hf_vssl.utils.fastpath import COMPILE_MODES, check_compile_mode
 
 T = TypeVar("T")
 
@@ -141,6 +142,26 @@ class ShortVideoArguments:
 
 
 @dataclasses.dataclass
+class CompileArguments:
+    """``--torch_compile`` / ``--torch_compile_mode``: every recipe that runs a model has them
+    (training loops and evaluation recipes alike; see ``docs/performance.md``)."""
+
+    torch_compile: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "compile the model with torch.compile (in place: checkpoints and exports keep their keys); "
+            "the first steps pay the compilation"
+        },
+    )
+    torch_compile_mode: str = dataclasses.field(
+        default="default", metadata={"help": f"torch.compile mode: {', '.join(COMPILE_MODES)}"}
+    )
+
+    def __post_init__(self):
+        check_compile_mode(self.torch_compile_mode)
+
+
+@dataclasses.dataclass
 class TrainingDataArguments:
     """Where a training run reads its videos: the flags pretraining and distillation share."""
 
@@ -178,7 +199,7 @@ class TrainingDataArguments:
 
 
 @dataclasses.dataclass
-class LoopArguments(ShortVideoArguments):
+class LoopArguments(CompileArguments, ShortVideoArguments):
     """The settings every hf_vssl training loop shares (names follow ``transformers.TrainingArguments``).
 
     Recipe argument classes subclass this and add their own fields; a subclass that needs another
@@ -319,6 +340,7 @@ class LoopArguments(ShortVideoArguments):
             f"--weight_decay must be >= 0, got {self.weight_decay}",
         )
         check_short_video(self.short_video)
+        check_compile_mode(self.torch_compile_mode)
         for name in ("model_name_or_path", "student_name_or_path"):
             check_model_reference(getattr(self, name, None), f"--{name}")
         for teacher in getattr(self, "teachers", None) or []:

@@ -49,6 +49,7 @@ from hf_vssl.data.subsets import save_subset
 from hf_vssl.data.training_data import TrainingVideos
 from hf_vssl.evaluation import check_bad_videos
 from hf_vssl.hub import publish
+from hf_vssl.utils.fastpath import compile_in_place, enable_cuda_fast_path, loader_transfer_options
 from hf_vssl.utils.seeding import derive_seed
 
 from .arguments import mixed_precision_for, save_args
@@ -61,7 +62,7 @@ from .checkpointing import (
     truncate_log,
     write_checkpoint,
 )
-from .optim import build_scheduler
+from .optim import build_scheduler, use_fused_steps
 from .streamed_batches import StreamedBatches, streamed_batches_per_epoch
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ def append_log(accelerator: Accelerator, output_dir: Path, entry: dict) -> None:
 
 def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerator:
     """The run's ``Accelerator`` (bf16, accumulation, trackers unless ``log`` is False or
-    ``--report_to none``, seedable sampler seeded by ``--seed``), with every RNG seeded by ``--seed``."""
+    ``--report_to none``, seedable sampler seeded by ``--seed``, non-blocking batch copies and
+    cuDNN autotuning on CUDA), with every RNG seeded by ``--seed``."""
     accelerator = Accelerator(
         mixed_precision=mixed_precision_for(args),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -128,9 +130,13 @@ def build_accelerator(args, output_dir: Path, *, log: bool = True) -> Accelerato
         project_config=ProjectConfiguration(
             project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
         ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # non_blocking: batches from pinned memory (loader_transfer_options) overlap their copy.
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
+        ),
         step_scheduler_with_optimizer=False,
     )
+    enable_cuda_fast_path(accelerator.device)
     set_seed(args.seed)
     return accelerator
 
@@ -146,7 +152,6 @@ def build_train_dataloader(
     number of micro-batches on every rank, from ``num_videos`` (the manifest's count); at most one
     DataLoader worker per shard of this rank's share (a worker without a shard reads nothing).
     """
-    pin_memory = torch.cuda.is_available()
     if isinstance(dataset, torch.utils.data.IterableDataset):
         if num_videos is None:
             raise ValueError("a streamed dataset needs num_videos (the manifest's count) to fix its steps per epoch")
@@ -161,6 +166,7 @@ def build_train_dataloader(
         per_epoch = streamed_batches_per_epoch(
             num_videos, batch_size, num_processes, args.gradient_accumulation_steps
         )
+        pin_memory = loader_transfer_options(workers)["pin_memory"]
         return StreamedBatches(dataset, batch_size, collate_fn, per_epoch, workers, pin_memory)
     if len(dataset) < batch_size * num_processes:
         raise ValueError(
@@ -174,7 +180,7 @@ def build_train_dataloader(
         collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
         persistent_workers=args.dataloader_num_workers > 0,
-        pin_memory=pin_memory,
+        **loader_transfer_options(args.dataloader_num_workers),
     )
 
 
@@ -212,17 +218,21 @@ def build_train_data(
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:
-    """Every 3D convolution's weights in the channels_last_3d layout (in place). Only the 3D
-    convolutions: a model may hold 2D ones (the patch embedding of a transformer adapter), whose
-    4D weights have no 3D layout."""
+    """Every 3D convolution's and 3D transposed convolution's weights in the channels_last_3d
+    layout (in place). Only those: a model may hold 2D ones (the patch embedding of a transformer
+    adapter), whose 4D weights have no 3D layout. The transposed ones are PRP's decoder: left
+    contiguous, each would convert its full-resolution activations between layouts every step."""
     for module in model.modules():
-        if isinstance(module, nn.Conv3d):
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
             module.to(memory_format=torch.channels_last_3d)
     return model
 
 
 def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloader):
-    """channels_last_3d (when asked), ``accelerator.prepare``, and the step budget and schedule.
+    """channels_last_3d (when asked), ``torch.compile`` (``--torch_compile``, in place: the
+    module, its checkpoints and its export keep their keys), ``accelerator.prepare``, fused
+    optimiser steps on CUDA (:func:`~hf_vssl.training.optim.use_fused_steps`), and the step
+    budget and schedule.
 
     Returns ``(model, optimizer, dataloader, scheduler, steps_per_epoch, total_steps)``;
     ``total_steps`` is ``args.max_steps`` when positive, else ``num_train_epochs`` worth of
@@ -230,7 +240,9 @@ def prepare_training(accelerator: Accelerator, args, model, optimizer, dataloade
     """
     if args.channels_last:
         to_channels_last_3d(model)
+    compile_in_place(model, args.torch_compile, args.torch_compile_mode)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    use_fused_steps(optimizer, accelerator.device)
     steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
     if steps_per_epoch < 1:
         raise ValueError("fewer batches than gradient_accumulation_steps: nothing to train")

@@ -74,11 +74,31 @@ def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.O
         for (decay, scale), params in sorted(grouped.items(), key=lambda item: (not item[0][0], item[0][1]))
     ]
     name = settings["optimizer"].lower()
+    # foreach: one multi-tensor kernel per update op instead of one per parameter (same update);
+    # use_fused_steps switches to the single fused kernel once the model's device is known.
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(settings.get("momentum", 0.9)), nesterov=False)
+        return torch.optim.SGD(
+            groups, lr=lr, momentum=float(settings.get("momentum", 0.9)), nesterov=False, foreach=True
+        )
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer {settings['optimizer']!r}; expected 'sgd' or 'adamw'")
+
+
+def use_fused_steps(optimizer: torch.optim.Optimizer, device: torch.device | str) -> bool:
+    """Switch an SGD / AdamW optimiser to its fused kernel when its parameters live on CUDA.
+
+    The fused step does the whole update of every parameter in one kernel (the same update up
+    to floating-point reordering). Called once the model is on its device, before the first
+    step; other optimisers and devices keep their foreach steps. Returns whether it switched.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it
+    if torch.device(device).type != "cuda" or not isinstance(inner, (torch.optim.SGD, torch.optim.AdamW)):
+        return False
+    for group in inner.param_groups:
+        group["foreach"], group["fused"] = False, True
+    inner.defaults.update(foreach=False, fused=True)
+    return True
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_ratio: float):
