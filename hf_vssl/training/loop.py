@@ -339,8 +339,8 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
 def start_or_resume(
     accelerator: Accelerator, args, output_dir: Path, records, run_name: str
 ) -> tuple[int, int, int]:
-    """Check that every process sees the same output folder, lock it, write the run's arguments and data ids, restore the checkpoint to
-    resume from (if asked), start trackers.
+    """Check that every process sees the same output folder, lock it, write the run's arguments
+    and data ids, restore the checkpoint to resume from (if asked), start trackers.
 
     The main process takes the exclusive lock of ``output_dir`` (a second live run refuses) and
     refuses a fresh run into a folder holding another run's checkpoints unless
