@@ -1,8 +1,9 @@
-"""Run by tests/test_scaling.py as one "machine" of a two-machine run on one host:
-``accelerate launch --num_machines 2 --machine_rank R --main_process_ip 127.0.0.1 ...``.
+"""Run by tests/test_scaling.py as one "machine" of a two-machine run on one host,
+``accelerate launch --num_machines 2 --machine_rank R --main_process_ip 127.0.0.1 ...``, or as a
+whole one-machine run of two processes.
 
-``argv``: corpus, this machine's ``--output_dir``, report folder. A tiny pretraining step; the
-machine writes ``machine<R>.json`` with ``{"trained": bool, "error": <the refusal or null>}``.
+``argv``: corpus, this machine's ``--output_dir``, report folder. A tiny pretraining step; each
+rank R writes ``machine<R>.json`` with ``{"trained": bool, "error": <the refusal or null>}``.
 Machines given different output folders stand for machines without a shared filesystem.
 """
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 from accelerate.utils.launch import prepare_multi_gpu_env
+from safetensors.torch import load_file
 
 from hf_vssl.models import VSSLConfig
 from hf_vssl.pretext.modeling import VSSLForPretraining
@@ -185,40 +188,58 @@ def test_sbatch_requeues_on_the_warning_signal(tmp_path):
 # -- the shared output folder -----------------------------------------------------------------
 
 
-def _two_machines(tmp_path: Path, corpus: Path, folders: tuple[Path, Path], port: int) -> list[dict]:
-    """One run as two "machines" on this host (one process each, gloo); returns each one's report."""
+def _free_port() -> int:
+    """A port nobody listens on now (fixed numbers collide with other test runs on a shared host)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _launch(tmp_path: Path, corpus: Path, folders: tuple[Path, Path], machines: int = 2) -> list[dict]:
+    """One run of two gloo processes on this host, as two "machines" of one process each (machine
+    ``r`` writes into ``folders[r]``) or as one machine (``folders[0]``); returns each rank's report."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     reports = tmp_path / "reports"
     reports.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+
     def command(rank: int) -> list[str]:
         return [
-            accelerate, "launch", "--multi_gpu", "--num_machines", "2", "--num_processes", "2",
+            accelerate, "launch", "--multi_gpu", "--num_machines", str(machines), "--num_processes", "2",
             "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
             "--mixed_precision", "no", "--dynamo_backend", "no",
             str(REPO / "tests" / "_dist_shared_dir.py"), str(corpus), str(folders[rank]), str(reports),
         ]  # fmt: skip
 
-    machines = [
+    launched = [
         subprocess.Popen(command(rank), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for rank in (0, 1)
+        for rank in range(machines)
     ]
-    outputs = [machine.communicate(timeout=600)[0] for machine in machines]
-    for machine, output in zip(machines, outputs):
-        assert machine.returncode == 0, output[-4000:]
+    outputs = [process.communicate(timeout=600)[0] for process in launched]
+    for process, output in zip(launched, outputs):
+        assert process.returncode == 0, output[-4000:]
     return [json.loads((reports / f"machine{rank}.json").read_text()) for rank in (0, 1)]
 
 
 @pytest.mark.slow
-def test_machines_refuse_output_folders_they_do_not_share(tmp_path, tiny_corpus):
+def test_two_machines_train_like_one_and_refuse_folders_they_do_not_share(tmp_path, tiny_corpus):
     shared = tmp_path / "shared" / "run"
-    together = _two_machines(tmp_path / "a", tiny_corpus, (shared, shared), port=29631)
+    together = _launch(tmp_path / "a", tiny_corpus, (shared, shared))
     assert [report["trained"] for report in together] == [True, True], together
     assert (shared / "checkpoints" / "checkpoint-1" / "rng_state_1.safetensors").is_file()
     assert not list(shared.glob(".shared-fs-check-*"))
+    # the same two processes on one machine (same global batch) train the same weights
+    one = tmp_path / "one_machine" / "run"
+    alone = _launch(tmp_path / "c", tiny_corpus, (one, one), machines=1)
+    assert [report["trained"] for report in alone] == [True, True], alone
+    two_machines, one_machine = load_file(shared / "model.safetensors"), load_file(one / "model.safetensors")
+    assert two_machines.keys() == one_machine.keys()
+    differing = [name for name in two_machines if not torch.equal(two_machines[name], one_machine[name])]
+    assert not differing, f"two machines and one machine trained different {differing}"
 
     local = (tmp_path / "node0" / "run", tmp_path / "node1" / "run")  # each machine's own disk
-    apart = _two_machines(tmp_path / "b", tiny_corpus, local, port=29632)
+    apart = _launch(tmp_path / "b", tiny_corpus, local)
     for report in apart:
         assert not report["trained"]
         assert report["error"].startswith("ranks do not share --output_dir"), report
