@@ -199,7 +199,7 @@ def stream_facts(data: VideoSource) -> StreamFacts:
         if facts is None:
             facts = _bytes_facts[key] = _read_facts(bytes(data))
             if len(_bytes_facts) > _FACTS_CACHE_SIZE:
-                _bytes_facts.pop(next(iter(_bytes_facts)))  # oldest first (insertion order)
+                _bytes_facts.pop(next(iter(_bytes_facts)), None)  # oldest first (insertion order)
         return facts
     path = os.fspath(data)
     stat = os.stat(path)
