@@ -18,6 +18,14 @@ cost of every ``build_transform`` preset on a 16x3x128x171 clip.
 Last, random clip access on 256x340 GOP-250 originals against their ``build_shards`` re-encode
 (short side 128, GOP 16).
 
+The streamed path: the same videos written as WebDataset shards (``build_shards``, original
+bytes, 8 shards), read with ``load_video_dataset`` + ``StreamingClipDataset`` (device
+augmentation's loader part, as above) from the local shard folder and from a dataset repo
+published with ``publish_dataset`` to the tests' Hub-compatible server (``tests/_local_hub.py``,
+in this process, HTTP on 127.0.0.1), with one worker and with two. Each is compared with raw
+decoding of the same frames (a stream draws each video's clip from its key) and with the local
+map-style path, and once more on a first read of every video (cached header facts cleared).
+
 Also: the loader part of the device-augmentation path (``build_loader_transform("vcop", 112)``:
 uint8 crop with rotation context + uint8 resize, then collate; BatchAugment runs on the training
 device) through the same DataLoader; ``BatchAugment`` itself per clip on a (32, 16, 3, L, L)
@@ -32,9 +40,14 @@ CPU-training path), ``RESULT batch_augment_<device>: <ms> per clip``,
 ``RESULT two_clip_cost_cvrl[_gop250]: <x>x one-clip cost per video`` (target < 1.3; each line
 also gives the floor: how many more frames the codec must decode for the plan, key frame to last
 wanted frame in every GOP touched) and
-``RESULT reencode_clip_access: <x>x faster random clip access after re-encode``.
+``RESULT reencode_clip_access: <x>x faster random clip access after re-encode``,
+``RESULT data_pipeline_streamed[_http]: <x>x of the map-style path`` (min over worker settings;
+target >= 0.8; the line also gives the ratio to raw decode of the same frames) and
+``RESULT two_clip_vs_floor_<task>[_gop250]: <x>x the codec's decode floor`` (the measured
+multi-clip cost over the one-clip cost, divided by the frames the codec must decode for the plan
+over those of one clip; target <= 1.1 at the shards' GOP, 16).
 
-    .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2] [--augment-only]
+    .venv/bin/python benchmarks/data_pipeline.py [--videos 64] [--frames 96] [--repeats 2] [--augment-only] [--no-stream]
 """
 
 from __future__ import annotations
@@ -42,8 +55,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +67,7 @@ import torch.nn.functional as F
 HEIGHT, WIDTH, GOP = 128, 170, 16  # 171 in the study's resize; H.264 4:2:0 needs even sizes
 LONG_GOP = 250  # as Kinetics files are distributed
 SEED = 0
+HUB_TOKEN = "hf_bench"
 
 
 def make_videos(root: str, count: int, num_frames: int, gop: int = GOP, prefix: str = "v") -> list:
@@ -122,6 +138,78 @@ def time_pipeline(records, sampler, transform, workers: int, batch_size: int = 8
     clips = sum(batch["pixel_values"].shape[0] for batch in loader)
     assert clips == len(records)
     return time.perf_counter() - start
+
+
+def stream_indices(records, sampler, num_frames) -> list[np.ndarray]:
+    """The frames ``StreamingClipDataset`` reads for each record at epoch 0 (its per-key generators)."""
+    from hf_vssl.data.datasets import stable_key_seed
+
+    out = []
+    for record in records:
+        plan = sampler.plan(num_frames, np.random.default_rng([SEED, 0, stable_key_seed(record.video_id)]))
+        out.append(np.unique(np.concatenate(plan.indices)))
+    return out
+
+
+def start_local_hub():
+    """The tests' Hub-compatible server on 127.0.0.1, with ``HF_ENDPOINT`` pointing at it.
+
+    Called before anything imports ``huggingface_hub`` (it reads the endpoint once, at import).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _local_hub import LocalHub
+
+    hub = LocalHub(tokens={HUB_TOKEN: "bench"}).start()
+    os.environ["HF_ENDPOINT"] = hub.url
+    os.environ["HF_HUB_OFFLINE"] = "0"  # this process talks to 127.0.0.1 only
+    return hub
+
+
+def publish_shards(root: str, records, hub) -> dict[str, str]:
+    """``records`` as 8 shards (original bytes) in ``root``, also published to ``hub``;
+    returns ``{"local": folder, "http": repo id}``."""
+    from hf_vssl.data.shards import build_shards
+    from hf_vssl.hub.publish import publish_dataset
+
+    folder = os.path.join(root, "stream_shards")
+    build_shards(records, folder, shard_size=max(1, len(records) // 8), split="train", num_workers=1)
+    publish_dataset(folder, "bench/video-shards", token=HUB_TOKEN, endpoint=hub.url)
+    return {"local": folder, "http": "bench/video-shards"}
+
+
+def time_streamed(base: str, sampler, transform, workers: int, expected: int, batch_size: int = 8) -> float:
+    """One epoch of ``StreamingClipDataset`` over the shards at ``base`` through a ``DataLoader``."""
+    from hf_vssl.data.datasets import collate_clips
+    from hf_vssl.data.streaming import StreamingClipDataset, load_video_dataset
+
+    dataset = StreamingClipDataset(
+        load_video_dataset(base, split="train"),
+        sampler,
+        transform=transform,
+        seed=SEED,
+        rank=0,
+        world_size=1,
+        shuffle=False,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=0 if workers == 1 else workers, collate_fn=collate_clips
+    )
+    start = time.perf_counter()
+    clips = sum(batch["pixel_values"].shape[0] for batch in loader)
+    assert clips == expected, f"streamed {clips} clips, expected {expected}"
+    return time.perf_counter() - start
+
+
+def cold(run):
+    """``run`` after forgetting every video's cached header facts (a first read of each video)."""
+    from hf_vssl.data import decoding
+
+    def timed() -> float:
+        decoding._cached_facts.cache_clear()
+        decoding._bytes_facts.clear()
+        return run()
+
+    return timed
 
 
 def get_transform():
@@ -274,7 +362,9 @@ def main() -> None:
         action="store_true",
         help="only time BatchAugment (CPU, and CUDA when available); needs no torchcodec",
     )
+    parser.add_argument("--no-stream", action="store_true", help="skip the streamed path (shards, HTTP)")
     args = parser.parse_args()
+    hub = None if args.augment_only or args.no_stream else start_local_hub()
     torch.set_num_threads(1)  # one core per worker, as in DataLoader workers
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -303,6 +393,7 @@ def main() -> None:
         for name, sampler in {"one clip (UniformClipSampler(16))": one_clip_s1, **multi}.items():
             print(f"plan {name}: {describe_plans(sampler, args.frames, args.videos)}")
         indices = planned_indices(records, one_clip, args.frames)
+        streams = publish_shards(root, records, hub) if hub is not None else {}
         try:
             from hf_vssl.data.transforms import build_transform
 
@@ -320,6 +411,16 @@ def main() -> None:
             "one_s1": lambda: time_pipeline(records, one_clip_s1, None, 1),
             "one_s1_g250": lambda: time_pipeline(long_gop, one_clip_s1, None, 1),
         }
+        if streams:
+            same_frames = stream_indices(records, one_clip, args.frames)
+            for w in (1, 2):
+                settings[f"rawstream_{w}"] = lambda w=w: time_raw(records, same_frames, w)
+                for where, base in streams.items():
+                    settings[f"stream_{where}_{w}"] = lambda w=w, base=base: time_streamed(
+                        base, one_clip, loader_transform, w, len(records)
+                    )
+            settings["dev_cold_1"] = cold(settings["dev_1"])
+            settings["stream_local_cold_1"] = cold(settings["stream_local_1"])
         for name, sampler in multi.items():
             settings[name] = lambda sampler=sampler: time_pipeline(records, sampler, None, 1)
             settings[f"{name}_separate"] = lambda sampler=sampler: time_separate_clips(
@@ -355,6 +456,22 @@ def main() -> None:
             f"workers={w}: raw decode {n / best[f'raw_{w}']:7.1f} clips/s | full pipeline, augmentation in the "
             f"loader {n / best[f'full_{w}']:7.1f} clips/s (ratio {ratios[w]:.2f}) | loader part only "
             f"(device augmentation) {n / best[f'dev_{w}']:7.1f} clips/s (ratio {dev_ratios[w]:.2f})"
+        )
+    stream_ratios = {}
+    for where in ("local", "http") if hub is not None else ():
+        for w in (1, 2):
+            key = f"stream_{where}_{w}"
+            stream_ratios[where, w] = (best[f"dev_{w}"] / best[key], best[f"rawstream_{w}"] / best[key])
+            print(
+                f"workers={w}: streamed ({where} shards) {n / best[key]:7.1f} clips/s | ratio "
+                f"{stream_ratios[where, w][0]:.2f} to the map-style loader part, {stream_ratios[where, w][1]:.2f} "
+                f"to raw decode of the same frames ({n / best[f'rawstream_{w}']:7.1f} clips/s)"
+            )
+    if stream_ratios:
+        print(
+            f"workers=1, first read of every video (header facts not cached): streamed (local shards) "
+            f"{n / best['stream_local_cold_1']:7.1f} clips/s, map-style {n / best['dev_cold_1']:7.1f} clips/s (ratio "
+            f"{best['dev_cold_1'] / best['stream_local_cold_1']:.2f})"
         )
     print(
         f"workers=1 without augmentation: {n / best['noaug_1']:7.1f} clips/s | ratio "
@@ -411,15 +528,33 @@ def main() -> None:
             clips = describe_plans(multi[name], args.frames, args.videos).split(",")[0]
             key = name + key_suffix
             floor = decode_floor(multi[name], args.frames, args.videos, gop) / one_floor
+            cost = ms[key] / ms["one_s1" + key_suffix]
             print(
-                f"RESULT two_clip_cost_{name}{suffix}: {ms[key] / ms['one_s1' + key_suffix]:.2f}x one-clip cost per "
+                f"RESULT two_clip_cost_{name}{suffix}: {cost:.2f}x one-clip cost per "
                 f"video (GOP {gop}, {clips} per plan, union decode; "
                 f"{ms[key + '_separate'] / ms['one_s1' + key_suffix]:.2f}x when decoded separately; the codec must "
                 f"decode {floor:.2f}x the frames of one clip)"
             )
+            print(f"RESULT two_clip_vs_floor_{name}{suffix}: {cost / floor:.2f}x the codec's decode floor (GOP {gop})")
     print(
         f"RESULT reencode_clip_access: {original_ms / reencoded_ms:.2f}x faster random clip access after re-encode"
     )
+    for where, label in (("local", ""), ("http", "_http")):
+        if (where, 1) in stream_ratios:
+            to_map = {w: stream_ratios[where, w][0] for w in (1, 2)}
+            to_raw = {w: stream_ratios[where, w][1] for w in (1, 2)}
+            print(
+                f"RESULT data_pipeline_streamed{label}: {min(to_map.values()):.2f}x of the map-style path ({where} "
+                f"shards; 1 worker {to_map[1]:.2f}, 2 workers {to_map[2]:.2f}); {min(to_raw.values()):.2f}x of raw "
+                f"decode of the same frames (1 worker {to_raw[1]:.2f}, 2 workers {to_raw[2]:.2f})"
+            )
+    if stream_ratios:
+        print(
+            f"RESULT data_pipeline_streamed_cold: {best['dev_cold_1'] / best['stream_local_cold_1']:.2f}x of the "
+            "map-style path, 1 worker, every video read for the first time (no cached header facts)"
+        )
+    if hub is not None:
+        hub.stop()
 
 
 if __name__ == "__main__":

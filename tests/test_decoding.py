@@ -174,6 +174,18 @@ def test_b_frame_avis_are_read_sequentially_and_other_files_by_index(real_videos
     assert facts["rotated.mov"] == (False, False)
 
 
+def test_facts_of_streamed_bytes_are_read_once_per_content(real_videos, monkeypatch):
+    from hf_vssl.data import decoding
+
+    reads = []
+    monkeypatch.setattr(decoding, "_bytes_facts", {})
+    monkeypatch.setattr(decoding, "_read_facts", lambda data: reads.append(len(data)) or decoding.StreamFacts(True, False))
+    xvid, vfr = real_videos["xvid_mp3.avi"].read_bytes(), real_videos["vfr.mp4"].read_bytes()
+    assert stream_facts(xvid) == stream_facts(bytearray(xvid)) == (True, False)  # a stream's second read of a video
+    stream_facts(vfr)
+    assert reads == [len(xvid), len(vfr)]
+
+
 def test_sequential_decoding_names_a_file_that_ends_before_the_frame(real_videos):
     data = real_videos["xvid_mp3.avi"].read_bytes()
     with pytest.raises(VideoDecodeError, match=r"'cut\.avi': truncated or corrupt"):

@@ -72,6 +72,23 @@ def test_load_video_dataset_has_video_column(shards):
     assert table[5]["json"]["video_id"] == ids[5]
 
 
+def test_a_streamed_video_is_opened_once(shards, monkeypatch):
+    """The rename of the video column must not decode: datasets would open each video for nothing."""
+    import torchcodec.decoders
+
+    shard_dir, ids = shards
+    opened = []
+    init = torchcodec.decoders.VideoDecoder.__init__
+    monkeypatch.setattr(
+        torchcodec.decoders.VideoDecoder, "__init__", lambda self, *a, **k: opened.append(1) or init(self, *a, **k)
+    )
+    row = next(iter(load_video_dataset(shard_dir)))
+    assert isinstance(row["video"], torchcodec.decoders.VideoDecoder) and len(opened) == 1
+    stream = StreamingClipDataset(load_video_dataset(shard_dir), UniformClipSampler(num_frames=4), shuffle=False)
+    opened.clear()
+    assert len(list(stream)) == len(ids) == len(opened)
+
+
 def test_dataset_base_for_hub_ids_and_errors(tmp_path):
     assert dataset_base("someone/ucf101-shards") == "hf://datasets/someone/ucf101-shards"
     assert dataset_base("someone/ucf101-shards", revision="v1") == "hf://datasets/someone/ucf101-shards@v1"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -184,16 +185,28 @@ class StreamFacts(NamedTuple):
     variable_frame_rate: bool
 
 
+_FACTS_CACHE_SIZE = 4096
+#: (length, crc32) of a video's bytes -> its facts (the bytes themselves are not kept).
+_bytes_facts: dict[tuple[int, int], StreamFacts] = {}
+
+
 def stream_facts(data: VideoSource) -> StreamFacts:
-    """:class:`StreamFacts` of a path or bytes (one header read with PyAV; cached per file)."""
+    """:class:`StreamFacts` of a path or bytes (one header read with PyAV, ~2 ms; cached per file,
+    and per content for bytes, so a streamed video read again costs no more than a file)."""
     if isinstance(data, (bytes, bytearray)):
-        return _read_facts(bytes(data))
+        key = (len(data), zlib.crc32(data))
+        facts = _bytes_facts.get(key)
+        if facts is None:
+            facts = _bytes_facts[key] = _read_facts(bytes(data))
+            if len(_bytes_facts) > _FACTS_CACHE_SIZE:
+                _bytes_facts.pop(next(iter(_bytes_facts)), None)  # oldest first (insertion order)
+        return facts
     path = os.fspath(data)
     stat = os.stat(path)
     return _cached_facts(path, stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=_FACTS_CACHE_SIZE)
 def _cached_facts(path: str, size: int, mtime_ns: int) -> StreamFacts:
     return _read_facts(path)  # size and mtime key the cache: a rewritten file is read again
 

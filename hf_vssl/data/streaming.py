@@ -166,7 +166,12 @@ def load_video_dataset(
                 f"{base}: the shards of split {split!r} have no video column (fields: {list(dataset.features)})"
             )
         video_field = found[0]
-    return dataset.rename_column(video_field, "video") if video_field != "video" else dataset
+    if video_field != "video":
+        # A rename is a map over the rows: with the decoding feature it would open every video
+        # once more only to rename it. Rows are renamed undecoded; the decoding feature comes back after.
+        dataset = dataset.cast_column(video_field, Video(decode=False)).rename_column(video_field, "video")
+        dataset = dataset.cast_column("video", Video())
+    return dataset
 
 
 def _distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:

@@ -19,6 +19,11 @@ is complete *and* loads, and says which newer ones it skipped and why.
 One run at a time writes into an ``--output_dir``: :func:`acquire_output_lock` takes an exclusive
 ``flock`` on ``<output_dir>/.lock`` (released by the OS if the process dies), and
 :func:`refuse_foreign_checkpoints` stops a fresh run from mixing its checkpoints with another run's.
+
+Every process of a run writes into the same ``--output_dir`` (its RNG state in each checkpoint)
+and reads the same checkpoint on resume, so with several machines that folder must be on a
+filesystem they all mount; :func:`check_shared_output_dir` verifies it at start-up (see
+``docs/scaling.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import shutil
 import socket
 import time
@@ -40,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -59,6 +66,10 @@ class CheckpointError(ValueError):
 
 class OutputDirInUseError(RuntimeError):
     """Another live run holds the lock on the ``--output_dir``."""
+
+
+class SharedOutputDirError(RuntimeError):
+    """The processes of a run do not see the same ``--output_dir`` (no shared filesystem)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -535,6 +546,53 @@ def release_all_output_locks() -> None:
     """Release every output-folder lock this process holds (at exit, and at the end of a recipe)."""
     for path in list(_held_locks):
         release_output_lock(path)
+
+
+SHARED_CHECK_PREFIX = ".shared-fs-check-"
+
+
+def check_shared_output_dir(accelerator, output_dir: str | Path, wait_s: float = 10.0) -> None:
+    """Refuse (on every process alike) when the processes of a run do not see the same ``output_dir``.
+
+    The main process writes a file named and filled with a fresh random nonce into ``output_dir``;
+    after a barrier every process looks for it in *its* ``output_dir`` (waiting up to ``wait_s``
+    for a slow network filesystem to show it); the answers are gathered, so either all processes
+    go on or all raise :class:`SharedOutputDirError` naming the ranks and hosts that saw no such
+    file: a folder on a machine's local disk, or a different ``--output_dir`` per machine, would
+    leave each machine with its own checkpoints and no resume. A single process returns at once.
+    Costs two collectives at start-up, nothing per step.
+    """
+    if accelerator.num_processes == 1:
+        return
+    output_dir = Path(output_dir)
+    nonce = [secrets.token_hex(16) if accelerator.is_main_process else None]
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / f"{SHARED_CHECK_PREFIX}{nonce[0]}").write_text(nonce[0])
+    broadcast_object_list(nonce)  # also the barrier: the file is written before anyone looks
+    probe = output_dir / f"{SHARED_CHECK_PREFIX}{nonce[0]}"
+    deadline = time.monotonic() + wait_s
+    while not (seen := _holds(probe, nonce[0])) and time.monotonic() < deadline:
+        time.sleep(0.5)  # only a process that does not see it yet waits
+    answers = gather_object([(accelerator.process_index, socket.gethostname(), str(output_dir.resolve()), seen)])
+    if accelerator.is_main_process:
+        probe.unlink(missing_ok=True)
+    blind = [answer for answer in answers if not answer[3]]
+    if blind:
+        main = next(answer for answer in answers if answer[0] == 0)
+        where = "; ".join(f"rank {rank} on {host} ({folder})" for rank, host, folder, _ in blind)
+        raise SharedOutputDirError(
+            f"ranks do not share --output_dir {output_dir}: the file rank 0 wrote on {main[1]} ({main[2]}) is "
+            f"missing for {where}; resume needs a shared filesystem: put --output_dir on storage every "
+            "machine mounts at the same path (see docs/scaling.md)"
+        )
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_text() == text
+    except OSError:
+        return False
 
 
 def _describe_holder(raw: bytes) -> str:

@@ -55,6 +55,7 @@ from hf_vssl.utils.seeding import derive_seed
 from .arguments import mixed_precision_for, save_args
 from .checkpointing import (
     acquire_output_lock,
+    check_shared_output_dir,
     load_checkpoint,
     prune_checkpoints,
     refuse_foreign_checkpoints,
@@ -434,8 +435,8 @@ def _stream_state(accelerator: Accelerator, batches: StreamedBatches) -> dict:
 def start_or_resume(
     accelerator: Accelerator, args, output_dir: Path, records, run_name: str
 ) -> tuple[int, int, int, dict]:
-    """Lock the output folder, write the run's arguments and data ids, restore the checkpoint to
-    resume from (if asked), start trackers.
+    """Check that every process sees the same output folder, lock it, write the run's arguments
+    and data ids, restore the checkpoint to resume from (if asked), start trackers.
 
     The main process takes the exclusive lock of ``output_dir`` (a second live run refuses) and
     refuses a fresh run into a folder holding another run's checkpoints unless
@@ -448,6 +449,7 @@ def start_or_resume(
     ``gradient_accumulation_steps``, ``subset_seed``, ``report_to``, ``bf16``).
     """
     resume = args.resume_from_checkpoint
+    check_shared_output_dir(accelerator, output_dir)  # several processes: one folder for all, or refuse
     if accelerator.is_main_process:
         acquire_output_lock(output_dir)
         refuse_foreign_checkpoints(output_dir, resume, getattr(args, "overwrite_output_dir", False))
