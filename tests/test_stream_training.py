@@ -37,7 +37,7 @@ from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.training import pretraining
 from hf_vssl.training.arguments import parse_args
 from hf_vssl.training.distillation import DistillationArguments, run_distillation
-from hf_vssl.training.finetuning import FinetuningArguments, finetune_train_data
+from hf_vssl.training.finetuning import FinetuningArguments, finetune_train_data, run_finetuning
 from hf_vssl.training.loop import build_accelerator
 from hf_vssl.training.pretraining import PretrainingArguments, run_pretraining
 from hf_vssl.training.streamed_batches import StreamedBatches, streamed_batches_per_epoch
@@ -288,6 +288,25 @@ def test_short_videos_in_a_stream_follow_short_video(tiny_corpus, make_video, tm
 
 
 # -- the Hub and two nodes (subprocesses: the Hub endpoint is read when huggingface_hub starts) ----
+
+
+def test_finetuning_runs_end_to_end_from_shards(corpus_shards, tmp_path, capsys):
+    """The whole finetune recipe from a shard folder: streamed training, then the streamed test
+    (here the train split, the only one the fixture has), scored once per video."""
+    flags = [
+        "--dataset", str(corpus_shards), "--eval_split", "train", "--backbone", "r21d",
+        "--width_multiplier", "0.125", "--num_frames", "8", "--image_size", "32",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--max_steps", "2",
+        "--logging_steps", "1", "--dataloader_num_workers", "0", "--report_to", "none",
+        "--eval_clips", "1", "--output_dir", str(tmp_path / "f"),
+    ]  # fmt: skip
+    output = run_finetuning(parse_args(FinetuningArguments, flags))
+    logs = [json.loads(line) for line in (output / "log_history.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logs if "loss" in entry] == [1, 2]
+    assert "(24 videos)" in capsys.readouterr().out  # every test video of the stream scored once
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0.0 <= metrics["results"]["video_top1"] <= 1.0 and metrics["skipped_videos"] == []
+    assert (output / "model.safetensors").is_file()
 
 
 @pytest.fixture(scope="module")
