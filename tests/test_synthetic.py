@@ -10,6 +10,7 @@ import pytest
 from torchcodec.decoders import VideoDecoder
 
 from hf_vssl.data import synthetic as S
+from hf_vssl.data.transforms.geometry import resize_size
 
 TINY = {"num_classes": 3, "videos_per_class": 4, "clips_per_group": 2, "num_frames": 12, "size": (32, 32)}
 
@@ -217,3 +218,102 @@ def test_default_corpus_cached_and_redone_when_incomplete(tmp_path, monkeypatch)
     assert S.get_default_corpus(layout="hmdb51", **TINY) == first and calls == [1]
     assert S.is_complete(first)
     assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
+
+
+# -- corpus v3: motion resolvable at the default 8x56x56 clip, motion labels still appearance-free --
+
+MOVING = ("move_left", "move_right", "move_up", "move_down", "move_fast", "orbit_cw", "orbit_ccw", "swing")
+
+
+def _model_crop(video: np.ndarray) -> np.ndarray:
+    """The pixels of the default 56-px eval clip: frames resized to 64 (a no-op here), centre crop."""
+    assert resize_size(56) == 64 and video.shape[1:3] == (64, 64)
+    return video[:, 4:60, 4:60].astype(np.float32) / 255
+
+
+def _centroids(video: np.ndarray, spec: dict, track: np.ndarray) -> np.ndarray:
+    """Measured centre (x, y, in 64-px frame coordinates) of the primary object in each 56-px
+    frame: the centroid of the pixels whose colour points the object's way (the speckle changes
+    brightness, not hue), searched within the object's reach around its track."""
+    colour = np.asarray(spec["primary"]["colour"], np.float32)
+    frames = _model_crop(video)
+    norm = np.linalg.norm(frames, axis=-1)
+    cosine = (frames @ colour) / (norm * np.linalg.norm(colour) + 1e-6)
+    mask = (cosine > 0.985) & (norm > 0.5 * np.linalg.norm(colour))
+    gy, gx = np.mgrid[0:56, 0:56] + 4
+    reach = spec["primary"]["radius"] + 6
+    mask &= np.hypot(gx - track[:, 0, None, None], gy - track[:, 1, None, None]) < reach
+    weight = np.maximum(mask.sum((1, 2)), 1)  # frames without the object are never compared
+    return np.stack([(mask * gx).sum((1, 2)) / weight, (mask * gy).sum((1, 2)) / weight], 1)
+
+
+def test_v3_speeds_in_design_range_and_each_class_twice_as_fast_at_2x():
+    """Per class, the primary's median speed (pixels per frame at the model's 56 px) lies in the
+    design range and spans less than a factor of 2: every 2x clip is faster than every 1x clip
+    of its class, so playback speed is visible (v2's wrap speeds 0.6-1.0 px, swing 1.4-3.3 px)."""
+    assert S.CORPUS_VERSION == 3
+    scene = S.sample_scene(np.random.default_rng(0))
+    for motion in MOVING:
+        speeds = []
+        for index in range(24):
+            spec = S.sample_video_spec(4, index, motion, "solid_disc", scene, (64, 64))
+            track = S.object_track(spec, 64, (64, 64))
+            step = np.hypot(*np.diff(track[:, :2], axis=0).T)
+            speeds.append(np.median(step[step < 20]))  # drop the wrap-around jump
+        assert min(speeds) > 1.1 and max(speeds) < 4.6, (motion, min(speeds), max(speeds))
+        assert max(speeds) < 2 * min(speeds), (motion, min(speeds), max(speeds))
+
+
+def test_v3_measured_object_speed_at_56px_matches_its_track():
+    """Pixels, not parameters: the primary object's measured per-frame displacement in the 56-px
+    clip the model sees follows its track and lies in the design range (1.2-4.4 px per frame)."""
+    scene = S.sample_scene(np.random.default_rng(3))
+    for index, motion in enumerate(("move_right", "move_down", "move_fast", "orbit_cw", "swing")):
+        spec = S.sample_video_spec(6, index, motion, "solid_disc", scene, (64, 64))
+        track = S.object_track(spec, 64, (64, 64))
+        margin = spec["primary"]["radius"] + 1
+        inside = np.all((track[:, :2] > 4 + margin) & (track[:, :2] < 60 - margin), axis=1)
+        measured = _centroids(S.render_video(spec, 64, (64, 64)), spec, track)
+        both = inside[1:] & inside[:-1]
+        assert both.sum() >= 8, (motion, both.sum())
+        step = np.diff(measured, axis=0)[both]
+        np.testing.assert_allclose(step, np.diff(track[:, :2], axis=0)[both], atol=0.5, err_msg=motion)
+        speed = np.median(np.hypot(*step.T))
+        assert 1.0 < speed < 4.8, (motion, speed)
+
+
+def test_v3_background_pan_is_class_free():
+    """Every video's background slides 0.5-0.65 px per frame whatever its motion class (a speed
+    cue no class owns), with the same spread in every class."""
+    lo, hi = S.SPEED_RANGES["pan"]
+    scene = S.sample_scene(np.random.default_rng(0))
+    means = []
+    for motion in S.MOTION_CLASSES:
+        speeds = [
+            np.hypot(*S.sample_video_spec(7, i, motion, "solid_disc", scene, (64, 64))["pan"]["velocity"])
+            for i in range(60)
+        ]
+        assert lo <= min(speeds) and max(speeds) <= hi, motion
+        means.append(np.mean(speeds))
+    assert np.ptp(means) < 0.03, means  # the standard error of one class's mean is ~0.006
+
+
+def test_v3_single_frame_statistics_do_not_tell_motion_classes_apart():
+    """Global statistics of one frame (mean colour, contrast, edge energy: what speckle, pan and
+    texture could change) carry no motion label: a ridge classifier on them stays near chance."""
+    rng = np.random.default_rng(1)
+    features, motion = [], []
+    for i in range(300):
+        m = i % 10
+        spec = S.sample_video_spec(
+            11, i, S.MOTION_CLASSES[m], S.APPEARANCE_CLASSES[int(rng.integers(10))],
+            S.sample_scene(np.random.default_rng([11, i % 7])), (64, 64),
+        )  # fmt: skip
+        frame = S.render_video(spec, 12, (64, 64))[int(rng.integers(12))].astype(np.float32) / 255
+        gx, gy = np.diff(frame, axis=1), np.diff(frame, axis=0)
+        features.append(
+            np.r_[frame.mean((0, 1)), frame.std((0, 1)), np.abs(gx).mean(), np.abs(gy).mean(), (frame > 0.9).mean()]
+        )
+        motion.append(m)
+    accuracy = _ridge_accuracy(np.stack(features), np.array(motion), 200, 10)
+    assert accuracy < 0.22, accuracy  # chance 0.1; 100 held-out frames

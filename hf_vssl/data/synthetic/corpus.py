@@ -32,7 +32,7 @@ from .render import render_video
 from .spec import sample_scene, sample_video_spec
 
 #: bump when the rendering or the layouts change: cached corpora of another version are redone.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 #: written last by :func:`make_synthetic_dataset`; a corpus without it is incomplete.
 COMPLETE_MARKER = ".hf_vssl_complete"
 LAYOUTS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics400", "ssv2", "diving48", "videofolder")

@@ -9,6 +9,9 @@ import numpy as np
 
 from .classes import SHAPES
 
+#: peak relative brightness change of an object's speckle shading (v3 specs carry one).
+_SPECKLE_CONTRAST = 0.2
+
 
 def _primary_path(
     spec: dict[str, Any], t: np.ndarray, size: tuple[int, int]
@@ -112,6 +115,12 @@ def _draw(
         paint = colour * (0.3 + 0.7 * stripes[..., None])
     else:
         paint = np.broadcast_to(colour, (*alpha.shape[:-1], 3))
+    if obj.get("speckle"):  # v3: faint shading fixed to the object, so motion shows inside it
+        shade = sum(
+            np.cos((2 * math.pi / wavelength) * (math.cos(theta) * u + math.sin(theta) * v) + phase)
+            for wavelength, theta, phase in obj["speckle"]
+        )
+        paint = paint * (1 + _SPECKLE_CONTRAST / len(obj["speckle"]) * shade[..., None])
     if flash is not None:  # a flash blends the object towards white
         weight = 0.85 * flash[:, None, None, None]
         paint = paint * (1 - weight) + weight

@@ -9,6 +9,23 @@ import numpy as np
 
 from .classes import MOTION_CLASSES, SHAPES, TEXTURES
 
+#: Speed ranges, in pixels per frame at 64x64 (the default 56-pixel crop is taken from frames
+#: resized to 64, so these are also the speeds the model sees). Each range spans less than a
+#: factor of 2 (corpus v3): a clip read at twice the frame rate is faster than any clip of its
+#: class at the normal rate, so playback speed can be told from the clip (v2's ranges spanned
+#: factors of 1.7-3 and a supervised 1x-vs-2x probe stayed at chance). ``docs/miniature_study/cue_probe.md``
+#: has the measurements.
+SPEED_RANGES: dict[str, tuple[float, float]] = {
+    "wrap": (1.2, 1.6),  # move_left/right/up/down
+    "bounce": (3.4, 4.4),  # move_fast
+    "pan": (0.5, 0.65),  # the background's slide, every video: a class-free speed cue
+}
+#: orbit angular speed (radians per frame) and swing period (frames): factors of 1.3.
+ORBIT_ANGULAR_SPEED: tuple[float, float] = (0.13, 0.17)
+SWING_PERIOD: tuple[float, float] = (18.0, 24.0)
+#: camera-shake frequencies (cycles per frame): a factor of 1.3.
+SHAKE_FREQUENCY: tuple[float, float] = (0.05, 0.065)
+
 
 def _random_colour(rng: np.random.Generator) -> list[float]:
     """A saturated, bright RGB colour (HSV sampled), so objects stand out from the muted scene."""
@@ -27,11 +44,12 @@ def sample_scene(rng: np.random.Generator) -> dict[str, Any]:
         "tints": rng.normal(0, 0.12, (2, 3)).round(4).tolist(),  # colour of each texture field
         "ground": rng.normal(0, 0.08, 3).round(4).tolist(),  # colour shift below the horizon
         "horizon": round(float(rng.uniform(0.55, 0.72)), 4),  # fraction of the height
-        # two texture fields, each a sum of 5 plane waves (wavelengths 10..48 px at 64 px)
+        # two texture fields, each a sum of 5 plane waves (wavelengths 8..32 px at 64 px: fine
+        # enough that the pan is visible everywhere in the frame)
         "waves": [
             [
                 [
-                    round(float(rng.uniform(2 * math.pi / 48, 2 * math.pi / 10)), 4),
+                    round(float(rng.uniform(2 * math.pi / 32, 2 * math.pi / 8)), 4),
                     round(float(rng.uniform(0, 2 * math.pi)), 4),
                     round(float(rng.uniform(0, 2 * math.pi)), 4),
                 ]
@@ -51,6 +69,16 @@ def _object(rng: np.random.Generator, shape: str, texture: str, radius: float) -
         "angle": round(float(rng.uniform(0, 2 * math.pi)), 4),
         "stripe_period": round(float(rng.uniform(4.0, 6.0)), 3),
         "stripe_angle": round(float(rng.uniform(0, math.pi)), 4),
+        # a faint fine shading that moves with the object (both textures), so motion shows inside
+        # the object and not only at its edges: [wavelength px, angle, phase] of 3 plane waves
+        "speckle": [
+            [
+                round(float(rng.uniform(3.0, 5.0)), 3),
+                round(float(rng.uniform(0, math.pi)), 4),
+                round(float(rng.uniform(0, 2 * math.pi)), 4),
+            ]
+            for _ in range(3)
+        ],
     }
 
 
@@ -60,27 +88,27 @@ def _trajectory(rng: np.random.Generator, motion: str, scale: float) -> dict[str
         direction = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}[
             motion
         ]
-        speed = rng.uniform(0.6, 1.0) * scale
+        speed = rng.uniform(*SPEED_RANGES["wrap"]) * scale
         return {"kind": "wrap", "velocity": [direction[0] * speed, direction[1] * speed]}
     if motion == "move_fast":
         theta = rng.uniform(0, 2 * math.pi)
-        speed = rng.uniform(2.2, 3.0) * scale
+        speed = rng.uniform(*SPEED_RANGES["bounce"]) * scale
         return {"kind": "bounce", "velocity": [speed * math.cos(theta), speed * math.sin(theta)]}
     if motion in ("orbit_cw", "orbit_ccw"):
         # y points down on screen, so an increasing angle turns clockwise.
         sense = 1.0 if motion == "orbit_cw" else -1.0
         return {
             "kind": "orbit",
-            "orbit_radius": rng.uniform(8, 12) * scale,
-            "angular_speed": sense * rng.uniform(0.12, 0.2),
+            "orbit_radius": rng.uniform(9, 11) * scale,  # speed 1.2-1.9 px/frame
+            "angular_speed": sense * rng.uniform(*ORBIT_ANGULAR_SPEED),
             "phase": rng.uniform(0, 2 * math.pi),
         }
     if motion == "swing":
         return {
             "kind": "swing",
-            "amplitude": rng.uniform(8, 13) * scale,
+            "amplitude": rng.uniform(10, 12) * scale,  # peak speed 2.6-4.2 px/frame
             "axis": rng.uniform(0, math.pi),
-            "period": rng.uniform(16, 26),
+            "period": rng.uniform(*SWING_PERIOD),
             "phase": rng.uniform(0, 2 * math.pi),
         }
     if motion in ("flash_left_first", "flash_right_first"):
@@ -121,7 +149,7 @@ def sample_video_spec(
         if abs(p0[0] - s0[0]) > 20 * scale:
             break
     pan_theta = rng.uniform(0, 2 * math.pi)
-    pan_speed = rng.uniform(0.1, 0.3) * scale
+    pan_speed = rng.uniform(*SPEED_RANGES["pan"]) * scale
     spec = {
         "motion": motion,
         "appearance": appearance,
@@ -139,7 +167,7 @@ def sample_video_spec(
         },
         "jitter": {
             "amplitude": round(float(rng.uniform(0.3, 0.8) * scale), 4),
-            "frequencies": rng.uniform(0.03, 0.1, 4).round(4).tolist(),
+            "frequencies": rng.uniform(*SHAKE_FREQUENCY, 4).round(4).tolist(),
             "phases": rng.uniform(0, 2 * math.pi, 4).round(4).tolist(),
         },
     }
