@@ -13,25 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .spec import AXIS_COLUMNS
+
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 
 #: Setting axes of a results row (everything that tells two cells apart, except the seed).
-SETTING_AXES = (
-    "kind",
-    "task",
-    "backbone",
-    "width",
-    "num_frames",
-    "image_size",
-    "pretrain_dataset",
-    "subset_size",
-    "epochs",
-    "downstream",
-    "mode",
-    "noise",
-    "severity",
-    "teachers",
-)
+SETTING_AXES = ("kind", *(axis for axis in AXIS_COLUMNS if axis != "seed"))
 #: Axes the study's tables do not vary (its clips are 16 x 112 x 112 at full width).
 _UNSTATED = ("width", "num_frames", "image_size")
 #: Columns of every published CSV, in file order.

@@ -336,7 +336,13 @@ def _extra_text(extra: ExtraColumn, results: pd.DataFrame, spec: TableSpec, row_
     for axis, label in [*zip(spec.rows, row_key), *((a, setting.get(a, "")) for a in extra.match if a in setting)]:
         rows = rows[rows[axis].map(key_label) == label]
     values = sorted(set(rows["value"].astype(float)))
-    return "n/a" if not values else " / ".join(f"{v * extra.scale:.{extra.digits}f}" for v in values)
+    return "n/a" if not values else " / ".join(_fixed_or_small(v * extra.scale, extra.digits) for v in values)
+
+
+def _fixed_or_small(value: float, digits: int) -> str:
+    """``digits`` decimals, or two significant digits for a non-zero value they would show as 0
+    (a tiny CPU model's 0.004 GFLOPs)."""
+    return f"{value:.2g}" if value and abs(value) < 0.5 * 10**-digits else f"{value:.{digits}f}"
 
 
 def _published_for(spec: TableSpec, published: pd.DataFrame | None) -> pd.DataFrame:
