@@ -3,8 +3,10 @@
 Public entry points (names fixed by docs/design.md#contract):
 
 - :func:`load_source` parses an official dataset layout into :class:`VideoRecord` s;
-- :func:`build_shards` writes WebDataset shards, :func:`load_video_dataset` streams them back
-  through Hugging Face Datasets;
+- :func:`build_shards` writes WebDataset shards (``python -m hf_vssl.data.prepare`` a whole corpus),
+  :func:`load_video_dataset` streams them back through Hugging Face Datasets;
+- :func:`parse_dataset_argument` reads a recipe's ``--dataset`` (built-in source, shard folder or
+  Hub repo); :func:`open_training_videos` / :func:`load_eval_videos` open it for training / evaluation;
 - :class:`VideoClipDataset` / :class:`StreamingClipDataset` turn videos into clip samples for a
   clip sampler (a pretext task's or :class:`UniformClipSampler`), :func:`collate_clips` batches;
 - :mod:`hf_vssl.data.noise`, :mod:`hf_vssl.data.transforms`, :mod:`hf_vssl.data.subsets`,
@@ -42,6 +44,12 @@ _EXPORTS = {
     "load_subset": "subsets",
     "save_subset": "subsets",
     "select_by_ids": "subsets",
+    "DatasetArgument": "dataset_argument",
+    "parse_dataset_argument": "dataset_argument",
+    "load_eval_videos": "eval_data",
+    "open_training_videos": "training_data",
+    "write_noisy_split": "shards",
+    "load_manifest": "streaming",
 }
 
 
@@ -53,30 +61,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hf_vssl.data' has no attribute {name!r}")
 
 
-__all__ = [
-    "SOURCES",
-    "ClipPlan",
-    "ClipSampler",
-    "ClipTooLongError",
-    "ReencodeOptions",
-    "ShardReport",
-    "StreamingClipDataset",
-    "UniformClipSampler",
-    "UnlabelledSplitError",
-    "VideoClipDataset",
-    "VideoDecodeError",
-    "VideoRecord",
-    "balanced_subset",
-    "build_noisy_shards",
-    "build_shards",
-    "collate_clips",
-    "decode_plan",
-    "default_eval_split",
-    "list_sources",
-    "load_source",
-    "load_subset",
-    "load_video_dataset",
-    "open_video",
-    "save_subset",
-    "select_by_ids",
-]
+__all__ = sorted(_EXPORTS)
