@@ -367,8 +367,11 @@ def extract_features(
     num_workers: int = 0,
     accelerator: Accelerator | None = None,
     desc: str = "features",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_skipped: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """``(features (V, D) float32, labels (V,))``: the backbone's pooled output averaged over each video's views.
+
+    With ``return_skipped`` also the videos left out (as in :attr:`EvaluationResult.skipped_videos`).
 
     ``backbone`` is a ``VSSLModel`` (e.g. ``classifier.vssl``); records keep their order (streams:
     video-id order). Videos
@@ -398,4 +401,4 @@ def extract_features(
     _check_exactly_once(dataset, len(labels), skipped, desc)
     if not len(labels):
         raise RuntimeError(f"{desc}: every one of the {len(skipped)} videos was left out")
-    return features, labels
+    return (features, labels, skipped) if return_skipped else (features, labels)

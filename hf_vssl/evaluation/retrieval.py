@@ -67,15 +67,20 @@ def evaluate_retrieval(
     batch_size: int = 8,
     num_workers: int = 0,
     accelerator=None,
-) -> dict[str, float]:
+    return_skipped: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, list[dict]]]:
     """Extract features of both splits with ``backbone`` (a ``VSSLModel``) and score test -> train retrieval.
 
     The datasets come from :func:`hf_vssl.evaluation.build_eval_dataset` (several
-    uniform clips per video, center crop), the same code path as classification testing.
+    uniform clips per video, center crop), the same code path as classification testing. With
+    ``return_skipped`` also ``{"gallery": [...], "query": [...]}``: the videos left out of each.
     """
-    common = {"batch_size": batch_size, "num_workers": num_workers, "accelerator": accelerator}
-    gallery, gallery_labels = extract_features(
+    common = {"batch_size": batch_size, "num_workers": num_workers, "accelerator": accelerator, "return_skipped": True}
+    gallery, gallery_labels, gallery_skipped = extract_features(
         backbone, train_dataset, desc="retrieval: train features", **common
     )
-    query, query_labels = extract_features(backbone, test_dataset, desc="retrieval: test features", **common)
-    return retrieval_topk(query, query_labels, gallery, gallery_labels, ks)
+    query, query_labels, query_skipped = extract_features(
+        backbone, test_dataset, desc="retrieval: test features", **common
+    )
+    scores = retrieval_topk(query, query_labels, gallery, gallery_labels, ks)
+    return (scores, {"gallery": gallery_skipped, "query": query_skipped}) if return_skipped else scores

@@ -497,8 +497,8 @@ def _run_retrieval_only(
     args, accelerator, model, train_dataset, test_dataset, output_dir, eval_kwargs, eval_split: str
 ) -> Path:
     backbone: VSSLModel = model.vssl.to(accelerator.device)
-    retrieval = evaluate_retrieval(
-        backbone, train_dataset, test_dataset, accelerator=accelerator, **eval_kwargs
+    retrieval, skipped = evaluate_retrieval(
+        backbone, train_dataset, test_dataset, accelerator=accelerator, return_skipped=True, **eval_kwargs
     )
     accelerator.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
     if accelerator.is_main_process:
@@ -514,6 +514,7 @@ def _run_retrieval_only(
             "base_model": args.model_name_or_path,
             "num_clips": args.eval_clips,
             "retrieval": retrieval,
+            "skipped_videos": skipped,  # left out of the gallery / the queries, with the reason
         }
         (output_dir / "retrieval.json").write_text(json.dumps(report, indent=2) + "\n")
     accelerator.wait_for_everyone()
