@@ -9,10 +9,12 @@ with the Accelerator without a DDP wrapper; the optimiser and schedule go throug
 ``argv``:
 - ``train OUT``: 3 steps, checkpoint, 2 more steps. Checks on every rank that the checkpoint holds
   the gathered weights and optimiser state, equal to a plain (unsharded) replica trained on the
-  same global batches. Writes ``OUT/continued.safetensors`` (the gathered weights after step 5)
-  and ``OUT/export`` (``save_pretrained`` with the gathered state).
+  same global batches, and that a submodule's export gathers too. Writes
+  ``OUT/continued.safetensors`` (the gathered weights after step 5) and ``OUT/export``
+  (``save_pretrained`` with the gathered state).
 - ``resume OUT CHECKPOINT...``: for each checkpoint, a fresh sharded model (other initial weights)
-  loads it and runs steps 4-5; writes ``OUT/resumed_<i>.safetensors``.
+  loads it and runs steps 4-5; writes ``OUT/resumed_<i>.safetensors``. Then a sharded model of
+  another shape must refuse the first checkpoint with :class:`CheckpointError` on every rank.
 
 The helpers (model, batches, one step) are imported by the test for the single-process checks.
 """
@@ -32,6 +34,7 @@ from torch.distributed.tensor import DTensor
 from hf_vssl.models import VSSLConfig
 from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.training.checkpointing import (
+    CheckpointError,
     gathered_state_dict,
     load_checkpoint,
     load_state_files,
@@ -45,10 +48,14 @@ TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
 LOOP_STATE = {"global_step": CHECKPOINT_STEP, "epoch": 0, "step_in_epoch": CHECKPOINT_STEP, "steps_per_epoch": 10}
 
 
-def tiny_model(seed: int) -> VSSLForPretraining:
+def tiny_model(seed: int, **backbone_kwargs) -> VSSLForPretraining:
     torch.manual_seed(seed)
     config = VSSLConfig(
-        backbone="timesformer", backbone_kwargs=TINY_VIT, num_frames=4, image_size=32, pretext_task="rotnet"
+        backbone="timesformer",
+        backbone_kwargs={**TINY_VIT, **backbone_kwargs},
+        num_frames=4,
+        image_size=32,
+        pretext_task="rotnet",
     )
     return VSSLForPretraining(config)
 
@@ -93,8 +100,8 @@ def _main() -> None:
     rank = accelerator.process_index
     assert accelerator.num_processes == NUM_PROCESSES
 
-    def start(seed: int):
-        model = shard(tiny_model(seed))
+    def start(seed: int, **backbone_kwargs):
+        model = shard(tiny_model(seed, **backbone_kwargs))
         assert any(isinstance(p, DTensor) for p in model.parameters())
         accelerator._models.append(model)  # as Accelerate's FSDP2 prepare leaves it: sharded in place
         optimizer, schedule = accelerator.prepare(*optimizer_and_schedule(model))
@@ -133,9 +140,15 @@ def _main() -> None:
             sharded_step(model, optimizer, schedule, step)
         continued = gathered(model)
         export = gathered_state_dict(model)  # every rank takes part, main keeps it
+        # a submodule that is not itself an FSDP unit (the distillation export saves the student)
+        backbone = gathered_state_dict(model.vssl)
         if accelerator.is_main_process:
             save_file(continued, str(out / "continued.safetensors"))
             model.save_pretrained(out / "export", state_dict=export)
+            assert backbone.keys() == {k[len("vssl.") :] for k in continued if k.startswith("vssl.")}
+            assert all(torch.equal(tensor, continued[f"vssl.{name}"]) for name, tensor in backbone.items())
+        else:
+            assert export == {} and backbone == {}  # gathered into the main process only
     else:
         for i, checkpoint in enumerate(checkpoints):
             for registered in (accelerator._models, accelerator._optimizers, accelerator._schedulers):
@@ -151,6 +164,17 @@ def _main() -> None:
             resumed = gathered(model)
             if accelerator.is_main_process:
                 save_file(resumed, str(out / f"resumed_{i}.safetensors"))
+        # A checkpoint of another model: the same one-line refusal on every rank (no rank left waiting).
+        for registered in (accelerator._models, accelerator._optimizers, accelerator._schedulers):
+            registered.clear()
+        start(0, intermediate_size=48)
+        try:
+            load_checkpoint(accelerator, read_checkpoint(checkpoints[0]))
+        except CheckpointError as error:
+            assert "the weights do not fit this run's model" in str(error), error
+            assert "\n" not in str(error), error
+        else:
+            raise AssertionError("a checkpoint of another model was loaded")
     accelerator.wait_for_everyone()
 
 
