@@ -24,6 +24,13 @@ Every process of a run writes into the same ``--output_dir`` (its RNG state in e
 and reads the same checkpoint on resume, so with several machines that folder must be on a
 filesystem they all mount; :func:`check_shared_output_dir` verifies it at start-up (see
 ``docs/scaling.md``).
+
+Under FSDP (``torch.distributed.fsdp.fully_shard``, or FSDP1) each process holds a shard of the
+model and optimiser state: :func:`write_checkpoint` gathers the full state on every process (a
+collective) and the main process writes the same files as without FSDP (optimiser state keyed by
+position, as ``Optimizer.state_dict`` does), so a checkpoint resumes with or without FSDP, on any
+number of processes; :func:`load_checkpoint` shards the full state back. :func:`gathered_state_dict`
+gives the final export the full weights the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +56,16 @@ import torch
 from accelerate.utils import broadcast_object_list, gather_object
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+from torch.distributed.tensor import DTensor
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +313,89 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# FSDP: sharded state gathered for writing, sharded again after reading
+
+#: the full state, gathered tensor by tensor into the main process's CPU memory
+_FULL_ON_MAIN = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether FSDP splits ``module``'s state across processes (FSDP2 ``fully_shard`` makes its
+    parameters DTensors; FSDP1 wraps modules in ``FullyShardedDataParallel``)."""
+    return any(isinstance(m, (FSDPModule, FullyShardedDataParallel)) for m in module.modules()) or any(
+        isinstance(p, DTensor) for p in module.parameters()
+    )
+
+
+def gathered_state_dict(module: nn.Module) -> dict[str, torch.Tensor] | None:
+    """The full state dict of an FSDP-sharded ``module``, on the main process's CPU (``{}`` on the
+    other processes); ``None`` when ``module`` is not sharded (its ``state_dict()`` is whole).
+
+    Under FSDP this is a collective: every process calls it, in the same order. The final export
+    of a recipe is ``model.save_pretrained(folder, state_dict=gathered_state_dict(model))`` on the
+    main process, which writes the full weights with or without FSDP.
+    """
+    return get_model_state_dict(module, options=_FULL_ON_MAIN) if is_sharded(module) else None
+
+
+def _sharded_owner(models: list[nn.Module], optimizer) -> nn.Module | None:
+    """The FSDP-sharded model whose parameters ``optimizer`` updates (None: not sharded)."""
+    params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for model in models:
+        if is_sharded(model) and any(id(p) in params for p in model.parameters()):
+            return model
+    return None
+
+
+def _plain(optimizer) -> torch.optim.Optimizer:
+    """The torch optimiser inside Accelerate's wrapper (whose ``step`` may skip under accumulation)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def _gathered_optimizer_state(models: list[nn.Module], optimizer) -> dict | None:
+    """The full state of an optimiser of a sharded model, on the main process (``{}`` elsewhere),
+    keyed by position like ``Optimizer.state_dict()`` so the file is the same with or without FSDP;
+    None when the model is not sharded. A collective under FSDP."""
+    owner = _sharded_owner(models, optimizer)
+    if owner is None:
+        return None
+    by_name = get_optimizer_state_dict(owner, _plain(optimizer), options=_FULL_ON_MAIN)
+    if not by_name:
+        return {}
+    position: dict[str, int] = {}
+    groups = [
+        {**group, "params": [position.setdefault(name, len(position)) for name in group["params"]]}
+        for group in by_name["param_groups"]
+    ]
+    return {"state": {position[name]: value for name, value in by_name["state"].items()}, "param_groups": groups}
+
+
+def _set_sharded_optimizer_state(owner: nn.Module, optimizer, state: dict) -> None:
+    """Inverse of :func:`_gathered_optimizer_state`: a full, position-keyed optimiser state (from
+    any checkpoint) sharded into ``optimizer`` of the FSDP model ``owner``. A collective.
+    Raises ``ValueError`` when the state's parameter groups do not match the optimiser's."""
+    optimizer = _plain(optimizer)
+    # The optimiser's parameter names in its own order; local shards only, nothing gathered.
+    names = [group["params"] for group in get_optimizer_state_dict(owner, optimizer)["param_groups"]]
+    groups = state["param_groups"]
+    if [len(group["params"]) for group in groups] != [len(group) for group in names]:
+        raise ValueError(
+            f"parameter groups of sizes {[len(g['params']) for g in groups]} saved, "
+            f"{[len(group) for group in names]} in this run"
+        )
+    name_of = {
+        position: name for group, group_names in zip(groups, names) for position, name in zip(group["params"], group_names)
+    }
+    if not set(state["state"]) <= set(name_of):
+        raise ValueError(f"state for parameters {sorted(set(state['state']) - set(name_of))[:3]} not in any group")
+    by_name = {
+        "state": {name_of[position]: value for position, value in state["state"].items()},
+        "param_groups": [{**group, "params": group_names} for group, group_names in zip(groups, names)],
+    }
+    set_optimizer_state_dict(owner, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+
+
+# ----------------------------------------------------------------------------------------------
 # Writing and reading a checkpoint
 
 
@@ -331,13 +431,18 @@ def write_checkpoint(accelerator, output_dir: str | Path, loop_state: dict) -> P
     accelerator.wait_for_everyone()
     save_state_files(staging, f"rng_state_{accelerator.process_index}", rng_state())
     files: list[str] = []
+    models = [accelerator.unwrap_model(model) for model in accelerator._models]
+    # FSDP: every process takes part in gathering the full states (None: not sharded, read below)
+    model_states = [gathered_state_dict(model) for model in models]
+    optimizer_states = [_gathered_optimizer_state(models, optimizer) for optimizer in accelerator._optimizers]
     if accelerator.is_main_process:
-        for i, model in enumerate(accelerator._models):
+        for i, (model, state) in enumerate(zip(models, model_states, strict=True)):
             name = f"{_indexed('model', i)}.safetensors"
-            save_file(_safetensors_ready(accelerator.unwrap_model(model).state_dict()), str(staging / name))
+            save_file(_safetensors_ready(model.state_dict() if state is None else state), str(staging / name))
             files.append(name)
-        for i, optimizer in enumerate(accelerator._optimizers):
-            files += save_state_files(staging, _indexed("optimizer", i), optimizer.state_dict())
+        for i, (optimizer, state) in enumerate(zip(accelerator._optimizers, optimizer_states, strict=True)):
+            state = optimizer.state_dict() if state is None else state
+            files += save_state_files(staging, _indexed("optimizer", i), state)
         for i, obj in enumerate([*accelerator._schedulers, *accelerator._custom_objects]):
             files += save_state_files(staging, f"custom_{i}", obj.state_dict())
         if accelerator.scaler is not None:
@@ -426,17 +531,25 @@ def load_checkpoint(accelerator, contents: CheckpointContents) -> dict:
             raise CheckpointError(
                 f"{path}: holds {saved} {what}, this run has {live}: a checkpoint of another setup"
             )
-    for state, model in zip(contents.models, accelerator._models, strict=True):
+    models = [accelerator.unwrap_model(model) for model in accelerator._models]
+    for state, model in zip(contents.models, models, strict=True):
         try:
-            accelerator.unwrap_model(model).load_state_dict(state, strict=True)
-        except RuntimeError as error:
+            if is_sharded(model):  # every process read the full state: each keeps its own shards
+                set_model_state_dict(model, dict(state), options=StateDictOptions(full_state_dict=True))
+            else:
+                model.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError) as error:
             first = str(error).strip().splitlines()
             raise CheckpointError(
                 f"{path}: the weights do not fit this run's model ({' '.join(first[:2])})"
             ) from None
     for state, optimizer in zip(contents.optimizers, accelerator._optimizers, strict=True):
+        owner = _sharded_owner(models, optimizer)
         try:
-            optimizer.load_state_dict(state)
+            if owner is None:
+                optimizer.load_state_dict(state)
+            else:
+                _set_sharded_optimizer_state(owner, optimizer, state)
         except (ValueError, KeyError) as error:
             raise CheckpointError(f"{path}: the optimizer state does not fit this run ({error})") from None
     for state, obj in zip(

@@ -53,6 +53,7 @@ from hf_vssl.distill import (
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.models.loading import load_vssl_model
 from hf_vssl.training.arguments import LoopArguments, TrainingDataArguments
+from hf_vssl.training.checkpointing import gathered_state_dict
 from hf_vssl.training.loop import (
     NonFiniteLossError,
     TrainingJob,
@@ -261,8 +262,9 @@ def run_distillation(args: DistillationArguments) -> Path:
         )
 
     def export(trained: DistillationStudent, global_step: int) -> None:
+        state_dict = gathered_state_dict(trained.student)  # FSDP: gathered by every process
         if accelerator.is_main_process:
-            trained.student.save_pretrained(output_dir)
+            trained.student.save_pretrained(output_dir, state_dict=state_dict)
             VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
                 output_dir
             )
