@@ -121,7 +121,10 @@ def study(args, device: torch.device) -> None:
             tflops = rate * 3 * gflops / 1e3
             versus = f"{rate / target:.2f}x of target {target:.0f}" if target else "no target"
             # Printed as soon as measured: a suite cut short by its time budget keeps what is done.
-            print(f"RESULT study_backbone_{name}_{compiled}: {rate:.1f} clips/s = {versus} ({tflops:.3g} TFLOP/s)", flush=True)
+            print(
+                f"RESULT study_backbone_{name}_{compiled}: {rate:.1f} clips/s = {versus} ({tflops:.3g} TFLOP/s)",
+                flush=True,
+            )
             del model, step
 
 
@@ -134,8 +137,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per implementation")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
-    parser.add_argument("--backbones", nargs="*", help="default: the pairs (or every STUDY_TARGETS row with --study)")
-    parser.add_argument("--study", action="store_true", help="study backbones against the issue's clips/s targets")
+    parser.add_argument(
+        "--backbones", nargs="*", help="default: the pairs (or every STUDY_TARGETS row with --study)"
+    )
+    parser.add_argument(
+        "--study", action="store_true", help="study backbones against the issue's clips/s targets"
+    )
     parser.add_argument("--tiny", action="store_true", help="a seconds-long CPU smoke run of --study")
     parser.add_argument(
         "--compile_for", nargs="*", default=list(STUDY_TARGETS), help="--study: backbones also timed compiled"

@@ -535,7 +535,9 @@ def main() -> None:
                 f"{ms[key + '_separate'] / ms['one_s1' + key_suffix]:.2f}x when decoded separately; the codec must "
                 f"decode {floor:.2f}x the frames of one clip)"
             )
-            print(f"RESULT two_clip_vs_floor_{name}{suffix}: {cost / floor:.2f}x the codec's decode floor (GOP {gop})")
+            print(
+                f"RESULT two_clip_vs_floor_{name}{suffix}: {cost / floor:.2f}x the codec's decode floor (GOP {gop})"
+            )
     print(
         f"RESULT reencode_clip_access: {original_ms / reencoded_ms:.2f}x faster random clip access after re-encode"
     )

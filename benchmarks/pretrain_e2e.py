@@ -68,7 +68,15 @@ from hf_vssl.utils.profiling import count_gflops
 SIZES = {
     "tiny": {"batch": 2, "frames": 4, "size": 32, "width": 0.125, "videos": 8, "video_size": 48, "steps": 2},
     "cpu": {"batch": 8, "frames": 8, "size": 56, "width": 0.25, "videos": 32, "video_size": 64, "steps": 3},
-    "full": {"batch": 32, "frames": 16, "size": 112, "width": 1.0, "videos": 512, "video_size": 128, "steps": 10},
+    "full": {
+        "batch": 32,
+        "frames": 16,
+        "size": 112,
+        "width": 1.0,
+        "videos": 512,
+        "video_size": 128,
+        "steps": 10,
+    },
 }
 
 
@@ -84,8 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=float)
     parser.add_argument("--video_frames", type=int, default=64, help="frames per source video")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --steps steps each")
-    parser.add_argument("--workers", type=int, nargs="+", help="DataLoader worker counts to time (default: all cores)")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="DataLoader worker counts to time (default: all cores)"
+    )
+    parser.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (the recipes' path)")
     parser.add_argument("--compile_mode", default="default", choices=COMPILE_MODES)
     parser.add_argument("--cuda_decode", action=argparse.BooleanOptionalAction, default=True)
@@ -118,7 +130,9 @@ def build_shard_set(work_dir: Path, args: argparse.Namespace) -> Path:
     )
     records = load_records("synthetic", str(root), "train")
     per_shard = max(1, len(records) // max(2, 2 * max(args.workers)))
-    build_shards(records, shards, shard_size=per_shard, reencode=ReencodeOptions(short_side=None), split="train")
+    build_shards(
+        records, shards, shard_size=per_shard, reencode=ReencodeOptions(short_side=None), split="train"
+    )
     return shards
 
 
@@ -153,7 +167,9 @@ class Trainer:
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         )
         self.clips_per_sample = self.model.num_clips
-        self.gflops_per_clip = 3 * count_gflops(self.model.vssl.backbone, (1, 3, args.frames, args.size, args.size))
+        self.gflops_per_clip = 3 * count_gflops(
+            self.model.vssl.backbone, (1, 3, args.frames, args.size, args.size)
+        )
 
     def to_device(self, batch: dict) -> dict:
         return {
@@ -226,7 +242,10 @@ def cuda_decoded_batches(shards: Path, trainer: Trainer, args: argparse.Namespac
             pixels = torch.stack([clip for clip, _ in samples])
             batch = {"pixel_values": device_augment(pixels, 0, index)}
             batch.update(
-                {k: torch.tensor([info[k] for _, info in samples], device=trainer.device) for k in samples[0][1]}
+                {
+                    k: torch.tensor([info[k] for _, info in samples], device=trainer.device)
+                    for k in samples[0][1]
+                }
             )
             samples, index = [], index + 1
             yield batch
@@ -278,7 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
     enable_cuda_fast_path(device)
     with contextlib.ExitStack() as stack:
-        work_dir = Path(args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="pretrain_e2e_")))
+        work_dir = Path(
+            args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="pretrain_e2e_"))
+        )
         started = time.perf_counter()
         shards = build_shard_set(work_dir, args)
         trainer = Trainer(args, device)
@@ -298,7 +319,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             try:
                 compare("cuda_decode", cuda_decoded_batches(shards, trainer, args), trainer, args)
-            except (RuntimeError, ValueError, ImportError) as error:  # no NVDEC support in this torchcodec build
+            except (
+                RuntimeError,
+                ValueError,
+                ImportError,
+            ) as error:  # no NVDEC support in this torchcodec build
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 print(f"SKIP cuda_decode: torchcodec's CUDA decoder failed: {reason}")
 

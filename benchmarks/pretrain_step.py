@@ -62,7 +62,9 @@ MODES = ("fp32", "bf16", "bf16_cl3d")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--full", action="store_true", help="study size on a GPU (16x112x112, batch 32, width 1.0)")
+    size.add_argument(
+        "--full", action="store_true", help="study size on a GPU (16x112x112, batch 32, width 1.0)"
+    )
     size.add_argument("--tiny", action="store_true", help="a seconds-long CPU smoke run (fp32, one step)")
     parser.add_argument("--tasks", nargs="+", default=list_pretext_tasks(), choices=list_pretext_tasks())
     parser.add_argument("--backbone", default="r21d")
@@ -75,13 +77,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--queue_size", type=int, default=None, help="override TDL/RSPNet queue sizes")
     parser.add_argument("--modes", nargs="+", choices=MODES, help="default: fp32 bf16 (+ bf16_cl3d on CUDA)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every model (the recipes' path)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile every model (the recipes' path)"
+    )
     parser.add_argument("--compile_mode", default="default", choices=COMPILE_MODES)
     args = parser.parse_args(argv)
     if args.full:
         full = {"batch": 32, "frames": 16, "size": 112, "width": 1.0}
     elif args.tiny:
-        full = {"batch": 2, "frames": 4, "size": 32, "width": 0.125, "warmup": 1, "steps": 1, "modes": ["fp32"]}
+        full = {
+            "batch": 2,
+            "frames": 4,
+            "size": 32,
+            "width": 0.125,
+            "warmup": 1,
+            "steps": 1,
+            "modes": ["fp32"],
+        }
     else:
         full = {"batch": 8, "frames": 8, "size": 56, "width": 0.25}
     for key, value in {"warmup": 2, "steps": 5, **full}.items():
@@ -284,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             # RESULT lines as soon as measured: a suite cut short by its time budget keeps them.
-            print(f"RESULT pretext_overhead_{task}_{mode}{suffix}: {task_rate / plain_rate:.2f}x of plain backbone step")
+            print(
+                f"RESULT pretext_overhead_{task}_{mode}{suffix}: {task_rate / plain_rate:.2f}x of plain backbone step"
+            )
             if len(steps) > 1:
                 print(
                     f"RESULT pretext_overhead_{task}_{mode}{suffix}_vs_equivalent: {task_rate / equivalent_rate:.2f}x "

@@ -22,7 +22,9 @@ PROGRAM = "python recipes/prepare_corpus.py"
 
 @dataclass
 class PrepareCorpusArguments(PrepareArguments):
-    push_to_hub: bool = field(default=False, metadata={"help": "upload the prepared folder to --hub_dataset_id"})
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "upload the prepared folder to --hub_dataset_id"}
+    )
     hub_dataset_id: str | None = field(default=None, metadata={"help": "the dataset repo, org/name"})
     hub_private: bool = field(default=False, metadata={"help": "create the repo private"})
 

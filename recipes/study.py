@@ -31,17 +31,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--jobs", type=int, default=1, help="cells at once (local) or array tasks at once (slurm)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="local: CPU threads per cell (default: cores / jobs)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="local: CPU threads per cell (default: cores / jobs)"
+    )
     parser.add_argument("--study_dir", type=Path, default=None, help="default: outputs/study-<spec name>")
-    parser.add_argument("--only", nargs="*", default=[], metavar="AXIS=V1,V2", help="keep these cells (and what they need)")
-    parser.add_argument("--exclude", nargs="*", default=[], metavar="AXIS=V1,V2", help="drop these cells (and what needs them)")
-    parser.add_argument("--dry_run", action="store_true", help="print the plan and its estimated cost; run nothing")
-    parser.add_argument("--report_to", default="none", help="Accelerate tracker of every training cell (e.g. tensorboard, trackio)")
+    parser.add_argument(
+        "--only", nargs="*", default=[], metavar="AXIS=V1,V2", help="keep these cells (and what they need)"
+    )
+    parser.add_argument(
+        "--exclude",
+        nargs="*",
+        default=[],
+        metavar="AXIS=V1,V2",
+        help="drop these cells (and what needs them)",
+    )
+    parser.add_argument(
+        "--dry_run", action="store_true", help="print the plan and its estimated cost; run nothing"
+    )
+    parser.add_argument(
+        "--report_to",
+        default="none",
+        help="Accelerate tracker of every training cell (e.g. tensorboard, trackio)",
+    )
     parser.add_argument("--no_report", action="store_true", help="do not render the tables and figures")
     parser.add_argument("--push_to_hub", action="store_true", help="upload the results dataset when done")
     parser.add_argument("--hub_dataset_id", default=None, help="dataset repo of --push_to_hub")
     parser.add_argument("--hub_token", default=None, help="default: the saved login or HF_TOKEN")
-    parser.add_argument("--slurm_cluster", choices=("slurm", "local"), default="slurm", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--slurm_cluster", choices=("slurm", "local"), default="slurm", help=argparse.SUPPRESS
+    )
     return parser
 
 
@@ -49,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         spec = load_spec(args.spec)
-        cells = select(expand(spec), parse_filters(args.only, "--only"), parse_filters(args.exclude, "--exclude"))
+        cells = select(
+            expand(spec), parse_filters(args.only, "--only"), parse_filters(args.exclude, "--exclude")
+        )
         if args.push_to_hub and not args.hub_dataset_id:
             raise ValueError("--push_to_hub needs --hub_dataset_id (the dataset repo to create or update)")
         if args.dry_run:

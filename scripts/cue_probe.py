@@ -96,7 +96,9 @@ def _rate(model, batch, generator):
 
 def _order(model, batch, generator):
     clips = batch["pixel_values"]  # one backbone pass per tuple position, as VCOP does
-    return torch.cat([_pooled(model, clips[:, i]) for i in range(clips.shape[1])], 1), batch["permutation"].long()
+    return torch.cat([_pooled(model, clips[:, i]) for i in range(clips.shape[1])], 1), batch[
+        "permutation"
+    ].long()
 
 
 def _segment(model, batch, generator):
@@ -153,11 +155,15 @@ def motion_energy(clips: torch.Tensor) -> torch.Tensor:
     return torch.stack([lag1, lag2, gradient, lag1 / gradient, lag2 / lag1], 1).clamp_min(1e-6).log()
 
 
-def ridge_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int) -> np.ndarray:
+def ridge_fit_predict(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int
+) -> np.ndarray:
     """Class predictions of a ridge classifier (one-hot targets, standardised features)."""
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     design = np.c_[(x_train - mean) / std, np.ones(len(x_train))]
-    weights = np.linalg.solve(design.T @ design + 1e-3 * np.eye(design.shape[1]), design.T @ np.eye(classes)[y_train])
+    weights = np.linalg.solve(
+        design.T @ design + 1e-3 * np.eye(design.shape[1]), design.T @ np.eye(classes)[y_train]
+    )
     return (np.c_[(x_test - mean) / std, np.ones(len(x_test))] @ weights).argmax(1)
 
 
@@ -248,7 +254,9 @@ def probe(name: str, args) -> dict:
         "learns": heldout > binomial_threshold(chance, seen),
         "loss_first50": float(np.mean(losses[:tail])),
         "loss_last50": float(np.mean(losses[-tail:])),
-        "accuracy_every_50": [round(float(np.mean(correct[i : i + 50])), 3) for i in range(0, len(correct), 50)],
+        "accuracy_every_50": [
+            round(float(np.mean(correct[i : i + 50])), 3) for i in range(0, len(correct), 50)
+        ],
         "train_seconds": round(train_seconds, 1),
     }
 
@@ -265,7 +273,9 @@ def markdown(results: list[dict], args) -> str:
     for r in results:
         baseline = f"{r['energy_baseline_accuracy']:.3f}" if "energy_baseline_accuracy" in r else "-"
         if "heldout_accuracy" not in r:  # --baseline_only
-            lines.append(f"| {r['cue']} | {1 / CUES[r['cue']].num_classes:.3f} | - | - | - | - | - | - | {baseline} |")
+            lines.append(
+                f"| {r['cue']} | {1 / CUES[r['cue']].num_classes:.3f} | - | - | - | - | - | - | {baseline} |"
+            )
             continue
         lines.append(
             f"| {r['cue']} ({r['task']}) | {r['chance']:.3f} | {r['train_accuracy_last50']:.3f} | "

@@ -589,7 +589,9 @@ def _hub_results(repo_id: str) -> datasets.Dataset:
     if not rows:
         raise SpaceError(f"the Hub dataset `{repo_id}` has no rows")
     if len(rows) > MAX_STUDY_ROWS:
-        gr.Warning(f"`{repo_id}` has more than {MAX_STUDY_ROWS} rows; the report shows the first {MAX_STUDY_ROWS}")
+        gr.Warning(
+            f"`{repo_id}` has more than {MAX_STUDY_ROWS} rows; the report shows the first {MAX_STUDY_ROWS}"
+        )
     return datasets.Dataset.from_list(rows[:MAX_STUDY_ROWS])
 
 

@@ -71,8 +71,23 @@ def make_examples(out_dir: Path = SPACE_DIR / "examples", seed: int = 0) -> list
 
 MINIATURE_STUDY = SPACE_DIR.parent / "docs" / "miniature_study" / "study.json"
 #: The miniature study's fixed settings (its README: r21d at 1/4 width, 8x56x56 clips, synthetic corpus).
-MINIATURE_SETTINGS = {"backbone": "r21d", "width": 0.25, "num_frames": 8, "image_size": 56, "pretrain_dataset": "synthetic"}
-RESULT_AXES = ("task", "backbone", "width", "num_frames", "image_size", "pretrain_dataset", "subset_size", "epochs")
+MINIATURE_SETTINGS = {
+    "backbone": "r21d",
+    "width": 0.25,
+    "num_frames": 8,
+    "image_size": 56,
+    "pretrain_dataset": "synthetic",
+}
+RESULT_AXES = (
+    "task",
+    "backbone",
+    "width",
+    "num_frames",
+    "image_size",
+    "pretrain_dataset",
+    "subset_size",
+    "epochs",
+)
 
 
 def _result_row(cell_id: str, kind: str, metric: str, value: float, **settings) -> dict:
@@ -121,13 +136,21 @@ def miniature_results_rows(study: dict) -> list[dict]:
             if noise == "clean_top1":
                 continue
             cell = f"robustness/{init}-{noise}"
-            common = {"task": init, "downstream": "synthetic-motion", "mode": "finetune", "seed": 0, "noise": noise}
+            common = {
+                "task": init,
+                "downstream": "synthetic-motion",
+                "mode": "finetune",
+                "seed": 0,
+                "noise": noise,
+            }
             rows.append(_result_row(cell, "robustness", "top1", robust["clean_top1"], severity=0, **common))
             rows.append(_result_row(cell, "robustness", "relative_robustness", relative, **common))
     return rows
 
 
-def make_study_example(out_dir: Path = SPACE_DIR / "examples" / "study", study_json: Path = MINIATURE_STUDY) -> Path:
+def make_study_example(
+    out_dir: Path = SPACE_DIR / "examples" / "study", study_json: Path = MINIATURE_STUDY
+) -> Path:
     """Write the miniature study's results rows as ``<out_dir>/results/miniature.parquet``."""
     rows = miniature_results_rows(json.loads(Path(study_json).read_text()))
     target = Path(out_dir) / "results" / "miniature.parquet"

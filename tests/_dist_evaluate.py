@@ -38,7 +38,9 @@ def main() -> None:
     one = None
     if not isinstance(records, list):  # a stream of one video: one rank reads nothing
         single = dataclasses.replace(records, limit=1, num_videos=1)
-        one = evaluate_classifier(model, build_eval_dataset(single, 8, 32, num_clips=1), accelerator=accelerator)
+        one = evaluate_classifier(
+            model, build_eval_dataset(single, 8, 32, num_clips=1), accelerator=accelerator
+        )
     if accelerator.is_main_process:
         with open(out_file, "w") as handle:
             json.dump(

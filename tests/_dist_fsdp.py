@@ -45,7 +45,12 @@ from hf_vssl.training.checkpointing import (
 NUM_PROCESSES = 2
 CHECKPOINT_STEP, LAST_STEP = 3, 5
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-LOOP_STATE = {"global_step": CHECKPOINT_STEP, "epoch": 0, "step_in_epoch": CHECKPOINT_STEP, "steps_per_epoch": 10}
+LOOP_STATE = {
+    "global_step": CHECKPOINT_STEP,
+    "epoch": 0,
+    "step_in_epoch": CHECKPOINT_STEP,
+    "steps_per_epoch": 10,
+}
 
 
 def tiny_model(seed: int, **backbone_kwargs) -> VSSLForPretraining:
@@ -65,7 +70,9 @@ def decay(step: int) -> float:
     return 0.8**step
 
 
-def optimizer_and_schedule(model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def optimizer_and_schedule(
+    model: nn.Module,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
 
@@ -115,7 +122,10 @@ def _main() -> None:
 
     def gathered(model) -> dict[str, torch.Tensor]:
         """Every rank's own gather of the sharded weights (DTensor.full_tensor), not the checkpoint code's."""
-        return {k: (v.full_tensor() if isinstance(v, DTensor) else v).clone() for k, v in model.state_dict().items()}
+        return {
+            k: (v.full_tensor() if isinstance(v, DTensor) else v).clone()
+            for k, v in model.state_dict().items()
+        }
 
     if mode == "train":
         plain = tiny_model(0)
@@ -129,7 +139,9 @@ def _main() -> None:
         assert saved.keys() == full.keys() == plain.state_dict().keys()
         for name, tensor in plain.state_dict().items():
             assert torch.equal(saved[name], full[name]), f"checkpoint {name} is not the gathered weight"
-            torch.testing.assert_close(saved[name], tensor, rtol=1e-4, atol=1e-5, msg=f"{name} vs the plain model")
+            torch.testing.assert_close(
+                saved[name], tensor, rtol=1e-4, atol=1e-5, msg=f"{name} vs the plain model"
+            )
         saved_optimizer, plain_state = load_state_files(path, "optimizer"), plain_optimizer.state_dict()
         assert saved_optimizer["param_groups"] == plain_state["param_groups"]
         assert saved_optimizer["state"].keys() == plain_state["state"].keys()

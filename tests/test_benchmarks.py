@@ -47,13 +47,21 @@ def test_pretrain_e2e_tiny_streams_real_shards_and_prints_its_ratio():
     assert done.returncode == 0, done.stderr[-3000:]
     results = _results(done.stdout)
     assert list(results) == ["pretrain_e2e_cpu_workers0"], done.stdout
-    match = re.match(RATIO + r" of the model step alone \((\d+\.\d) clips/s, (\S+) TFLOP/s\)", results["pretrain_e2e_cpu_workers0"])
+    match = re.match(
+        RATIO + r" of the model step alone \((\d+\.\d) clips/s, (\S+) TFLOP/s\)",
+        results["pretrain_e2e_cpu_workers0"],
+    )
     assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0 and float(match.group(3)) > 0
     assert "SKIP cuda_decode: no CUDA device" in done.stdout
 
 
 def test_gpu_suite_stops_at_once_without_cuda(tmp_path):
-    done = _run("bash", "benchmarks/gpu_suite.sh", env={"PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "OUT": str(tmp_path)}, timeout=120)
+    done = _run(
+        "bash",
+        "benchmarks/gpu_suite.sh",
+        env={"PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "OUT": str(tmp_path)},
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "no CUDA device" in done.stderr and "--dry_run" in done.stderr
     assert not list(tmp_path.iterdir())  # nothing written
@@ -82,5 +90,6 @@ def test_gpu_suite_dry_run_runs_every_step_and_writes_the_summary(tmp_path):
         assert name in results, summary
     assert "FAILED" not in summary and "TIMEOUT" not in summary, summary
     assert {p.name for p in tmp_path.iterdir()} >= {
-        f"dry_run_{name}.txt" for name in ("gpu", "study_backbones", "pretrain_step", "pretrain_e2e", "cka_model_map")
+        f"dry_run_{name}.txt"
+        for name in ("gpu", "study_backbones", "pretrain_step", "pretrain_e2e", "cka_model_map")
     }

@@ -46,7 +46,9 @@ def test_probe_writes_its_json_and_table(tmp_path, tiny_corpus, one_thread):
     assert [r["cue"] for r in report["results"]] == ["rotation", "speed"]
     speed = report["results"][1]
     assert speed["steps"] == 2 and speed["chance"] == 0.5 and 0 <= speed["heldout_accuracy"] <= 1
-    assert 0 <= speed["energy_baseline_accuracy"] <= 1 and "energy_baseline_accuracy" not in report["results"][0]
+    assert (
+        0 <= speed["energy_baseline_accuracy"] <= 1 and "energy_baseline_accuracy" not in report["results"][0]
+    )
     assert report["settings"]["corpus_version"] == S.CORPUS_VERSION
     table = (out / "cue_probe.md").read_text()
     assert "| speed (rspnet) | 0.500 |" in table and "| rotation (rotnet) | 0.250 |" in table

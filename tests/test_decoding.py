@@ -179,9 +179,13 @@ def test_facts_of_streamed_bytes_are_read_once_per_content(real_videos, monkeypa
 
     reads = []
     monkeypatch.setattr(decoding, "_bytes_facts", {})
-    monkeypatch.setattr(decoding, "_read_facts", lambda data: reads.append(len(data)) or decoding.StreamFacts(True, False))
+    monkeypatch.setattr(
+        decoding, "_read_facts", lambda data: reads.append(len(data)) or decoding.StreamFacts(True, False)
+    )
     xvid, vfr = real_videos["xvid_mp3.avi"].read_bytes(), real_videos["vfr.mp4"].read_bytes()
-    assert stream_facts(xvid) == stream_facts(bytearray(xvid)) == (True, False)  # a stream's second read of a video
+    assert (
+        stream_facts(xvid) == stream_facts(bytearray(xvid)) == (True, False)
+    )  # a stream's second read of a video
     stream_facts(vfr)
     assert reads == [len(xvid), len(vfr)]
 

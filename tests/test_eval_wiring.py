@@ -135,9 +135,19 @@ def test_ucf101_label_space_and_skipped_test_videos(ucf_copy, tmp_path):
     assert metrics["skipped_videos"][0]["reason"]
 
     # --mode retrieval lists the same video among the queries left out, with its reason
-    retrieval_args = [*SCRATCH, "--dataset", "ucf101", "--dataset_root", str(ucf_copy), "--max_bad_fraction", "0.5"]
+    retrieval_args = [
+        *SCRATCH,
+        "--dataset",
+        "ucf101",
+        "--dataset_root",
+        str(ucf_copy),
+        "--max_bad_fraction",
+        "0.5",
+    ]
     retrieval_args += ["--mode", "retrieval", "--output_dir", str(tmp_path / "retrieval")]
-    report = json.loads((run_finetuning(parse_args(FinetuningArguments, retrieval_args)) / "retrieval.json").read_text())
+    report = json.loads(
+        (run_finetuning(parse_args(FinetuningArguments, retrieval_args)) / "retrieval.json").read_text()
+    )
     assert [v["video_id"] for v in report["skipped_videos"]["query"]] == [broken.video_id]
     assert report["skipped_videos"]["gallery"] == [] and report["skipped_videos"]["query"][0]["reason"]
 

@@ -82,7 +82,10 @@ def test_loaders_pin_and_prefetch_on_cuda_only(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert loader_transfer_options(2) == {"pin_memory": False, "prefetch_factor": None}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert loader_transfer_options(2) == {"pin_memory": True, "prefetch_factor": fastpath.CUDA_PREFETCH_FACTOR}
+    assert loader_transfer_options(2) == {
+        "pin_memory": True,
+        "prefetch_factor": fastpath.CUDA_PREFETCH_FACTOR,
+    }
     assert loader_transfer_options(0) == {"pin_memory": True, "prefetch_factor": None}  # no workers: none
 
 
@@ -117,7 +120,9 @@ def test_compiled_pretraining_matches_eager_and_exports_plain_keys(tmp_path, tin
     assert sorted(weights) == sorted(eager_weights)
     assert not [key for key in weights if "_orig_mod" in key]
     for key, value in eager_weights.items():
-        torch.testing.assert_close(weights[key], value, rtol=1e-3, atol=5e-4, msg=lambda detail, key=key: f"{key}: {detail}")
+        torch.testing.assert_close(
+            weights[key], value, rtol=1e-3, atol=5e-4, msg=lambda detail, key=key: f"{key}: {detail}"
+        )
     checkpoint_files = list((output / "checkpoints").rglob("*.safetensors"))
     assert checkpoint_files
     for path in checkpoint_files:
@@ -157,7 +162,9 @@ def test_zoo_prints_the_aligned_variants_change():
     with redirect_stdout(out):
         assert zoo_main(["--backbones", "r21d-aligned"]) == 0
     line = out.getvalue().strip().splitlines()[-1]
-    assert line.startswith("r21d-aligned vs r21d: params 14.369M vs 14.365M (+0.03%), GFLOPs 42.67 vs 42.72 (-0.12%)"), line
+    assert line.startswith(
+        "r21d-aligned vs r21d: params 14.369M vs 14.365M (+0.03%), GFLOPs 42.67 vs 42.72 (-0.12%)"
+    ), line
 
 
 def test_channels_last_3d_covers_transposed_3d_convolutions():
@@ -177,13 +184,18 @@ def _per_sample_motion_mask(target, label, rates, low, high):
         length, channels, height, width = clip.shape
         chunks = math.gcd(rate, length)
         chunk_frames = clip.reshape(chunks, length // chunks, channels, height, width)
-        positions = [round(j) * (length // chunks) // (length // 2) for j in np.linspace(0, length // 2 - 1, 4)]
+        positions = [
+            round(j) * (length // chunks) // (length // 2) for j in np.linspace(0, length // 2 - 1, 4)
+        ]
         squared = torch.stack(
-            [(chunk_frames[:, b] - chunk_frames[:, a]).pow(2) for a, b in itertools.pairwise(positions)], dim=2
+            [(chunk_frames[:, b] - chunk_frames[:, a]).pow(2) for a, b in itertools.pairwise(positions)],
+            dim=2,
         )  # (chunks, C, 3, H, W)
         pooled = F.avg_pool3d(squared, (3, height // 4, width // 4), (3, height // 16, width // 16))
         span = pooled.amax(dim=(2, 3, 4), keepdim=True) - pooled.amin(dim=(2, 3, 4), keepdim=True)
-        scaled = low + (high - low) * (pooled - pooled.amin(dim=(2, 3, 4), keepdim=True) + 1e-6) / (span + 1e-6)
+        scaled = low + (high - low) * (pooled - pooled.amin(dim=(2, 3, 4), keepdim=True) + 1e-6) / (
+            span + 1e-6
+        )
         scaled = torch.where((span <= 0).all(dim=1, keepdim=True), torch.ones_like(scaled), scaled)
         resized = F.interpolate(scaled, size=(length // chunks, height, width), mode="trilinear")
         masks.append(resized.transpose(1, 2).reshape(length, channels, height, width))
@@ -191,14 +203,17 @@ def _per_sample_motion_mask(target, label, rates, low, high):
 
 
 @pytest.mark.parametrize(
-    ("shape", "rates"), [((5, 32, 3, 112, 112), (1, 2, 4, 8)), ((4, 16, 3, 56, 48), (1, 2, 4, 8)), ((3, 8, 3, 32, 32), (2, 4))]
+    ("shape", "rates"),
+    [((5, 32, 3, 112, 112), (1, 2, 4, 8)), ((4, 16, 3, 56, 48), (1, 2, 4, 8)), ((3, 8, 3, 32, 32), (2, 4))],
 )
 def test_prp_motion_mask_batched_equals_the_per_sample_original(shape, rates):
     target = torch.rand(shape)
     target[0] = 0.5  # a still clip: all ones
     label = torch.arange(shape[0]) % len(rates)
     batched = chunk_motion_weights(target, label, rates, 0.8, 2.0)
-    torch.testing.assert_close(batched, _per_sample_motion_mask(target, label, rates, 0.8, 2.0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        batched, _per_sample_motion_mask(target, label, rates, 0.8, 2.0), rtol=0, atol=1e-5
+    )
     torch.testing.assert_close(batched[0], torch.ones_like(batched[0]), rtol=0, atol=1e-6)  # still: ones
 
 
@@ -207,14 +222,25 @@ def test_cka_recipe_compiled_gives_the_eager_map(tmp_path, tiny_corpus, one_thre
     """An evaluation recipe with --torch_compile: the compiled model, hooked by the capture, gives the
     same CKA map as the eager one."""
     model_dir = tmp_path / "model"
-    VSSLModel(VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32)).save_pretrained(model_dir)
+    VSSLModel(
+        VSSLConfig(backbone="r21d", width_multiplier=0.125, num_frames=8, image_size=32)
+    ).save_pretrained(model_dir)
     maps = {}
     for name, extra in {"eager": [], "compiled": ["--torch_compile"]}.items():
         counters.clear()
-        flags = ["--model_name_or_path", str(model_dir), "--dataset_root", str(tiny_corpus), "--output_dir", str(tmp_path / name)]
+        flags = [
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_root",
+            str(tiny_corpus),
+            "--output_dir",
+            str(tmp_path / name),
+        ]
         flags += ["--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0", *extra]
         output = run_cka(parse_args(CKAArguments, flags))
-        maps[name] = torch.tensor(json.loads((output / "cka.json").read_text())["matrix"], dtype=torch.float64)
+        maps[name] = torch.tensor(
+            json.loads((output / "cka.json").read_text())["matrix"], dtype=torch.float64
+        )
         assert (counters["stats"]["unique_graphs"] > 0) == (name == "compiled")
     assert maps["eager"].shape == (4, 4)
     torch.testing.assert_close(maps["compiled"], maps["eager"], rtol=0, atol=1e-5)

@@ -42,7 +42,9 @@ def _launch(*argv: str) -> None:
         "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
         str(REPO / "tests" / "_dist_fsdp.py"), *argv,
     ]  # fmt: skip
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
 
 
@@ -94,4 +96,3 @@ def test_fsdp_checkpoint_holds_the_full_state_and_resumes_sharded_or_plain(tmp_p
     _launch("resume", str(run), str(checkpoint), str(plain))
     assert not _differing(load_file(run / "resumed_0.safetensors"), continued)
     assert not _differing(load_file(run / "resumed_1.safetensors"), continued)
-

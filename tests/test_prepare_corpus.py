@@ -51,7 +51,12 @@ def corpus(tmp_path_factory):
     corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 3])
     missing = Path(test[0].path)
     missing.unlink()
-    return {"root": root, "corrupt": corrupt, "missing": missing, "train": [r for r in train if r.path != str(corrupt)]}
+    return {
+        "root": root,
+        "corrupt": corrupt,
+        "missing": missing,
+        "train": [r for r in train if r.path != str(corrupt)],
+    }
 
 
 def _argv(corpus, out, *extra):
@@ -101,7 +106,10 @@ def test_skipped_inputs_are_reported_with_reasons(corpus, reference):
     by_stage = {item["stage"]: item for item in manifest["skipped"]}
     assert set(by_stage) == {"check", "annotation"}
     assert by_stage["check"]["path"].endswith(corpus["corrupt"].name) and by_stage["check"]["reason"]
-    assert "not found" in by_stage["annotation"]["reason"] and corpus["missing"].name in by_stage["annotation"]["reason"]
+    assert (
+        "not found" in by_stage["annotation"]["reason"]
+        and corpus["missing"].name in by_stage["annotation"]["reason"]
+    )
     assert not any(os.path.isabs(item["path"]) for item in manifest["skipped"])  # no local paths published
     summary = report.summary()
     assert f"{by_stage['check']['path']}: {by_stage['check']['reason']}" in summary
@@ -153,7 +161,9 @@ def test_a_failed_preparation_resumes_where_it_stopped(corpus, reference, tmp_pa
     assert sorted(p.name for p in out.glob("*.tar")) == sorted(written)
     monkeypatch.setattr(writing, "write_planned_shard", write)
     report = prepare_main(_argv(corpus, out, "--num_workers", "1"))
-    assert report.shards_reused == 3 and {name: (out / name).stat().st_mtime_ns for name in written} == finished
+    assert (
+        report.shards_reused == 3 and {name: (out / name).stat().st_mtime_ns for name in written} == finished
+    )
     assert read_manifest(out) == read_manifest(reference[0])
 
 
@@ -180,7 +190,9 @@ def test_a_killed_preparation_resumes_without_redoing_finished_shards(corpus, re
         """)
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     done = out / ".prepare" / "done"
     deadline = time.monotonic() + 240
     try:
@@ -204,7 +216,9 @@ def test_a_killed_preparation_resumes_without_redoing_finished_shards(corpus, re
     assert read_manifest(out) == read_manifest(reference[0])
     for name in sorted(p.name for p in reference[0].glob("*.tar")):
         # x264 is not always byte-reproducible from run to run: compare the samples, not the bytes
-        assert [meta for _, meta in iter_tar(out / name)] == [meta for _, meta in iter_tar(reference[0] / name)]
+        assert [meta for _, meta in iter_tar(out / name)] == [
+            meta for _, meta in iter_tar(reference[0] / name)
+        ]
     assert (out / "README.md").read_text() == (reference[0] / "README.md").read_text()
 
 
@@ -241,7 +255,12 @@ def test_noisy_variants_are_added_once(corpus, reference, tmp_path, monkeypatch)
     assert calls == [("test", "gaussian", 1), ("test", "gaussian", 3)]
     assert report.shards_written == 0 and report.noisy_written == ["test.gaussian.s1", "test.gaussian.s3"]
     manifest = read_manifest(out)
-    assert manifest["splits"]["test.gaussian.s3"]["noise"] == {"kind": "gaussian", "severity": 3, "preset": "video-p", "seed": 0}
+    assert manifest["splits"]["test.gaussian.s3"]["noise"] == {
+        "kind": "gaussian",
+        "severity": 3,
+        "preset": "video-p",
+        "seed": 0,
+    }
     assert "| test.gaussian.s3 | gaussian | 3 | video-p | 0 | 7 |" in (out / "README.md").read_text()
 
     again = prepare_main(argv)  # published already: not made again, and kept in the manifest
@@ -279,13 +298,21 @@ def test_push_to_hub_and_read_the_subsets_back(corpus, reference, tmp_path):
             print(json.dumps({"manifest": manifest, "subset": subset_shards(manifest, "train", 8, "org/tiny")}))
         """)
         result = subprocess.run(
-            [sys.executable, "-c", read_back], env=env, capture_output=True, text=True, timeout=300, check=False
+            [sys.executable, "-c", read_back],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         back = json.loads(result.stdout.strip().splitlines()[-1])
     local = read_manifest(out)
     assert back["manifest"] == local
-    assert back["subset"] == local["splits"]["train"]["shards"][: local["splits"]["train"]["subsets"]["8"]["num_shards"]]
+    assert (
+        back["subset"]
+        == local["splits"]["train"]["shards"][: local["splits"]["train"]["subsets"]["8"]["num_shards"]]
+    )
     for shard in back["subset"]:
         assert files[shard["file"]] == (out / shard["file"]).read_bytes()
 
@@ -314,7 +341,9 @@ def test_a_video_folder_is_reencoded_to_the_short_side(make_video, tmp_path):
         for name in ("jump", "run"):
             for i in range(count):
                 ext = "webm" if name == "run" and i == 1 else "mp4"
-                make_video(f"videos/{split}/{name}/{name}{i}.{ext}", num_frames=12, height=32, width=48, seed=i)
+                make_video(
+                    f"videos/{split}/{name}/{name}{i}.{ext}", num_frames=12, height=32, width=48, seed=i
+                )
     (root / "train" / "run" / "notes.mp4").write_text("not a video")
     make_video("videos/train/stray.mp4", num_frames=4)
     out = tmp_path / "shards"

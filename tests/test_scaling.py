@@ -68,18 +68,27 @@ def test_config_loads_with_accelerate(name):
     config = load_config_from_file(str(CONFIGS / name))
     kind, processes, machines, precision = EXPECTED[name]
     assert config.distributed_type.value == kind
-    assert (config.num_processes, config.num_machines, config.mixed_precision) == (processes, machines, precision)
+    assert (config.num_processes, config.num_machines, config.mixed_precision) == (
+        processes,
+        machines,
+        precision,
+    )
     assert config.use_cpu is (name == "cpu.yaml")
     if machines > 1 or kind != "NO":
         # what `accelerate launch --config_file` hands torchrun: processes per machine and machines
         args = _launch_args("--config_file", str(CONFIGS / name), "--main_process_port", "0", "train.py")
         prepare_multi_gpu_env(args)
-        assert (int(args.nproc_per_node), int(getattr(args, "nnodes", 1))) == (processes // machines, machines)
+        assert (int(args.nproc_per_node), int(getattr(args, "nnodes", 1))) == (
+            processes // machines,
+            machines,
+        )
 
 
 @pytest.mark.parametrize("backbone", sorted(ADAPTERS))
 def test_fsdp_config_shards_each_adapter_by_its_blocks(backbone, monkeypatch):
-    args = _launch_args("--config_file", str(CONFIGS / "fsdp_large_adapters.yaml"), "--main_process_port", "0", "x.py")
+    args = _launch_args(
+        "--config_file", str(CONFIGS / "fsdp_large_adapters.yaml"), "--main_process_port", "0", "x.py"
+    )
     env = prepare_multi_gpu_env(args)
     assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
     for key, value in env.items():  # the launched processes build their FSDP plugin from these
@@ -87,7 +96,9 @@ def test_fsdp_config_shards_each_adapter_by_its_blocks(backbone, monkeypatch):
             monkeypatch.setenv(key, value)
     plugin = FullyShardedDataParallelPlugin()
     kwargs, blocks = ADAPTERS[backbone]
-    config = VSSLConfig(backbone=backbone, backbone_kwargs=kwargs, num_frames=8, image_size=32, pretext_task="rotnet")
+    config = VSSLConfig(
+        backbone=backbone, backbone_kwargs=kwargs, num_frames=8, image_size=32, pretext_task="rotnet"
+    )
     model = VSSLForPretraining(config)
     policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
     assert Counter(type(module).__name__ for module in model.modules() if policy(module)) == blocks
@@ -118,7 +129,9 @@ with open(os.path.join(os.environ["FAKE_LOG"], "launches"), "a") as handle:
 """
 
 
-def _run_sbatch(tmp_path: Path, *recipe_flags: str, preempt: bool = False) -> tuple[subprocess.CompletedProcess, Path]:
+def _run_sbatch(
+    tmp_path: Path, *recipe_flags: str, preempt: bool = False
+) -> tuple[subprocess.CompletedProcess, Path]:
     bin_dir, log = tmp_path / "bin", tmp_path / "log"
     bin_dir.mkdir()
     log.mkdir()
@@ -155,11 +168,22 @@ def test_sbatch_script_is_valid_bash_and_requeues():
         result = subprocess.run([shellcheck, str(SBATCH)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout
     directives = [line.split()[1] for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
-    assert "--requeue" in directives and "--signal=B:USR1@90" in directives and "--ntasks-per-node=1" in directives
+    assert (
+        "--requeue" in directives
+        and "--signal=B:USR1@90" in directives
+        and "--ntasks-per-node=1" in directives
+    )
 
 
 def test_sbatch_launches_one_accelerate_per_node_with_its_rank(tmp_path):
-    flags = ("--dataset", "org/k400-shards", "--subset_size", "50000", "--pretext_config", '{"queue_size": 64}')
+    flags = (
+        "--dataset",
+        "org/k400-shards",
+        "--subset_size",
+        "50000",
+        "--pretext_config",
+        '{"queue_size": 64}',
+    )
     _, log = _run_sbatch(tmp_path, *flags)
     assert "--ntasks=2" in (log / "srun").read_text().split()
     launches = [json.loads(line) for line in (log / "launches").read_text().splitlines()]
@@ -213,7 +237,9 @@ def _launch(tmp_path: Path, corpus: Path, folders: tuple[Path, Path], machines: 
         ]  # fmt: skip
 
     launched = [
-        subprocess.Popen(command(rank), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            command(rank), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for rank in range(machines)
     ]
     outputs = [process.communicate(timeout=600)[0] for process in launched]

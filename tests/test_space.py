@@ -380,7 +380,11 @@ def test_committed_study_example_is_the_miniature_study(tmp_path):
     committed = pd.read_parquet(REPO_ROOT / "spaces" / "examples" / "study" / "results" / "miniature.parquet")
     pd.testing.assert_frame_equal(fresh, committed)
     study = json.loads((REPO_ROOT / "docs" / "miniature_study" / "study.json").read_text())
-    motion = (fresh["kind"] == "finetune") & (fresh["downstream"] == "synthetic-motion") & (fresh["metric"] == "top1")
+    motion = (
+        (fresh["kind"] == "finetune")
+        & (fresh["downstream"] == "synthetic-motion")
+        & (fresh["metric"] == "top1")
+    )
     vcop = fresh[motion & (fresh["task"] == "vcop")]
     assert sorted(vcop["value"] * 100) == pytest.approx(sorted(study["finetune"]["vcop"]["motion"]["values"]))
 
@@ -405,13 +409,22 @@ def test_one_command_publishes_the_space_with_hf_vssl_vendored(tmp_path, monkeyp
         for name in ("app.py", "README.md", "requirements.txt", "packages.txt", "examples/move_left.mp4"):
             assert files[name] == (REPO_ROOT / "spaces" / name).read_bytes(), name
         assert "examples/study/results/miniature.parquet" in files
-        for name in ("hf_vssl/__init__.py", "hf_vssl/study/report.py", "hf_vssl/study/published/table6_noise.csv"):
+        for name in (
+            "hf_vssl/__init__.py",
+            "hf_vssl/study/report.py",
+            "hf_vssl/study/published/table6_noise.csv",
+        ):
             assert files[name] == (REPO_ROOT / name).read_bytes(), name
         assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
 
         # A file of an earlier upload that is no longer part of the Space goes away on republish.
         api = HfApi(endpoint=hub.url, token="hf_alice")
-        api.upload_file(path_or_fileobj=b"old", path_in_repo="hf_vssl/removed.py", repo_id="org/hf-vssl-demo", repo_type="space")
+        api.upload_file(
+            path_or_fileobj=b"old",
+            path_in_repo="hf_vssl/removed.py",
+            repo_id="org/hf-vssl-demo",
+            repo_type="space",
+        )
         publish_space("org/hf-vssl-demo", token="hf_alice", endpoint=hub.url)
         files = hub.files("org/hf-vssl-demo", repo_type="space")
         assert "hf_vssl/removed.py" not in files and ".gitattributes" in files
@@ -432,7 +445,9 @@ def test_one_command_publishes_the_space_with_hf_vssl_vendored(tmp_path, monkeyp
         "print(hf_vssl.__file__); print(len(render_report('examples/study', 'report')))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=space, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=space, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     module_file, count = result.stdout.split()
     assert Path(module_file).is_relative_to(space) and int(count) == 27

@@ -48,7 +48,9 @@ def _classifier(path: Path) -> Path:
     VSSLForVideoClassification(config.for_classification(labels)).save_pretrained(path)
     VSSLVideoProcessor.for_clip(8, 32).save_pretrained(path)
     metrics = {"dataset": "synthetic", "dataset_split": "test", "label_set": "motion", "fold": 1}
-    (path / "metrics.json").write_text(json.dumps({**metrics, "evaluation": {"num_clips": 2, "num_crops": 1}}))
+    (path / "metrics.json").write_text(
+        json.dumps({**metrics, "evaluation": {"num_clips": 2, "num_crops": 1}})
+    )
     return path
 
 
@@ -112,7 +114,9 @@ def _same_report(a: dict, b: dict, name: str) -> None:
 
 
 def test_pixel_noise_is_per_frame_of_the_video_whatever_the_clip():
-    video = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    video = torch.randint(
+        0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     noise = NoiseTransform("gaussian", 3, seed=SEED)
     whole = noise(video, "v1")
     one, two = noise.on_clips([video[2:6], video[4:8]], "v1", [np.arange(2, 6), np.arange(4, 8)])
@@ -122,7 +126,9 @@ def test_pixel_noise_is_per_frame_of_the_video_whatever_the_clip():
     # Temporal perturbations act on the clip: one draw per clip, as before.
     reversal = NoiseTransform("jumbled", 2, seed=SEED)
     clips = reversal.on_clips([video[:8], video[4:]], "v1", [np.arange(8), np.arange(4, 12)])
-    assert torch.equal(clips[0], reversal(video[:8], "v1")) and torch.equal(clips[1], reversal(video[4:], "v1/clip1"))
+    assert torch.equal(clips[0], reversal(video[:8], "v1")) and torch.equal(
+        clips[1], reversal(video[4:], "v1/clip1")
+    )
 
 
 def test_write_noisy_split_names_the_split_and_refuses_what_has_no_stored_form(shard_dir):
@@ -164,7 +170,9 @@ def test_published_noisy_split_gives_the_clips_and_scores_of_noise_on_the_fly(sh
 
     model = VSSLForVideoClassification.from_pretrained(_classifier(shard_dir.parent / "model")).eval()
     a = evaluate_classifier(model, build_eval_dataset(published, 8, 32, num_clips=2), batch_size=3)
-    b = evaluate_classifier(model, build_eval_dataset(clean, 8, 32, num_clips=2, noise=on_the_fly), batch_size=3)
+    b = evaluate_classifier(
+        model, build_eval_dataset(clean, 8, 32, num_clips=2, noise=on_the_fly), batch_size=3
+    )
     assert a.video_ids == b.video_ids == sorted(stored)
     assert torch.equal(a.video_scores, b.video_scores) and a.video_top1 == b.video_top1
 
@@ -174,7 +182,9 @@ def test_published_noisy_split_gives_the_clips_and_scores_of_noise_on_the_fly(sh
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_from_local_shards_equals_the_source(name, classifier, tiny_corpus, from_shards, tmp_path):
-    source = RECIPES[name](classifier, tmp_path / name, "--dataset", "synthetic", "--dataset_root", str(tiny_corpus))
+    source = RECIPES[name](
+        classifier, tmp_path / name, "--dataset", "synthetic", "--dataset_root", str(tiny_corpus)
+    )
     _same_report(from_shards[name], source, name)
     if name == "robustness":
         assert from_shards[name]["published"] == {"gaussian s3": "test.gaussian.s3"}
@@ -254,7 +264,9 @@ def test_stream_reports_skipped_videos_and_checks_every_video_is_accounted_for(m
         )
     ).eval()
     result = evaluate_classifier(
-        model, build_eval_dataset(videos, 8, 32, num_clips=1, short_video="skip", max_bad_fraction=0.5), batch_size=4
+        model,
+        build_eval_dataset(videos, 8, 32, num_clips=1, short_video="skip", max_bad_fraction=0.5),
+        batch_size=4,
     )
     assert result.num_videos == 4 and result.video_ids == ["vid0", "vid2", "vid3", "vid5"]
     assert [(e["video_id"], e["index"]) for e in result.skipped_videos] == [("vid1", -1), ("vid4", -1)]
@@ -277,9 +289,13 @@ def test_first_videos_of_a_stream_are_the_same_under_ranks_and_workers(shard_dir
         read = []
         for rank in (0, 1):
             stream = EvalStream(limited, sampler, rank=rank, world_size=2)
-            loader = torch.utils.data.DataLoader(stream, batch_size=2, num_workers=workers, collate_fn=collate_clips)
+            loader = torch.utils.data.DataLoader(
+                stream, batch_size=2, num_workers=workers, collate_fn=collate_clips
+            )
             read += [video_id for batch in loader for video_id in batch["video_ids"]]
-            read += [video_id for batch in loader for video_id in batch["video_ids"]]  # a second pass: the same
+            read += [
+                video_id for batch in loader for video_id in batch["video_ids"]
+            ]  # a second pass: the same
         assert sorted(read) == sorted(order[:5] * 2), workers
 
 

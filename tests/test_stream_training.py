@@ -52,7 +52,9 @@ def _publish_subset(shard_dir: Path, size: int, num_shards: int) -> None:
     preparation writes into the manifest)."""
     path = shard_dir / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["splits"]["train"]["subsets"] = {str(size): {"num_shards": num_shards, "num_videos": size, "seed": 0}}
+    manifest["splits"]["train"]["subsets"] = {
+        str(size): {"num_shards": num_shards, "num_videos": size, "seed": 0}
+    }
     path.write_text(json.dumps(manifest, indent=2))
 
 
@@ -60,7 +62,9 @@ def _publish_subset(shard_dir: Path, size: int, num_shards: int) -> None:
 def corpus_shards(tiny_corpus, tmp_path_factory) -> Path:
     """The tiny corpus's 24 training videos as 6 shards of 4, with a published 16-video subset."""
     out = tmp_path_factory.mktemp("stream") / "k400-shards"
-    report = build_shards(load_records("synthetic", str(tiny_corpus), "train"), out, shard_size=4, num_workers=1)
+    report = build_shards(
+        load_records("synthetic", str(tiny_corpus), "train"), out, shard_size=4, num_workers=1
+    )
     assert report.per_split == {"train": 24}
     _publish_subset(out, SUBSET, 4)
     return out
@@ -77,7 +81,9 @@ def _toy_shards(make_video, out_dir: Path, count: int, shard_size: int) -> list[
     """``count`` small panning-noise videos (4 labels) in shards of ``shard_size``."""
     records = [
         VideoRecord(
-            path=str(make_video(f"src/{out_dir.name}/v{i:02d}.mp4", num_frames=8, height=16, width=16, seed=i)),
+            path=str(
+                make_video(f"src/{out_dir.name}/v{i:02d}.mp4", num_frames=8, height=16, width=16, seed=i)
+            ),
             label=i % 4,
             label_name=f"c{i % 4}",
             video_id=f"vid{i:02d}",
@@ -175,7 +181,9 @@ def test_steps_per_epoch_and_refusals(corpus_shards, tmp_path):
         streamed_batches_per_epoch(24, 8, 2, 2)
     assert load_video_dataset(corpus_shards, subset_size=SUBSET).num_shards == 4
     assert load_video_dataset(corpus_shards, subset_size=24).num_shards == 6  # the whole split
-    with pytest.raises(ValueError, match=r"publishes no 12-video subset of split 'train' \(published sizes: 16\)"):
+    with pytest.raises(
+        ValueError, match=r"publishes no 12-video subset of split 'train' \(published sizes: 16\)"
+    ):
         load_video_dataset(corpus_shards, subset_size=12)
     videos = open_training_videos(parse_dataset_argument(str(corpus_shards)), subset_size=SUBSET)
     assert videos.is_stream and videos.num_videos == SUBSET and videos.records is None
@@ -222,7 +230,9 @@ def test_streamed_pretraining_resumes_exactly(corpus_shards, tmp_path):
 
 
 def _teacher(path: Path) -> Path:
-    config = VSSLConfig(backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32, pretext_task="rotnet")
+    config = VSSLConfig(
+        backbone="r3d", width_multiplier=0.125, num_frames=8, image_size=32, pretext_task="rotnet"
+    )
     VSSLForPretraining(config).save_pretrained(path)
     return path
 
@@ -238,7 +248,9 @@ def _distill(output: Path, dataset: Path, teacher: Path, *extra: str) -> Path:
 
 
 def test_distillation_and_finetuning_train_from_shards(corpus_shards, tmp_path):
-    output = _distill(tmp_path / "d", corpus_shards, _teacher(tmp_path / "teacher"), "--subset_size", str(SUBSET))
+    output = _distill(
+        tmp_path / "d", corpus_shards, _teacher(tmp_path / "teacher"), "--subset_size", str(SUBSET)
+    )
     assert (output / "model.safetensors").is_file() and len(_losses(output)) == 2
     assert not (output / "subset_ids.json").exists()  # a stream's videos are the manifest's subset
 
@@ -257,7 +269,9 @@ def test_distillation_and_finetuning_train_from_shards(corpus_shards, tmp_path):
     labels = {v: int(label) for b in batches for v, label in zip(b["video_ids"], b["labels"], strict=True)}
     assert sorted(labels) == _shard_ids(corpus_shards)  # every training video once
     # ids read v_MoveUp_g01_c01 for the label move_up: each video carries its own label
-    assert all(videos.id2label[label].replace("_", "") in video_id.lower() for video_id, label in labels.items())
+    assert all(
+        videos.id2label[label].replace("_", "") in video_id.lower() for video_id, label in labels.items()
+    )
     assert batches[0]["pixel_values"].shape == (4, 8, 3, 32, 32)
 
 
@@ -344,7 +358,16 @@ def test_recipes_stream_from_the_hub_and_resume_exactly(hub_shards, tmp_path):
     hub, commit = hub_shards
     env = _online_env(hub, tmp_path)
     flags = [*TINY_PRETRAINING_FLAGS, "--pretext_task", "rotnet", "--dataset", "org/k400-shards"]
-    flags += ["--subset_size", str(SUBSET), "--dataset_revision", commit, "--max_steps", "5", "--save_steps", "3"]
+    flags += [
+        "--subset_size",
+        str(SUBSET),
+        "--dataset_revision",
+        commit,
+        "--max_steps",
+        "5",
+        "--save_steps",
+        "3",
+    ]
     flags += ["--save_total_limit", "5", "--logging_steps", "1", "--dataloader_num_workers", "2"]
     script = f"""
 import json, shutil, sys
@@ -367,8 +390,15 @@ run_distillation(parse_args(DistillationArguments, ["--teachers", str(out), "--b
     "--dataloader_num_workers", "0", "--report_to", "none", "--max_steps", "2", "--dataset",
     "hf://datasets/org/k400-shards", "--output_dir", str(out.parent / "distilled")]))
 """
-    _check(subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600))
-    expected, actual = load_file(tmp_path / "expected.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    _check(
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+    )
+    expected, actual = (
+        load_file(tmp_path / "expected.safetensors"),
+        load_file(tmp_path / "run" / "model.safetensors"),
+    )
     assert [key for key in expected if not torch.equal(expected[key], actual[key])] == []
     assert _losses(tmp_path / "run") == [
         json.loads(line)["loss"] for line in (tmp_path / "expected_log.jsonl").read_text().splitlines()
@@ -392,8 +422,16 @@ def _launch(env: dict, machine_rank: int | None, port: int, record: Path, output
     ]  # fmt: skip
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", *machines]
     command += ["--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += [str(REPO / "tests" / "_dist_stream_pretrain.py"), str(record), *flags, "--output_dir", str(output)]
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command += [
+        str(REPO / "tests" / "_dist_stream_pretrain.py"),
+        str(record),
+        *flags,
+        "--output_dir",
+        str(output),
+    ]
+    return subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait(process: subprocess.Popen) -> None:
@@ -415,7 +453,16 @@ def test_two_nodes_equal_one_machine_and_read_every_video_once_per_epoch(hub_sha
     """
     hub, _ = hub_shards
     env = _online_env(hub, tmp_path)
-    common = ["--subset_size", str(SUBSET), "--max_steps", "4", "--dataloader_num_workers", "2", "--bf16", "false"]
+    common = [
+        "--subset_size",
+        str(SUBSET),
+        "--max_steps",
+        "4",
+        "--dataloader_num_workers",
+        "2",
+        "--bf16",
+        "false",
+    ]
     flags = [*TINY_PRETRAINING_FLAGS, "--pretext_task", "rotnet", "--dataset", "org/k400-shards", *common]
     port = _free_port()
     nodes = [_launch(env, rank, port, tmp_path / "nodes", tmp_path / "nodes_out", flags) for rank in (0, 1)]
@@ -447,4 +494,6 @@ def test_two_nodes_equal_one_machine_and_read_every_video_once_per_epoch(hub_sha
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pretraining, "_pretext_step", recording_step)
         _pretrain(tmp_path / "one_process", corpus_shards, *common, "--per_device_train_batch_size", "8")
-    assert len(seen) == 4 and all(sorted(v for b in seen[2 * e : 2 * e + 2] for v in b) == subset for e in (0, 1))
+    assert len(seen) == 4 and all(
+        sorted(v for b in seen[2 * e : 2 * e + 2] for v in b) == subset for e in (0, 1)
+    )

@@ -80,11 +80,15 @@ def test_a_streamed_video_is_opened_once(shards, monkeypatch):
     opened = []
     init = torchcodec.decoders.VideoDecoder.__init__
     monkeypatch.setattr(
-        torchcodec.decoders.VideoDecoder, "__init__", lambda self, *a, **k: opened.append(1) or init(self, *a, **k)
+        torchcodec.decoders.VideoDecoder,
+        "__init__",
+        lambda self, *a, **k: opened.append(1) or init(self, *a, **k),
     )
     row = next(iter(load_video_dataset(shard_dir)))
     assert isinstance(row["video"], torchcodec.decoders.VideoDecoder) and len(opened) == 1
-    stream = StreamingClipDataset(load_video_dataset(shard_dir), UniformClipSampler(num_frames=4), shuffle=False)
+    stream = StreamingClipDataset(
+        load_video_dataset(shard_dir), UniformClipSampler(num_frames=4), shuffle=False
+    )
     opened.clear()
     assert len(list(stream)) == len(ids) == len(opened)
 

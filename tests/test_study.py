@@ -74,10 +74,16 @@ def test_cell_ids_are_stable_and_follow_every_setting_up_the_chain():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["stages"]["finetune"].update(axes={"learning_rat": [0.1]}), r"stages\.finetune\.axes\.learning_rat"),
+        (
+            lambda d: d["stages"]["finetune"].update(axes={"learning_rat": [0.1]}),
+            r"stages\.finetune\.axes\.learning_rat",
+        ),
         (lambda d: d["stages"]["pretrain"].update(kind="pretrian"), r"stages\.pretrain\.kind"),
         (lambda d: d["stages"]["finetune"].update({"from": "nosuchstage"}), r"stages\.finetune.*nosuchstage"),
-        (lambda d: d["stages"]["cka"].update(compare_to={"task": "vcop"}), r"stages\.cka\.compare_to.*selects 0"),
+        (
+            lambda d: d["stages"]["cka"].update(compare_to={"task": "vcop"}),
+            r"stages\.cka\.compare_to.*selects 0",
+        ),
         (lambda d: d["defaults"]["pretrain"].update(num_frames="eight"), r"defaults\.pretrain\.num_frames"),
         (lambda d: d.update(stagez={}), r"unknown key 'stagez'"),
     ],
@@ -98,8 +104,15 @@ def test_only_brings_what_cells_need_and_exclude_drops_what_needs_them():
         ("cka", "rspnet"), ("finetune", "rspnet"), ("pretrain", "rotnet"), ("pretrain", "rspnet")
     ]  # fmt: skip
     left = select(cells, exclude=parse_filters(["task=rotnet"], "--exclude"))
-    assert sorted((c.kind, c.columns["task"]) for c in left) == [("finetune", "rspnet"), ("pretrain", "rspnet")]
-    assert [c.kind for c in select(cells, only={"noise": ["gaussian"]})] == ["pretrain", "finetune", "robustness"]
+    assert sorted((c.kind, c.columns["task"]) for c in left) == [
+        ("finetune", "rspnet"),
+        ("pretrain", "rspnet"),
+    ]
+    assert [c.kind for c in select(cells, only={"noise": ["gaussian"]})] == [
+        "pretrain",
+        "finetune",
+        "robustness",
+    ]
     with pytest.raises(ValueError, match=r"--only colour=.*no cell has the axis"):
         select(cells, only=parse_filters(["colour=red"], "--only"))
 
@@ -118,7 +131,15 @@ def test_paper_dry_run_lists_the_full_grid_with_its_cost(capsys):
     assert {(t, b) for t in tasks for b in backbones} <= pretrained
     subsets = {c.columns["subset_size"] for c in cells if c.kind == "pretrain"}
     assert {10000, 30000, 50000, 100000} <= subsets
-    assert {c.kind for c in cells} == {"pretrain", "finetune", "linear_probe", "robustness", "cka", "distill", "zero_shot"}
+    assert {c.kind for c in cells} == {
+        "pretrain",
+        "finetune",
+        "linear_probe",
+        "robustness",
+        "cka",
+        "distill",
+        "zero_shot",
+    }
     total = float(text.split("estimated total: ")[1].split(" GPU-hours")[0])
     assert total > 100
     assert "no measurement for shufflenet" in text
@@ -132,7 +153,11 @@ def test_miniature_preset_is_the_miniature_studys_grid():
     assert {k: len(v) for k, v in kinds.items()} == {
         "pretrain": 7, "distill": 1, "finetune": 54, "robustness": 32, "cka": 2
     }  # fmt: skip
-    flags = {c.columns["task"]: executors.recipe_arguments(c, "/s") for c in kinds["pretrain"] if "rates" not in str(c.settings)}
+    flags = {
+        c.columns["task"]: executors.recipe_arguments(c, "/s")
+        for c in kinds["pretrain"]
+        if "rates" not in str(c.settings)
+    }
     for task, arguments in flags.items():
         assert arguments[arguments.index("--max_steps") + 1] == "500"
         assert arguments[arguments.index("--optimizer") + 1] == "adamw"
@@ -143,7 +168,9 @@ def test_miniature_preset_is_the_miniature_studys_grid():
 
 def test_sbatch_script_carries_the_cells_resources_as_an_array():
     data = _smoke_data()
-    data["resources"] = {"pretrain": {"gpus": 2, "cpus": 10, "mem_gb": 64, "time_min": 120, "partition": "gpu"}}
+    data["resources"] = {
+        "pretrain": {"gpus": 2, "cpus": 10, "mem_gb": 64, "time_min": 120, "partition": "gpu"}
+    }
     cells = [c for c in expand(parse_spec(data)) if c.kind == "pretrain"]
     text = sbatch_script(cells, "/shared/study/slurm", jobs=1)
     for line in ("--gpus-per-node=2", "--cpus-per-task=10", "--mem=64GB", "--time=120", "--partition=gpu"):
@@ -170,7 +197,9 @@ def test_local_executor_shares_out_devices_and_keeps_dependency_order(monkeypatc
         return executors.CellOutcome(cell.cell_id, status, "log.txt")
 
     monkeypatch.setattr(executors, "execute_cell", fake_execute)
-    outcomes = executors.LocalExecutor(jobs=2, devices=["0", "1"], threads=3).run(cells, "unused", executors.RunOptions())
+    outcomes = executors.LocalExecutor(jobs=2, devices=["0", "1"], threads=3).run(
+        cells, "unused", executors.RunOptions()
+    )
     started = {e[1]: i for i, e in enumerate(events) if e[0] == "start"}
     ended = {e[1]: i for i, e in enumerate(events) if e[0] == "end"}
     assert all(len(e[2]) == 1 and e[3] == 3 for e in events if e[0] == "start")
@@ -211,9 +240,17 @@ def test_smoke_preset_end_to_end_then_a_rerun_does_no_work(tmp_path):
         "cka": {"cka_diagonal_mean", "cka_offdiagonal_mean"},
     }
     robust = {(r["noise"], r["severity"], r["metric"]) for r in rows if r["kind"] == "robustness"}
-    assert robust == {("gaussian", 0, "top1"), ("gaussian", 1, "top1"), ("gaussian", None, "relative_robustness")}
+    assert robust == {
+        ("gaussian", 0, "top1"),
+        ("gaussian", 1, "top1"),
+        ("gaussian", None, "relative_robustness"),
+    }
     finetune = next(r for r in rows if r["kind"] == "finetune" and r["task"] == "rotnet")
-    assert finetune["mode"] == "finetune" and finetune["downstream"] == "synthetic" and finetune["width"] == 0.125
+    assert (
+        finetune["mode"] == "finetune"
+        and finetune["downstream"] == "synthetic"
+        and finetune["width"] == 0.125
+    )
     assert finetune["parent_ids"].startswith("pretrain-") and 0 <= finetune["value"] <= 1
     assert json.loads(finetune["settings_json"])["settings"]["max_steps"] == 4
     assert all(r["value"] > 0 for r in rows if r["metric"] in ("params", "gflops"))
@@ -246,7 +283,9 @@ def test_killed_runner_resumes_the_interrupted_cell_and_failed_cells_are_retried
     command = [*STUDY, "--spec", str(spec), "--study_dir", str(study_dir), "--jobs", "1", "--no_report"]
     runner = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     long_out = output_dir_of(study_dir, cells["long"].cell_id)
-    _wait_for(lambda: any((long_out / "checkpoints").glob("checkpoint-*/")), 300, "a checkpoint of the long cell")
+    _wait_for(
+        lambda: any((long_out / "checkpoints").glob("checkpoint-*/")), 300, "a checkpoint of the long cell"
+    )
     runner.send_signal(signal.SIGKILL)  # the recipe it started keeps running, orphaned
     runner.wait()
     assert result_path_of(study_dir, cells["quick"].cell_id).is_file()
@@ -272,7 +311,9 @@ def test_killed_runner_resumes_the_interrupted_cell_and_failed_cells_are_retried
 
 @pytest.mark.slow
 def test_slurm_executor_through_submitits_local_executor(tmp_path, monkeypatch):
-    spec = _spec_file(tmp_path, {"pretrain": {"kind": "pretrain", "settings": {"task": "rotnet", "max_steps": 2}}})
+    spec = _spec_file(
+        tmp_path, {"pretrain": {"kind": "pretrain", "settings": {"task": "rotnet", "max_steps": 2}}}
+    )
     cells = expand(load_spec(spec))
     study_dir = tmp_path / "study"
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the submitit job process imports this checkout
@@ -289,7 +330,9 @@ def test_push_results_uploads_the_parts_with_a_card(tmp_path, monkeypatch):
                                              "metric": "steps", "value": 4.0, "settings_json": "{}",
                                              "output_dir": "o", "finished_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
     (tmp_path / "results").mkdir()
-    datasets.Dataset.from_list([row], features=columns).to_parquet(str(tmp_path / "results" / "pretrain-x.parquet"))
+    datasets.Dataset.from_list([row], features=columns).to_parquet(
+        str(tmp_path / "results" / "pretrain-x.parquet")
+    )
     assert load_results(tmp_path)[0]["value"] == 4.0
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with LocalHub(tokens={"hf_local_alice": "alice"}) as hub:
@@ -327,9 +370,17 @@ def test_distill_probe_retrieval_and_zero_shot_cells_run_and_report_their_metric
     for row in load_results(study_dir).to_list():
         metrics.setdefault(row["kind"], {})[row["metric"]] = row
     assert set(metrics["distill"]) == {"final_loss", "steps", "params", "gflops"}
-    assert metrics["distill"]["steps"]["value"] == 2 and metrics["distill"]["steps"]["teachers"] == "rotnet,vcop"
+    assert (
+        metrics["distill"]["steps"]["value"] == 2 and metrics["distill"]["steps"]["teachers"] == "rotnet,vcop"
+    )
     student = metrics["linear_probe"]["top1"]
-    assert student["teachers"] == "rotnet,vcop" and student["mode"] == "linear_probe" and 0 <= student["value"] <= 1
+    assert (
+        student["teachers"] == "rotnet,vcop"
+        and student["mode"] == "linear_probe"
+        and 0 <= student["value"] <= 1
+    )
     assert set(metrics["retrieval"]) == {"R@1", "R@5", "R@10", "R@20"}
     assert metrics["retrieval"]["R@1"]["value"] <= metrics["retrieval"]["R@20"]["value"]
-    assert set(metrics["zero_shot"]) == {"top1", "top5"} and metrics["zero_shot"]["top1"]["backbone"] == str(clip)
+    assert set(metrics["zero_shot"]) == {"top1", "top5"} and metrics["zero_shot"]["top1"]["backbone"] == str(
+        clip
+    )

@@ -122,7 +122,9 @@ def test_markdown_matches_the_expected_pages(report):
             (EXPECTED / name).write_text((out / name).read_text())
     assert pages == sorted(p.name for p in EXPECTED.glob("*.md"))
     for name in pages:
-        assert (out / name).read_text() == (EXPECTED / name).read_text(), f"{name} differs from {EXPECTED / name}"
+        assert (out / name).read_text() == (EXPECTED / name).read_text(), (
+            f"{name} differs from {EXPECTED / name}"
+        )
     assert sorted(written) == sorted([*out.glob("*.md"), *out.glob("*.png")])
 
 
@@ -148,7 +150,9 @@ def test_published_numbers_sit_beside_ours(report):
     out, _ = report
     table3 = (out / "table3_equal_constraints.md").read_text()
     rspnet = _table_line(table3, "pretraining kinetics400, subset 50k, downstream ucf101", "rspnet")
-    assert rspnet["r21d"] == "[75.0](https://huggingface.co/org/rspnet-r21d-ucf101)"  # linked to its checkpoint
+    assert (
+        rspnet["r21d"] == "[75.0](https://huggingface.co/org/rspnet-r21d-ucf101)"
+    )  # linked to its checkpoint
     assert rspnet["r21d (paper)"] == "78.0" and rspnet["shufflenet (paper)"] == "68.8"
     assert rspnet["shufflenet"] == "n/a"
     rotnet = _table_line(table3, "pretraining kinetics400, subset 50k, downstream ucf101", "rotnet")
@@ -173,7 +177,9 @@ def test_published_numbers_sit_beside_ours(report):
 
 def test_missing_cells_are_na_and_listed(fixed_rows, tmp_path):
     without_noise = [r for r in fixed_rows if not (r["kind"] == "robustness" and r["task"] == "rspnet")]
-    rendered = render_table(TABLES_BY_NAME["table6_noise"], _dataset(without_noise).to_pandas(), load_published())
+    rendered = render_table(
+        TABLES_BY_NAME["table6_noise"], _dataset(without_noise).to_pandas(), load_published()
+    )
     rspnet = _table_line(rendered.markdown, "backbone r21d, downstream ucf101, severity 1", "rspnet")
     assert rspnet["clean"] == rspnet["gaussian"] == "n/a" and rspnet["clean (paper)"] == "78.0"
     assert "rspnet x clean" in rendered.markdown and "rspnet x gaussian" in rendered.markdown
@@ -225,12 +231,19 @@ def test_a_hub_dataset_id_is_read_from_the_hub(fixed_rows, tmp_path, monkeypatch
         api = HfApi(endpoint=hub.url, token="hf_alice")
         api.create_repo("alice/study-results", repo_type="dataset")
         api.upload_file(
-            path_or_fileobj=str(parquet), path_in_repo="train.parquet", repo_id="alice/study-results", repo_type="dataset"
+            path_or_fileobj=str(parquet),
+            path_in_repo="train.parquet",
+            repo_id="alice/study-results",
+            repo_type="dataset",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0")
         result = subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", script, str(tmp_path / "out")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "27"

@@ -312,7 +312,13 @@ def test_v3_single_frame_statistics_do_not_tell_motion_classes_apart():
         frame = S.render_video(spec, 12, (64, 64))[int(rng.integers(12))].astype(np.float32) / 255
         gx, gy = np.diff(frame, axis=1), np.diff(frame, axis=0)
         features.append(
-            np.r_[frame.mean((0, 1)), frame.std((0, 1)), np.abs(gx).mean(), np.abs(gy).mean(), (frame > 0.9).mean()]
+            np.r_[
+                frame.mean((0, 1)),
+                frame.std((0, 1)),
+                np.abs(gx).mean(),
+                np.abs(gy).mean(),
+                (frame > 0.9).mean(),
+            ]
         )
         motion.append(m)
     accuracy = _ridge_accuracy(np.stack(features), np.array(motion), 200, 10)

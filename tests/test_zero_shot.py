@@ -567,13 +567,21 @@ def test_every_flag_in_the_documentation_exists():
 def test_zero_shot_from_a_shard_folder_equals_the_source(tiny_models, tiny_corpus, tmp_path):
     from hf_vssl.data.shards import build_shards
 
-    build_shards(load_records("synthetic", str(tiny_corpus), "test"), tmp_path / "shards", shard_size=3, num_workers=1)
+    build_shards(
+        load_records("synthetic", str(tiny_corpus), "test"), tmp_path / "shards", shard_size=3, num_workers=1
+    )
     common = ["--model_name_or_path", str(tiny_models["clip"]), "--eval_clips", "1", "--num_frames", "4"]
     common += ["--per_device_eval_batch_size", "4"]
     runs = {}
-    for name, data in (("source", ["--dataset_root", str(tiny_corpus)]), ("shards", ["--dataset", str(tmp_path / "shards")])):
+    for name, data in (
+        ("source", ["--dataset_root", str(tiny_corpus)]),
+        ("shards", ["--dataset", str(tmp_path / "shards")]),
+    ):
         output = _recipe("zero_shot").main([*common, *data, "--output_dir", str(tmp_path / name)])
-        runs[name] = (json.loads((output / "metrics.json").read_text()), json.loads((output / "predictions.json").read_text()))
+        runs[name] = (
+            json.loads((output / "metrics.json").read_text()),
+            json.loads((output / "predictions.json").read_text()),
+        )
     (source, source_predictions), (shards, shard_predictions) = runs["source"], runs["shards"]
     assert shards["results"] == source["results"] and shards["num_videos"] == source["num_videos"]
     assert shards["zero_shot"]["class_names"] == source["zero_shot"]["class_names"]  # from the manifest

@@ -113,7 +113,9 @@ class CKAArguments(CompileArguments, ShortVideoArguments):
     )
     num_videos: int | None = field(
         default=256,
-        metadata={"help": "class-balanced subset of this many videos (shards: the first ones in manifest order)"},
+        metadata={
+            "help": "class-balanced subset of this many videos (shards: the first ones in manifest order)"
+        },
     )
     per_device_eval_batch_size: int = field(default=16, metadata={"help": "clips per CKA minibatch (> 3)"})
     num_frames: int | None = field(default=None, metadata={"help": "default: model A's"})

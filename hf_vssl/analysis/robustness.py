@@ -260,7 +260,10 @@ def run_robustness(args: RobustnessArguments) -> Path:
         class_names = dataset_class_names(
             args,
             id2label if isinstance(videos, ShardSplit) else videos,
-            dataset=dataset, dataset_root=args.dataset_root, fold=fold, label_set=label_set
+            dataset=dataset,
+            dataset_root=args.dataset_root,
+            fold=fold,
+            label_set=label_set,
         )
         model = build_zero_shot_classifier(
             args, args.model_name_or_path, class_names, device=accelerator.device

@@ -120,7 +120,13 @@ def load_eval_videos(
     if not data.is_shards:
         split = resolve_eval_split(dataset, split)
         records, id2label = load_labelled_records(
-            dataset, dataset_root, split, fold, subset_size=subset_size, subset_seed=subset_seed, label_set=label_set
+            dataset,
+            dataset_root,
+            split,
+            fold,
+            subset_size=subset_size,
+            subset_seed=subset_seed,
+            label_set=label_set,
         )
         return records, id2label, split
     manifest = load_manifest(data.base)
@@ -242,16 +248,31 @@ class EvalStream(StreamingClipDataset):
                     raise VideoDecodeError(name, "sample has no video bytes or path")
                 rng = np.random.default_rng([self.seed, 0, stable_key_seed(video_id)])
                 sample = build_sample(
-                    payload, name, self.sampler, rng, label=label, video_id=video_id, index=-1,
-                    start=meta.get("start"), end=meta.get("end"), transform=self.transform,
-                    noise=self.noise, short_video=self.short_video,
+                    payload,
+                    name,
+                    self.sampler,
+                    rng,
+                    label=label,
+                    video_id=video_id,
+                    index=-1,
+                    start=meta.get("start"),
+                    end=meta.get("end"),
+                    transform=self.transform,
+                    noise=self.noise,
+                    short_video=self.short_video,
                 )
             except BAD_VIDEO_ERRORS as error:
                 short = isinstance(error, ClipTooLongError)
                 if short and self.short_video == "refuse":
                     raise ClipTooLongError(error.needed, error.available, name) from None
                 self.tracker.bad(name, name, _reason(error), short=short)
-                yield {"skipped": True, "index": -1, "video_id": video_id, "label": label, "reason": _reason(error)}
+                yield {
+                    "skipped": True,
+                    "index": -1,
+                    "video_id": video_id,
+                    "label": label,
+                    "reason": _reason(error),
+                }
                 continue
             self.tracker.ok()
             yield sample
@@ -281,6 +302,8 @@ def eval_clip_dataset(
         return VideoClipDataset(videos, sampler, short_video=short_video, substitute=substitute, **options)
     if not substitute:
         return EvalStream(videos, sampler, short_video=short_video, **options)
-    dataset = StreamingClipDataset(_stream(videos), sampler, shuffle=False, short_video=short_video, **options)
+    dataset = StreamingClipDataset(
+        _stream(videos), sampler, shuffle=False, short_video=short_video, **options
+    )
     dataset.videos = videos
     return dataset

@@ -153,7 +153,9 @@ def load_video_dataset(
         files = [f"{base}/{shard['file']}" for shard in subset_shards(manifest, split, subset_size, base)]
         video_field, features = manifest["video_field"], _features(manifest["video_field"])
     elif subset_size is not None:
-        raise ValueError(f"{base} has no {MANIFEST_NAME}: it publishes no subsets (subset_size={subset_size})")
+        raise ValueError(
+            f"{base} has no {MANIFEST_NAME}: it publishes no subsets (subset_size={subset_size})"
+        )
     else:
         files, video_field, features = [f"{base}/*-{split}-*.tar"], None, None
     dataset = load_dataset(
@@ -274,7 +276,9 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         """In ``epoch``, worker ``w`` (the process itself without workers) passes over the first
         ``positions[w]`` examples of its share without decoding them (see ``stream_position``)."""
         if len(positions) > MAX_STREAM_WORKERS:
-            raise ValueError(f"at most {MAX_STREAM_WORKERS} DataLoader workers can resume, got {len(positions)}")
+            raise ValueError(
+                f"at most {MAX_STREAM_WORKERS} DataLoader workers can resume, got {len(positions)}"
+            )
         self._resume.zero_()
         self._resume[1 : 1 + len(positions)] = torch.as_tensor(positions, dtype=torch.int64)
         self._resume[0] = int(epoch) + 1

@@ -106,9 +106,13 @@ def open_training_videos(
             records, id2label = load_labelled_records(argument.dataset, argument.root, split, fold, **options)
         else:
             records, id2label = load_records(argument.dataset, argument.root, split, fold, **options), None
-        return TrainingVideos(argument, split, len(records), id2label, records=records, subset_size=subset_size)
+        return TrainingVideos(
+            argument, split, len(records), id2label, records=records, subset_size=subset_size
+        )
     if label_set is not None:
-        raise ValueError(f"--label_set applies to the synthetic corpus, not to the shards of {argument.dataset}")
+        raise ValueError(
+            f"--label_set applies to the synthetic corpus, not to the shards of {argument.dataset}"
+        )
     manifest = load_manifest(argument.base)
     shards = subset_shards(manifest, split, subset_size, argument.dataset)
     published = published_subsets(manifest, split).get(subset_size) if subset_size is not None else None
@@ -118,7 +122,9 @@ def open_training_videos(
             f"{published['seed']}, not --subset_seed {subset_seed} (pass --subset_seed {published['seed']})"
         )
     num_videos = sum(int(shard["num_videos"]) for shard in shards)
-    return TrainingVideos(argument, split, num_videos, manifest_label_space(manifest), subset_size=subset_size)
+    return TrainingVideos(
+        argument, split, num_videos, manifest_label_space(manifest), subset_size=subset_size
+    )
 
 
 __all__ = ["TrainingVideos", "dataset_name", "open_training_videos"]

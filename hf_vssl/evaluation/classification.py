@@ -189,7 +189,9 @@ def _skipped(batch: dict) -> list[dict]:
     )
 
 
-def _gather(accelerator: Accelerator | None, indices: torch.Tensor, video_ids: list[str], *tensors: torch.Tensor):
+def _gather(
+    accelerator: Accelerator | None, indices: torch.Tensor, video_ids: list[str], *tensors: torch.Tensor
+):
     """``(video_ids, tensors)``: every rank's rows, each video once, in record order (streams,
     whose index is -1: in video-id order). Ranks may hold different counts (skipped videos,
     streams), so rows are padded for the gather and the padding dropped by each rank's count."""

@@ -75,7 +75,12 @@ def evaluate_retrieval(
     uniform clips per video, center crop), the same code path as classification testing. With
     ``return_skipped`` also ``{"gallery": [...], "query": [...]}``: the videos left out of each.
     """
-    common = {"batch_size": batch_size, "num_workers": num_workers, "accelerator": accelerator, "return_skipped": True}
+    common = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "accelerator": accelerator,
+        "return_skipped": True,
+    }
     gallery, gallery_labels, gallery_skipped = extract_features(
         backbone, train_dataset, desc="retrieval: train features", **common
     )

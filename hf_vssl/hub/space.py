@@ -46,7 +46,9 @@ def space_files(space_dir: str | Path = DEFAULT_SPACE_DIR) -> dict[str, Path]:
         )
     files = {name: space_dir / name for name in _files(space_dir, None)}
     if any(name.split("/")[0] == "hf_vssl" for name in files):
-        raise HubPublishError(f"{space_dir} has its own hf_vssl/ folder; remove it (the upload vendors the package)")
+        raise HubPublishError(
+            f"{space_dir} has its own hf_vssl/ folder; remove it (the upload vendors the package)"
+        )
     files.update({f"hf_vssl/{name}": PACKAGE_DIR / name for name in _files(PACKAGE_DIR, PACKAGE_PATTERNS)})
     return files
 
@@ -92,8 +94,12 @@ def publish_space(
 def main(argv: list[str] | None = None) -> str:
     """``python -m hf_vssl.hub.space --repo_id org/name``: publish the Space and print its URL."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo_id", required=True, help="the Space repo, `org/name` (or `name` under your user)")
-    parser.add_argument("--space_dir", type=Path, default=DEFAULT_SPACE_DIR, help="the Space folder (default: spaces/)")
+    parser.add_argument(
+        "--repo_id", required=True, help="the Space repo, `org/name` (or `name` under your user)"
+    )
+    parser.add_argument(
+        "--space_dir", type=Path, default=DEFAULT_SPACE_DIR, help="the Space folder (default: spaces/)"
+    )
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--token", help="Hub token (default: the logged-in one, or HF_TOKEN)")
     parser.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")

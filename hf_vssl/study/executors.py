@@ -114,7 +114,14 @@ def cell_command(cell: Cell, study_dir: str | Path, options: RunOptions, num_pro
     if cell.launcher == "python":
         return [options.python, recipe, *arguments]
     launch = [options.python, "-m", "accelerate.commands.launch", "--num_machines", "1"]
-    launch += ["--num_processes", str(max(1, num_processes)), "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += [
+        "--num_processes",
+        str(max(1, num_processes)),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if num_processes > 1:
         launch.append("--multi_gpu")
     return [*launch, recipe, *arguments]
@@ -196,7 +203,11 @@ PROCESSES = _Processes()
 
 
 def execute_cell(
-    cell: Cell, study_dir: str | Path, options: RunOptions, devices: list[str] | None = None, threads: int | None = None
+    cell: Cell,
+    study_dir: str | Path,
+    options: RunOptions,
+    devices: list[str] | None = None,
+    threads: int | None = None,
 ) -> CellOutcome:
     """Run one cell's recipe (log in ``cells/<id>/log.txt``) and record its results if it succeeded."""
     log = log_path_of(study_dir, cell.cell_id)
@@ -254,7 +265,9 @@ class LocalExecutor:
         self.devices = devices if devices is not None else _visible_gpus()
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
 
-    def run(self, cells: list[Cell], study_dir: str | Path, options: RunOptions, on_done=None) -> dict[str, CellOutcome]:
+    def run(
+        self, cells: list[Cell], study_dir: str | Path, options: RunOptions, on_done=None
+    ) -> dict[str, CellOutcome]:
         """Run ``cells`` (dependency order; parents outside the list count as finished)."""
         outcomes: dict[str, CellOutcome] = {}
         ids = {c.cell_id for c in cells}
@@ -267,7 +280,9 @@ class LocalExecutor:
                     parents = [p for p in cell.parent_ids if p in ids]
                     if any(p in outcomes and outcomes[p].status != "finished" for p in parents):
                         waiting.remove(cell)
-                        failed = next(p for p in parents if p in outcomes and outcomes[p].status != "finished")
+                        failed = next(
+                            p for p in parents if p in outcomes and outcomes[p].status != "finished"
+                        )
                         outcomes[cell.cell_id] = CellOutcome(cell.cell_id, "blocked", "", f"needs {failed}")
                         if on_done:
                             on_done(outcomes[cell.cell_id])
@@ -286,7 +301,9 @@ class LocalExecutor:
                     if waiting and all(p in outcomes for c in waiting for p in c.parent_ids if p in ids):
                         continue  # blocked cells are settled on the next pass
                     if waiting:
-                        raise RuntimeError(f"cell {waiting[0].cell_id} waits for a parent that is not scheduled")
+                        raise RuntimeError(
+                            f"cell {waiting[0].cell_id} waits for a parent that is not scheduled"
+                        )
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -379,7 +396,9 @@ class SlurmExecutor:
         if cluster not in ("slurm", "local"):
             raise ValueError(f"cluster must be 'slurm' or 'local', got {cluster!r}")
         if importlib.util.find_spec("submitit") is None:
-            raise ValueError("--executor slurm needs submitit: pip install 'hf_vssl[study]' (or submitit>=1.5)")
+            raise ValueError(
+                "--executor slurm needs submitit: pip install 'hf_vssl[study]' (or submitit>=1.5)"
+            )
         self.jobs, self.cluster, self.folder = jobs, cluster, folder
 
     def _executor(self, folder: Path, resources: dict[str, Any], name: str):
@@ -394,7 +413,9 @@ class SlurmExecutor:
         executor.update_parameters(**sbatch_parameters(resources, self.jobs, name))
         return executor
 
-    def run(self, cells: list[Cell], study_dir: str | Path, options: RunOptions, on_done=None) -> dict[str, CellOutcome]:
+    def run(
+        self, cells: list[Cell], study_dir: str | Path, options: RunOptions, on_done=None
+    ) -> dict[str, CellOutcome]:
         folder = Path(self.folder or Path(study_dir) / "slurm")
         outcomes: dict[str, CellOutcome] = {}
         for number, wave in enumerate(waves(cells)):
@@ -419,7 +440,9 @@ class SlurmExecutor:
                     outcome = CellOutcome(**job.result())
                 except Exception as error:  # noqa: BLE001 (a job that died is a failed cell, whatever killed it)
                     message = " ".join(str(error).split())[:300]
-                    outcome = CellOutcome(cell.cell_id, "failed", str(log_path_of(study_dir, cell.cell_id)), message)
+                    outcome = CellOutcome(
+                        cell.cell_id, "failed", str(log_path_of(study_dir, cell.cell_id)), message
+                    )
                 outcomes[cell.cell_id] = outcome
                 if on_done:
                     on_done(outcome)

@@ -66,9 +66,13 @@ def relative_decrease_png(decrease: pd.DataFrame, path: str | Path, series_axes:
     if not noises:
         axes = figure.add_subplot()
         axes.axis("off")
-        axes.text(0.5, 0.5, "n/a: no robustness rows with a clean (severity 0) top-1", ha="center", va="center")
+        axes.text(
+            0.5, 0.5, "n/a: no robustness rows with a clean (severity 0) top-1", ha="center", va="center"
+        )
         return _save(figure, Path(path))
-    labels = decrease[list(series_axes)].apply(lambda r: " ".join(key_label(v) for v in r if key_label(v)), axis=1)
+    labels = decrease[list(series_axes)].apply(
+        lambda r: " ".join(key_label(v) for v in r if key_label(v)), axis=1
+    )
     colors = {label: f"C{i % 10}" for i, label in enumerate(sorted(set(labels)))}  # one colour per series
     first = None
     for index, noise in enumerate(noises):
@@ -79,14 +83,18 @@ def relative_decrease_png(decrease: pd.DataFrame, path: str | Path, series_axes:
             rows = decrease[in_noise & (labels == label)]
             if len(rows):
                 series = rows.groupby("severity")["value"].mean()
-                axes.plot(series.index, series.to_numpy() * 100, marker="o", color=color, label=label or "all")
+                axes.plot(
+                    series.index, series.to_numpy() * 100, marker="o", color=color, label=label or "all"
+                )
         axes.set_title(noise)
         axes.set_xlabel("severity")
         axes.set_xticks(range(1, 6))
         axes.grid(alpha=0.3)
         if index == 0:
             axes.set_ylabel("relative decrease of top-1 (%)")
-    handles = [Line2D([], [], color=color, marker="o", label=label or "all") for label, color in colors.items()]
+    handles = [
+        Line2D([], [], color=color, marker="o", label=label or "all") for label, color in colors.items()
+    ]
     figure.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=7)
     figure.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(figure, Path(path))

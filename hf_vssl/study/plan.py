@@ -48,10 +48,14 @@ def _check_keys(cells: list[Cell], filters: dict[str, list[str]], flag: str) -> 
     known = set(_FILTER_FIELDS) | {k for c in cells for k in (*c.columns, *c.settings)}
     for key in filters:
         if key not in known:
-            raise ValueError(f"{flag} {key}=...: no cell has the axis {key!r}; axes: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"{flag} {key}=...: no cell has the axis {key!r}; axes: {', '.join(sorted(known))}"
+            )
 
 
-def select(cells: list[Cell], only: dict[str, list[str]] | None = None, exclude: dict[str, list[str]] | None = None) -> list[Cell]:
+def select(
+    cells: list[Cell], only: dict[str, list[str]] | None = None, exclude: dict[str, list[str]] | None = None
+) -> list[Cell]:
     """Filter the grid, keeping it runnable.
 
     ``only``: the cells matching every axis filter, plus the cells they depend on (a finetune
@@ -137,7 +141,9 @@ def estimate_cost(cell: Cell, by_id: dict[str, Cell], table: dict | None = None)
     test_videos = _videos(table, columns.get("downstream"), None, 1)
     eval_clips = settings.get("eval_clips", 5)
     if cell.kind in ("pretrain", "distill"):
-        samples = _train_samples(settings, _videos(table, columns["pretrain_dataset"], columns.get("subset_size"), 0), "epochs")
+        samples = _train_samples(
+            settings, _videos(table, columns["pretrain_dataset"], columns.get("subset_size"), 0), "epochs"
+        )
         if samples is None:
             return CellCost(None, f"no size for {columns['pretrain_dataset']} without max_steps")
         if cell.kind == "pretrain":
@@ -151,7 +157,9 @@ def estimate_cost(cell: Cell, by_id: dict[str, Cell], table: dict | None = None)
         if cell.kind == "finetune" and not samples:
             return CellCost(None, f"no size for {columns.get('downstream')} without max_steps")
         train_cost = samples if cell.kind == "finetune" else samples / 3
-        evaluated = (test_videos or 0) * eval_clips + (train_videos or 0) * eval_clips * (cell.kind == "retrieval")
+        evaluated = (test_videos or 0) * eval_clips + (train_videos or 0) * eval_clips * (
+            cell.kind == "retrieval"
+        )
         seconds = (train_cost + evaluated / 3) / plain
     elif cell.kind == "robustness":
         passes = 1 + len(settings.get("severities") or [1, 2, 3, 4, 5])
@@ -183,7 +191,9 @@ def format_plan(cells: list[Cell], table: dict | None = None) -> str:
             else:
                 total += cost.gpu_hours
                 per_kind[cell.kind] += cost.gpu_hours
-    lines.append("cells per kind: " + ", ".join(f"{k} {n}" for k, n in Counter(c.kind for c in cells).items()))
+    lines.append(
+        "cells per kind: " + ", ".join(f"{k} {n}" for k, n in Counter(c.kind for c in cells).items())
+    )
     lines.append(
         f"estimated total: {total:.4g} GPU-hours on H200 ("
         + ", ".join(f"{k} {v:.3g}" for k, v in per_kind.items())

@@ -64,4 +64,11 @@ def load_published(table: str | None = None) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["PUBLISHED_COLUMNS", "PUBLISHED_DIR", "SETTING_AXES", "load_published", "published_files", "read_published"]
+__all__ = [
+    "PUBLISHED_COLUMNS",
+    "PUBLISHED_DIR",
+    "SETTING_AXES",
+    "load_published",
+    "published_files",
+    "read_published",
+]

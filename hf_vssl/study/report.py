@@ -41,7 +41,16 @@ from hf_vssl.study.tables import (
 logger = logging.getLogger(__name__)
 
 #: Columns of the results rows the report reads (a subset of the study's results schema).
-REQUIRED_COLUMNS = (*SETTING_AXES, "cell_id", "seed", "metric", "value", "settings_json", "output_dir", "hub_repo_id")
+REQUIRED_COLUMNS = (
+    *SETTING_AXES,
+    "cell_id",
+    "seed",
+    "metric",
+    "value",
+    "settings_json",
+    "output_dir",
+    "hub_repo_id",
+)
 #: The CKA figures: one per axis, a map per cka cell ordered along it.
 CKA_AXES = ("task", "subset_size", "epochs", "complexity")
 _HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
@@ -66,7 +75,9 @@ def load_results_frame(source: Any) -> tuple[pd.DataFrame, str]:
         files = sorted((Path(source) / "results").glob("*.parquet"))
         if not files:
             raise ValueError(f"{source}: no results/*.parquet in this study folder (run the study first)")
-        frame = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train").to_pandas()
+        frame = datasets.load_dataset(
+            "parquet", data_files=[str(f) for f in files], split="train"
+        ).to_pandas()
         where = f"the study folder `{Path(source).name}`"
     elif isinstance(source, str) and _HUB_ID.match(source):
         frame, where = datasets.load_dataset(source, split="train").to_pandas(), f"the Hub dataset `{source}`"
@@ -96,11 +107,17 @@ def _cka_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
         settings = settings_of(first)
         given = settings.get("cka_json") or settings.get("cka_path")
         base = Path(first.get("output_dir") or ".")
-        path = (base / given if given and not Path(given).is_absolute() else Path(given)) if given else base / "cka.json"
+        path = (
+            (base / given if given and not Path(given).is_absolute() else Path(given))
+            if given
+            else base / "cka.json"
+        )
         metrics = dict(zip(rows["metric"], rows["value"]))
         cells.append(
             {
-                **{axis: key_label(first.get(axis)) for axis in ("task", "backbone", "subset_size", "epochs")},
+                **{
+                    axis: key_label(first.get(axis)) for axis in ("task", "backbone", "subset_size", "epochs")
+                },
                 "complexity": key_label(settings.get("complexity")),
                 "cell_id": cell_id,
                 "diagonal": metrics.get("cka_diagonal_mean"),
@@ -118,7 +135,12 @@ def _cka_page(axis: str, cells: list[dict[str, Any]], out: Path) -> Page:
     along = sorted((c for c in cells if c[axis]), key=lambda c: _number_or_text(c[axis]))
     others = [a for a in ("task", "backbone", "subset_size", "epochs", "complexity") if a != axis]
     varying = [a for a in others if len({c[a] for c in along}) > 1]
-    parts = [f"# {title}", "", f"Rows: `cka` rows (`cka_diagonal_mean`, `cka_offdiagonal_mean`) and each cell's `cka.json`. ![cka_{axis}](cka_{axis}.png)", ""]
+    parts = [
+        f"# {title}",
+        "",
+        f"Rows: `cka` rows (`cka_diagonal_mean`, `cka_offdiagonal_mean`) and each cell's `cka.json`. ![cka_{axis}](cka_{axis}.png)",
+        "",
+    ]
     missing = 0
     if not along:
         missing = 1
@@ -139,9 +161,7 @@ def _cka_page(axis: str, cells: list[dict[str, Any]], out: Path) -> Page:
                 ]
             )
         parts.append(markdown_grid(header, body))
-    panels = [
-        (setting_text({a: c[a] for a in (axis, *varying)}), c["data"]) for c in along
-    ]
+    panels = [(setting_text({a: c[a] for a in (axis, *varying)}), c["data"]) for c in along]
     png = cka_png(panels, out / f"cka_{axis}.png", title)
     markdown = out / f"cka_{axis}.md"
     markdown.write_text("\n".join(parts).rstrip() + "\n")
@@ -183,7 +203,9 @@ def render_report(study_dir_or_results: Any, out_dir: str | Path | None = None) 
         markdown.write_text(rendered.markdown)
         if spec.prepare is relative_decrease_rows:
             png = relative_decrease_png(
-                relative_decrease_rows(results, spec), out / f"{spec.name}.png", ("task", "backbone", "downstream")
+                relative_decrease_rows(results, spec),
+                out / f"{spec.name}.png",
+                ("task", "backbone", "downstream"),
             )
         else:
             png = table_png(rendered, out / f"{spec.name}.png")

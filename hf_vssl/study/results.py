@@ -112,7 +112,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_cell_file(study_dir: str | Path, cell: Cell) -> None:
     """``cells/<id>/cell.json``: the cell as the plan resolved it (read by people and by result rows)."""
-    write_atomic(cell_dir(study_dir, cell.cell_id) / "cell.json", (json.dumps(cell.to_dict(), indent=1) + "\n").encode())
+    write_atomic(
+        cell_dir(study_dir, cell.cell_id) / "cell.json",
+        (json.dumps(cell.to_dict(), indent=1) + "\n").encode(),
+    )
 
 
 # -- metrics per kind ------------------------------------------------------------------------------
@@ -148,12 +151,17 @@ def _backbone_size(output: Path) -> list[tuple[str, float, dict]]:
     config = VSSLConfig.from_pretrained(output)
     backbone = VSSLModel(config).backbone
     shape = (1, 3, config.num_frames, config.image_size, config.image_size)
-    return [("params", float(count_parameters(backbone)), {}), ("gflops", float(count_gflops(backbone, shape)), {})]
+    return [
+        ("params", float(count_parameters(backbone)), {}),
+        ("gflops", float(count_gflops(backbone, shape)), {}),
+    ]
 
 
 def _classification(output: Path) -> list[tuple[str, float, dict]]:
     results = _read_json(output / "metrics.json")["results"]
-    return [(name, float(results[f"video_{name}"]), {}) for name in ("top1", "top5") if f"video_{name}" in results]
+    return [
+        (name, float(results[f"video_{name}"]), {}) for name in ("top1", "top5") if f"video_{name}" in results
+    ]
 
 
 def _retrieval(output: Path) -> list[tuple[str, float, dict]]:
@@ -166,9 +174,13 @@ def _robustness(output: Path, noise: str) -> list[tuple[str, float, dict]]:
     rows = [("top1", float(report["clean_top1"]), {"noise": noise, "severity": 0})]
     for cell in report["cells"]:
         if cell["severity"]:
-            rows.append(("top1", float(cell["top1"]), {"noise": cell["noise"], "severity": int(cell["severity"])}))
+            rows.append(
+                ("top1", float(cell["top1"]), {"noise": cell["noise"], "severity": int(cell["severity"])})
+            )
     for kind, average in report["average"].items():
-        rows.append(("relative_robustness", float(average["relative_robustness"]), {"noise": kind, "severity": None}))
+        rows.append(
+            ("relative_robustness", float(average["relative_robustness"]), {"noise": kind, "severity": None})
+        )
     return rows
 
 
@@ -305,7 +317,11 @@ def results_card(study_dir: str | Path, repo_id: str, num_rows: int, num_cells: 
 
 
 def push_results(
-    study_dir: str | Path, repo_id: str, token: str | None = None, endpoint: str | None = None, private: bool = False
+    study_dir: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    endpoint: str | None = None,
+    private: bool = False,
 ) -> str:
     """Upload every result part (``data/<cell_id>.parquet``) and a card as the dataset repo ``repo_id``; returns its URL."""
     parts = result_parts(study_dir)

@@ -91,7 +91,9 @@ def run_study(
             if stop_stale_cell(study_dir, cell.cell_id):
                 logger.warning("stopped cell %s's recipe left running by an earlier runner", cell.cell_id)
             pending.append(cell)
-    bar = tqdm(total=len(pending), desc=f"study {study_dir.name}", unit="cell", disable=not progress or not pending)
+    bar = tqdm(
+        total=len(pending), desc=f"study {study_dir.name}", unit="cell", disable=not progress or not pending
+    )
 
     def on_done(result: CellOutcome) -> None:
         {"finished": outcome.finished.append, "failed": outcome.failed.append}.get(

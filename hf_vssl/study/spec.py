@@ -77,7 +77,12 @@ KIND_SETTINGS: dict[str, dict[str, str | None]] = {
         "eval_clips": "--eval_clips",
         "bf16": "--bf16",
     },
-    "cka": {**_DOWNSTREAM, "num_videos": "--num_videos", "kernel": "--kernel", "num_workers": "--dataloader_num_workers"},
+    "cka": {
+        **_DOWNSTREAM,
+        "num_videos": "--num_videos",
+        "kernel": "--kernel",
+        "num_workers": "--dataloader_num_workers",
+    },
     "distill": {
         **_CLIP,
         "pretrain_dataset": "--dataset",
@@ -87,7 +92,12 @@ KIND_SETTINGS: dict[str, dict[str, str | None]] = {
         "epochs": "--num_train_epochs",
         **_TRAINING,
     },
-    "zero_shot": {"model": "--model_name_or_path", **_DOWNSTREAM, "eval_clips": "--eval_clips", "bf16": "--bf16"},
+    "zero_shot": {
+        "model": "--model_name_or_path",
+        **_DOWNSTREAM,
+        "eval_clips": "--eval_clips",
+        "bf16": "--bf16",
+    },
 }
 #: Every kind also takes ``args``: extra recipe flags, a list of strings passed as they are.
 COMMON_SETTINGS = ("args",)
@@ -259,7 +269,9 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
     resources = _mapping(data.get("resources"), source, "resources")
     for key, values in resources.items():
         if key != "default" and key not in KINDS:
-            raise StudySpecError(f"{source}: resources.{key}: expected 'default' or a kind ({', '.join(KINDS)})")
+            raise StudySpecError(
+                f"{source}: resources.{key}: expected 'default' or a kind ({', '.join(KINDS)})"
+            )
         _check_resources(_mapping(values, source, f"resources.{key}"), source, f"resources.{key}")
     spec = StudySpec(
         source=source,
@@ -291,8 +303,14 @@ def _check_settings(values: dict, kind: str, source: str, where: str) -> None:
                 f"{source}: {where}.{key}: not a setting of a {kind} cell; valid: {', '.join(sorted(valid))}"
             )
         expected = _COLUMN_TYPES.get(key)
-        ok_type = expected is None or value is None or (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (expected is float or value == int(value))
+        ok_type = (
+            expected is None
+            or value is None
+            or (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and (expected is float or value == int(value))
+            )
         )
         if not ok_type:
             raise StudySpecError(f"{source}: {where}.{key}: expected {expected.__name__}, got {value!r}")
@@ -303,7 +321,9 @@ def _check_settings(values: dict, kind: str, source: str, where: str) -> None:
 def _check_resources(values: dict, source: str, where: str) -> None:
     for key in values:
         if key not in RESOURCE_KEYS:
-            raise StudySpecError(f"{source}: {where}.{key}: unknown resource; valid: {', '.join(RESOURCE_KEYS)}")
+            raise StudySpecError(
+                f"{source}: {where}.{key}: unknown resource; valid: {', '.join(RESOURCE_KEYS)}"
+            )
 
 
 def _parse_stage(stage: dict, name: str, spec: StudySpec) -> dict:
@@ -411,8 +431,11 @@ def same_value(have: Any, wanted: Any) -> bool:
 
 def _teacher_labels(teachers: list[Cell]) -> str:
     """Comma-joined teacher names: the task, plus whichever axes tell the teachers apart."""
-    keys = ["task"] + [k for k in ("backbone", "pretrain_dataset", "subset_size", "epochs") if
-                       len({str(t.columns.get(k)) for t in teachers}) > 1]
+    keys = ["task"] + [
+        k
+        for k in ("backbone", "pretrain_dataset", "subset_size", "epochs")
+        if len({str(t.columns.get(k)) for t in teachers}) > 1
+    ]
     return ",".join(":".join(str(t.columns.get(k)) for k in keys) for t in teachers)
 
 

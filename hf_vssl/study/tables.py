@@ -65,7 +65,11 @@ def value_label(axis: str, label: str) -> str:
 
 def _key_text(axes: Sequence[str], key: Sequence[str], roles: bool = False) -> str:
     """A row or column key as text; empty axes are left out (``-`` when all are)."""
-    words = [(_KIND_ROLES.get(v, v) if roles and a == "kind" else value_label(a, v)) for a, v in zip(axes, key) if v]
+    words = [
+        (_KIND_ROLES.get(v, v) if roles and a == "kind" else value_label(a, v))
+        for a, v in zip(axes, key)
+        if v
+    ]
     return " ".join(words) or "-"
 
 
@@ -168,7 +172,13 @@ def relative_decrease_rows(results: pd.DataFrame, spec: TableSpec) -> pd.DataFra
     for _, row in robust[robust["severity"] > 0].iterrows():
         reference = clean_top1.get(tuple(key_label(v) for v in row[same]))
         if reference:
-            rows.append({**row.to_dict(), "metric": "relative_decrease", "value": (reference - row["value"]) / reference})
+            rows.append(
+                {
+                    **row.to_dict(),
+                    "metric": "relative_decrease",
+                    "value": (reference - row["value"]) / reference,
+                }
+            )
     return pd.DataFrame(rows, columns=results.columns)
 
 
@@ -333,7 +343,10 @@ def _matches(published: Mapping[str, str], setting: Mapping[str, str]) -> bool:
 
 def _extra_text(extra: ExtraColumn, results: pd.DataFrame, spec: TableSpec, row_key, setting) -> str:
     rows = results[(results["kind"] == extra.kind) & (results["metric"] == extra.metric)]
-    for axis, label in [*zip(spec.rows, row_key), *((a, setting.get(a, "")) for a in extra.match if a in setting)]:
+    for axis, label in [
+        *zip(spec.rows, row_key),
+        *((a, setting.get(a, "")) for a in extra.match if a in setting),
+    ]:
         rows = rows[rows[axis].map(key_label) == label]
     values = sorted(set(rows["value"].astype(float)))
     return "n/a" if not values else " / ".join(_fixed_or_small(v * extra.scale, extra.digits) for v in values)
@@ -358,13 +371,19 @@ def build_sections(spec: TableSpec, results: pd.DataFrame, published: pd.DataFra
     paper = _published_for(spec, published)
     laid_out = set(spec.rows + spec.columns + spec.sections)
     varying = [
-        a for a in SETTING_AXES if a not in laid_out and a not in spec.select and ours[a].map(key_label).nunique() > 1
+        a
+        for a in SETTING_AXES
+        if a not in laid_out and a not in spec.select and ours[a].map(key_label).nunique() > 1
     ]
     section_axes = [*spec.sections, *varying]
     percent = spec.metric in PERCENT_METRICS
-    ours = ours.assign(_section=_labels(ours, section_axes), _row=_labels(ours, spec.rows), _col=_labels(ours, spec.columns))
+    ours = ours.assign(
+        _section=_labels(ours, section_axes), _row=_labels(ours, spec.rows), _col=_labels(ours, spec.columns)
+    )
     paper = paper.assign(
-        _section=_labels(paper, spec.sections), _row=_labels(paper, spec.rows), _col=_labels(paper, spec.columns)
+        _section=_labels(paper, spec.sections),
+        _row=_labels(paper, spec.rows),
+        _col=_labels(paper, spec.columns),
     )
     settings = [dict(zip(section_axes, key)) for key in _sorted_keys(section_axes, ours["_section"])]
     paper_settings = {
@@ -373,8 +392,14 @@ def build_sections(spec: TableSpec, results: pd.DataFrame, published: pd.DataFra
     unmatched = [s for s in paper_settings.values() if not any(_matches(s, o) for o in settings)]
     sections = []
     for setting in [*settings, *unmatched]:
-        mine = ours[ours["_section"] == tuple(setting[a] for a in section_axes)] if setting in settings else ours[:0]
-        theirs = paper[[_matches(paper_settings[k], setting) for k in paper["_section"]]] if len(paper) else paper
+        mine = (
+            ours[ours["_section"] == tuple(setting[a] for a in section_axes)]
+            if setting in settings
+            else ours[:0]
+        )
+        theirs = (
+            paper[[_matches(paper_settings[k], setting) for k in paper["_section"]]] if len(paper) else paper
+        )
         sections.append(_section(spec, results, setting, mine, theirs, percent))
     return sections
 
@@ -410,7 +435,9 @@ def markdown_grid(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines)
 
 
-def render_table(spec: TableSpec, results: pd.DataFrame, published: pd.DataFrame | None = None) -> RenderedTable:
+def render_table(
+    spec: TableSpec, results: pd.DataFrame, published: pd.DataFrame | None = None
+) -> RenderedTable:
     """``spec`` rendered from ``results`` (a DataFrame of results rows) as Markdown with its PNG name."""
     sections = build_sections(spec, results, published)
     parts = [f"# {spec.title}", "", f"Rows: {spec.feeds}. ![{spec.name}]({spec.name}.png)", ""]

@@ -367,7 +367,10 @@ def _gathered_optimizer_state(models: list[nn.Module], optimizer) -> dict | None
         {**group, "params": [position.setdefault(name, len(position)) for name in group["params"]]}
         for group in by_name["param_groups"]
     ]
-    return {"state": {position[name]: value for name, value in by_name["state"].items()}, "param_groups": groups}
+    return {
+        "state": {position[name]: value for name, value in by_name["state"].items()},
+        "param_groups": groups,
+    }
 
 
 def _set_sharded_optimizer_state(owner: nn.Module, optimizer, state: dict) -> None:
@@ -384,10 +387,14 @@ def _set_sharded_optimizer_state(owner: nn.Module, optimizer, state: dict) -> No
             f"{[len(group) for group in names]} in this run"
         )
     name_of = {
-        position: name for group, group_names in zip(groups, names) for position, name in zip(group["params"], group_names)
+        position: name
+        for group, group_names in zip(groups, names)
+        for position, name in zip(group["params"], group_names)
     }
     if not set(state["state"]) <= set(name_of):
-        raise ValueError(f"state for parameters {sorted(set(state['state']) - set(name_of))[:3]} not in any group")
+        raise ValueError(
+            f"state for parameters {sorted(set(state['state']) - set(name_of))[:3]} not in any group"
+        )
     by_name = {
         "state": {name_of[position]: value for position, value in state["state"].items()},
         "param_groups": [{**group, "params": group_names} for group, group_names in zip(groups, names)],
@@ -687,7 +694,9 @@ def check_shared_output_dir(accelerator, output_dir: str | Path, wait_s: float =
     deadline = time.monotonic() + wait_s
     while not (seen := _holds(probe, nonce[0])) and time.monotonic() < deadline:
         time.sleep(0.5)  # only a process that does not see it yet waits
-    answers = gather_object([(accelerator.process_index, socket.gethostname(), str(output_dir.resolve()), seen)])
+    answers = gather_object(
+        [(accelerator.process_index, socket.gethostname(), str(output_dir.resolve()), seen)]
+    )
     if accelerator.is_main_process:
         probe.unlink(missing_ok=True)
     blind = [answer for answer in answers if not answer[3]]

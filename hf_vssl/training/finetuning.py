@@ -322,10 +322,14 @@ def finetune_train_data(args: FinetuningArguments, accelerator, config: VSSLConf
     )
     batch_size = min(args.per_device_train_batch_size, videos.num_videos // accelerator.num_processes)
     if batch_size < 1:
-        raise ValueError(f"{videos.num_videos} training videos cannot feed {accelerator.num_processes} processes")
+        raise ValueError(
+            f"{videos.num_videos} training videos cannot feed {accelerator.num_processes} processes"
+        )
     if batch_size < args.per_device_train_batch_size:
         logger.warning("only %d training videos: batch size lowered to %d", videos.num_videos, batch_size)
-    dataset, dataloader = build_train_data(videos, sampler, transform, args, accelerator, batch_size=batch_size)
+    dataset, dataloader = build_train_data(
+        videos, sampler, transform, args, accelerator, batch_size=batch_size
+    )
     return dataset, dataloader, device_augment
 
 
@@ -355,7 +359,9 @@ def run_finetuning(args: FinetuningArguments) -> Path:
 
     def gallery():  # retrieval's gallery: the (subset of the) train split, as evaluation videos
         subset = {"subset_size": args.subset_size, "subset_seed": args.subset_seed}
-        return load_eval_videos(args.dataset, args.dataset_root, args.train_split, args.fold, **data, **subset)
+        return load_eval_videos(
+            args.dataset, args.dataset_root, args.train_split, args.fold, **data, **subset
+        )
 
     if args.mode == "retrieval":  # the train split is only the gallery
         train_records, train_labels, _ = gallery()

@@ -155,7 +155,9 @@ def build_train_dataloader(
     """
     if isinstance(dataset, torch.utils.data.IterableDataset):
         if num_videos is None:
-            raise ValueError("a streamed dataset needs num_videos (the manifest's count) to fix its steps per epoch")
+            raise ValueError(
+                "a streamed dataset needs num_videos (the manifest's count) to fix its steps per epoch"
+            )
         workers = min(args.dataloader_num_workers, dataset.num_shards)
         if workers < args.dataloader_num_workers:
             logger.info(
@@ -350,7 +352,11 @@ def train(accelerator: Accelerator, args, output_dir: Path, job: TrainingJob) ->
         dataloader.set_epoch(epoch)
         if streamed and skip_batches:
             ranks = (loop_state.get("stream") or {}).get("ranks")
-            state = ranks[accelerator.process_index] if ranks and len(ranks) == accelerator.num_processes else None
+            state = (
+                ranks[accelerator.process_index]
+                if ranks and len(ranks) == accelerator.num_processes
+                else None
+            )
             dataloader.resume(epoch, skip_batches, state)
             batches = dataloader
         elif skip_batches:

@@ -24,10 +24,14 @@ class PrepareArguments:
     """What :func:`hf_vssl.data.prepare.prepare_corpus` makes (see docs/preparing_corpora.md)."""
 
     dataset: str = field(
-        metadata={"help": "built-in source: ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder, synthetic"}
+        metadata={
+            "help": "built-in source: ucf101, hmdb51, kinetics400, ssv2, diving48, videofolder, synthetic"
+        }
     )
     output_dir: str = field(
-        metadata={"help": "folder of the prepared dataset (new or empty; or an interrupted preparation to resume)"}
+        metadata={
+            "help": "folder of the prepared dataset (new or empty; or an interrupted preparation to resume)"
+        }
     )
     dataset_root: str | None = field(
         default=None, metadata={"help": "the source's folder in its official layout (synthetic: built in)"}
@@ -43,14 +47,19 @@ class PrepareArguments:
     )
     subset_split: str = field(default="train", metadata={"help": "the split the subsets are drawn from"})
     subset_seed: int = field(default=0, metadata={"help": "seed of the class-balanced subsets"})
-    shard_size: int = field(default=256, metadata={"help": "videos per tar shard (fewer at a subset boundary)"})
+    shard_size: int = field(
+        default=256, metadata={"help": "videos per tar shard (fewer at a subset boundary)"}
+    )
     short_side: int = field(
-        default=128, metadata={"help": "re-encode to this short side in pixels (never upscaled; 0 keeps the size)"}
+        default=128,
+        metadata={"help": "re-encode to this short side in pixels (never upscaled; 0 keeps the size)"},
     )
     gop_size: int = field(default=16, metadata={"help": "keyframe interval of the re-encoded videos"})
     crf: int = field(default=23, metadata={"help": "x264 quality (lower: better, larger)"})
     codec: str = field(default="libx264", metadata={"help": "video codec of the re-encoded videos (in mp4)"})
-    prefix: str | None = field(default=None, metadata={"help": "shard name prefix (default: the source's name)"})
+    prefix: str | None = field(
+        default=None, metadata={"help": "shard name prefix (default: the source's name)"}
+    )
     num_workers: int | None = field(
         default=None, metadata={"help": "worker processes (default: CPU count, at most 8)"}
     )
@@ -109,17 +118,25 @@ def check_arguments(args: PrepareArguments) -> None:
     if args.shard_size < 1:
         raise ValueError(f"--shard_size must be >= 1, got {args.shard_size}")
     if args.short_side < 0 or args.gop_size < 1:
-        raise ValueError(f"--short_side must be >= 0 and --gop_size >= 1, got {args.short_side} and {args.gop_size}")
+        raise ValueError(
+            f"--short_side must be >= 0 and --gop_size >= 1, got {args.short_side} and {args.gop_size}"
+        )
     if len(set(args.all_splits)) != len(args.all_splits):
         raise ValueError(f"--splits lists a split twice: {args.all_splits}")
     if args.subset_sizes:
-        if any(size < 1 for size in args.subset_sizes) or len(set(args.subset_sizes)) != len(args.subset_sizes):
+        if any(size < 1 for size in args.subset_sizes) or len(set(args.subset_sizes)) != len(
+            args.subset_sizes
+        ):
             raise ValueError(f"--subset_sizes must be distinct positive sizes, got {args.subset_sizes}")
         if args.subset_split not in args.all_splits:
-            raise ValueError(f"--subset_split {args.subset_split} is not among the prepared splits {args.all_splits}")
+            raise ValueError(
+                f"--subset_split {args.subset_split} is not among the prepared splits {args.all_splits}"
+            )
     if args.noise:
         if args.noisy_split not in args.all_splits:
-            raise ValueError(f"--noise_split {args.noisy_split} is not among the prepared splits {args.all_splits}")
+            raise ValueError(
+                f"--noise_split {args.noisy_split} is not among the prepared splits {args.all_splits}"
+            )
         if not args.severities or any(severity < 1 for severity in args.severities):
             raise ValueError(f"--severities must list severities >= 1 for --noise, got {args.severities}")
         for kind in args.noise:

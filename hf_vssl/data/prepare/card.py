@@ -50,7 +50,12 @@ _SKIPPED_SHOWN = 50
 
 
 def _size_category(count: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if count < limit:
             return name
     return "1M<n<10M"
@@ -101,7 +106,14 @@ def _subsets_section(manifest: dict[str, Any]) -> str:
         for size, subset in sorted((entry.get("subsets") or {}).items(), key=lambda item: int(item[0])):
             counts = subset["class_counts"].values()
             rows.append(
-                [split, size, subset["num_videos"], subset["num_shards"], f"{min(counts)}-{max(counts)}", subset["seed"]]
+                [
+                    split,
+                    size,
+                    subset["num_videos"],
+                    subset["num_shards"],
+                    f"{min(counts)}-{max(counts)}",
+                    subset["seed"],
+                ]
             )
     if not rows:
         return ""
@@ -116,8 +128,14 @@ def _subsets_section(manifest: dict[str, Any]) -> str:
 
 def _noisy_section(manifest: dict[str, Any]) -> str:
     rows = [
-        [name, entry["noise"]["kind"], entry["noise"]["severity"], entry["noise"]["preset"], entry["noise"]["seed"],
-         entry["num_videos"]]
+        [
+            name,
+            entry["noise"]["kind"],
+            entry["noise"]["severity"],
+            entry["noise"]["preset"],
+            entry["noise"]["seed"],
+            entry["num_videos"],
+        ]
         for name, entry in manifest["splits"].items()
         if entry.get("noise")
     ]
@@ -126,14 +144,19 @@ def _noisy_section(manifest: dict[str, Any]) -> str:
     return (
         "## Noisy variants\n\n"
         "Copies of a split with seeded noise per video, stored losslessly; select one with "
-        "`--noise KIND --severity S`.\n\n" + _table(["split", "noise", "severity", "preset", "seed", "videos"], rows) + "\n"
+        "`--noise KIND --severity S`.\n\n"
+        + _table(["split", "noise", "severity", "preset", "seed", "videos"], rows)
+        + "\n"
     )
 
 
 def _class_section(manifest: dict[str, Any]) -> str:
     splits = [name for name, entry in manifest["splits"].items() if not entry.get("noise")]
     names = list(manifest["label_names"].values())
-    rows = [[name, *(manifest["splits"][split]["class_counts"].get(name, 0) for split in splits)] for name in names]
+    rows = [
+        [name, *(manifest["splits"][split]["class_counts"].get(name, 0) for split in splits)]
+        for name in names
+    ]
     return "## Videos per class\n\n" + _table(["class", *splits], rows) + "\n"
 
 
@@ -142,7 +165,11 @@ def _skipped_section(manifest: dict[str, Any]) -> str:
     if not skipped:
         return "## Skipped inputs\n\nNone: every annotated video was read and written.\n"
     rows = [[item.get("stage", ""), f"`{item['path']}`", item["reason"]] for item in skipped[:_SKIPPED_SHOWN]]
-    more = f"\n\n{len(skipped) - _SKIPPED_SHOWN} more are listed in `manifest.json`." if len(skipped) > _SKIPPED_SHOWN else ""
+    more = (
+        f"\n\n{len(skipped) - _SKIPPED_SHOWN} more are listed in `manifest.json`."
+        if len(skipped) > _SKIPPED_SHOWN
+        else ""
+    )
     return (
         f"## Skipped inputs\n\n{len(skipped)} inputs were left out (all listed under `skipped` in "
         "`manifest.json`):\n\n" + _table(["stage", "input", "reason"], rows) + more + "\n"
@@ -163,7 +190,12 @@ def render_card(manifest: dict[str, Any], source: str, name: str) -> str:
     ]
     sections = "\n".join(
         section
-        for section in (_subsets_section(manifest), _noisy_section(manifest), _class_section(manifest), _skipped_section(manifest))
+        for section in (
+            _subsets_section(manifest),
+            _noisy_section(manifest),
+            _class_section(manifest),
+            _skipped_section(manifest),
+        )
         if section
     )
     size = "original size" if reencode["short_side"] is None else f"short side {reencode['short_side']} px"

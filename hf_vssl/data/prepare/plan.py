@@ -108,9 +108,7 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def plan_split(
-    split: str, records: list[VideoRecord], args: PrepareArguments, prefix: str
-) -> dict[str, Any]:
+def plan_split(split: str, records: list[VideoRecord], args: PrepareArguments, prefix: str) -> dict[str, Any]:
     """The shards of one split (``{"shards": [{"file", "videos": [{"record", "key"}]}], "subsets"}``)."""
     sizes = sorted(args.subset_sizes) if split == args.subset_split else []
     if sizes and sizes[-1] > len(records):
@@ -129,7 +127,10 @@ def plan_split(
     for start, end, size in zip(bounds, bounds[1:], [*sizes, None]):
         for chunk in _chunks(records[start:end], args.shard_size):
             videos = [
-                {"record": {name: getattr(r, name) for name in RECORD_FIELDS}, "key": unique_key(r.video_id, taken)}
+                {
+                    "record": {name: getattr(r, name) for name in RECORD_FIELDS},
+                    "key": unique_key(r.video_id, taken),
+                }
                 for r in chunk
             ]
             shards.append({"file": f"{prefix}-{split}-{len(shards):05d}.tar", "videos": videos})

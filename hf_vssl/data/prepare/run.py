@@ -54,10 +54,15 @@ class PrepareReport:
             "videos per split: " + ", ".join(f"{split} {count}" for split, count in self.per_split.items()),
         ]
         for split, sizes in self.subsets.items():
-            lines.append(f"nested subsets of {split}: " + ", ".join(f"{size} ({n} videos)" for size, n in sizes.items()))
+            lines.append(
+                f"nested subsets of {split}: "
+                + ", ".join(f"{size} ({n} videos)" for size, n in sizes.items())
+            )
         if self.noisy_written or self.noisy_reused:
             lines.append(f"noisy splits: {', '.join(self.noisy_written + self.noisy_reused)}")
-        lines.append(f"skipped inputs: {len(self.skipped)}" + (" (all in manifest.json):" if self.skipped else ""))
+        lines.append(
+            f"skipped inputs: {len(self.skipped)}" + (" (all in manifest.json):" if self.skipped else "")
+        )
         lines += [f"  [{item['stage']}] {item['path']}: {item['reason']}" for item in self.skipped[:shown]]
         if len(self.skipped) > shown:
             lines.append(f"  ... {len(self.skipped) - shown} more")
@@ -71,16 +76,22 @@ def _state(out: Path, settings: dict[str, Any]) -> Path:
     settings_path = state / "settings.json"
     if settings_path.is_file():
         previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        changed = sorted(key for key in set(previous) | set(settings) if previous.get(key) != settings.get(key))
+        changed = sorted(
+            key for key in set(previous) | set(settings) if previous.get(key) != settings.get(key)
+        )
         if changed:
-            detail = "; ".join(f"{key}: {previous.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
+            detail = "; ".join(
+                f"{key}: {previous.get(key)!r} then, {settings.get(key)!r} now" for key in changed
+            )
             raise ValueError(
                 f"--output_dir {out} holds a preparation with other settings ({detail}); resume it with the same "
                 "flags or write to a new --output_dir"
             )
         return state
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--output_dir {out} is not empty and holds no preparation to resume; use an empty folder")
+        raise FileExistsError(
+            f"--output_dir {out} is not empty and holds no preparation to resume; use an empty folder"
+        )
     (state / "done").mkdir(parents=True)
     save_json(settings_path, settings)
     return state
@@ -95,12 +106,16 @@ def _load_plan(args: PrepareArguments, state: Path, num_workers: int) -> dict[st
     return plan
 
 
-def _add_noisy_splits(out: Path, args: PrepareArguments, num_workers: int, report: PrepareReport) -> dict[str, Any]:
+def _add_noisy_splits(
+    out: Path, args: PrepareArguments, num_workers: int, report: PrepareReport
+) -> dict[str, Any]:
     """Write each requested noisy variant of ``--noise_split`` the manifest does not publish yet."""
     manifest = load_manifest(str(out))
     for kind in args.noise:
         for severity in args.severities:
-            if published_noisy_split(manifest, args.noisy_split, kind, severity, args.noise_preset, args.noise_seed):
+            if published_noisy_split(
+                manifest, args.noisy_split, kind, severity, args.noise_preset, args.noise_seed
+            ):
                 report.noisy_reused.append(noisy_split_name(args.noisy_split, kind, severity))
                 continue
             noisy.write_noisy_split(
@@ -148,7 +163,9 @@ def prepare_corpus(
 
     card = out / "README.md"
     partial = card.with_name(".README.md.partial")  # written whole, then renamed
-    partial.write_text(render_card(manifest, args.source, hub_dataset_id or f"<org>/{out.name}"), encoding="utf-8")
+    partial.write_text(
+        render_card(manifest, args.source, hub_dataset_id or f"<org>/{out.name}"), encoding="utf-8"
+    )
     os.replace(partial, card)
 
     report.manifest, report.card = str(out / MANIFEST_NAME), str(card)

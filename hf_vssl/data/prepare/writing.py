@@ -68,7 +68,9 @@ def write_planned_shard(task: tuple) -> dict[str, Any]:
             result = encode_record((VideoRecord(**video["record"]), split, reencode))
             _on_video()
             if result[0] == "bad":
-                skipped.append({"path": display_path(result[1], root), "reason": result[2], "stage": "re-encode"})
+                skipped.append(
+                    {"path": display_path(result[1], root), "reason": result[2], "stage": "re-encode"}
+                )
                 continue
             _, data, meta = result
             add_sample(tar, video["key"], field_ext, data, meta)
@@ -94,7 +96,12 @@ def read_markers(out_dir: Path, done_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_shards(
-    plan: dict[str, Any], out_dir: Path, done_dir: Path, reencode: ReencodeOptions, root: str | None, num_workers: int
+    plan: dict[str, Any],
+    out_dir: Path,
+    done_dir: Path,
+    reencode: ReencodeOptions,
+    root: str | None,
+    num_workers: int,
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Write every planned shard that has no done-marker, ``num_workers`` shards at a time.
 
@@ -128,7 +135,9 @@ def _write_here(tasks: list[tuple], markers: dict[str, dict[str, Any]], progress
         _on_video = _no_progress
 
 
-def _write_in_pool(tasks: list[tuple], num_workers: int, markers: dict[str, dict[str, Any]], progress) -> None:
+def _write_in_pool(
+    tasks: list[tuple], num_workers: int, markers: dict[str, dict[str, Any]], progress
+) -> None:
     queue = worker_context().SimpleQueue()  # one item per finished video
     with worker_pool(num_workers, _report_through, (queue,)) as pool:
         pending = {pool.submit(write_planned_shard, task) for task in tasks}
@@ -166,7 +175,9 @@ def assemble_manifest(
             counts.update(marker["class_counts"])
             prefix_counts.append(dict(sorted(counts.items())))
             skipped += marker["skipped"]
-        splits[split] = split_entry([{"file": m["file"], "num_videos": m["num_videos"]} for m in shard_markers], counts)
+        splits[split] = split_entry(
+            [{"file": m["file"], "num_videos": m["num_videos"]} for m in shard_markers], counts
+        )
         if entry["subsets"]:
             splits[split]["subsets"] = {
                 size: {

@@ -133,7 +133,9 @@ def write_noisy_split(
     existing = manifest["splits"].get(name)
     if existing is not None:
         if existing.get("noise") != wanted:
-            raise FileExistsError(f"{where}: split {name!r} already exists with noise {existing.get('noise')}")
+            raise FileExistsError(
+                f"{where}: split {name!r} already exists with noise {existing.get('noise')}"
+            )
         return ShardReport(manifest=where, seconds=time.perf_counter() - started)
     staging = os.path.join(folder, f".{name}.partial")
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted call left
@@ -143,8 +145,13 @@ def write_noisy_split(
     )
     results = run_tasks(_noisy_task, tasks, default_workers(num_workers))
     report = write_all(
-        results, prepare_out_dir(staging), manifest.get("prefix", "videos"), _shard_size(manifest, split),
-        manifest["video_field"], {}, started,
+        results,
+        prepare_out_dir(staging),
+        manifest.get("prefix", "videos"),
+        _shard_size(manifest, split),
+        manifest["video_field"],
+        {},
+        started,
     )
     staged = read_manifest(staging)
     entry = staged["splits"].get(name, {"num_videos": 0, "shards": [], "class_counts": {}})

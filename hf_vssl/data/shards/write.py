@@ -75,7 +75,10 @@ def atomic_tar(path: Path) -> Iterator[tarfile.TarFile]:
 
 def add_sample(tar: tarfile.TarFile, key: str, field_ext: str, data: bytes, meta: dict[str, Any]) -> None:
     """Append one sample (``<key>.<field_ext>`` video bytes + ``<key>.json`` metadata) to ``tar``."""
-    for name, payload in ((f"{key}.{field_ext}", data), (f"{key}.json", json.dumps(meta, sort_keys=True).encode())):
+    for name, payload in (
+        (f"{key}.{field_ext}", data),
+        (f"{key}.json", json.dumps(meta, sort_keys=True).encode()),
+    ):
         member = tarfile.TarInfo(name)
         member.size, member.mtime, member.mode = len(payload), 0, 0o644  # reproducible tars
         tar.addfile(member, io.BytesIO(payload))
@@ -127,10 +130,14 @@ def _worker_init(initializer: Callable | None = None, initargs: tuple = ()) -> N
 def worker_context() -> multiprocessing.context.BaseContext:
     """The start method of :func:`worker_pool`: fork like DataLoader workers (a spawned worker
     re-imports torch: seconds each); spawn where fork does not exist."""
-    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    return multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
 
 
-def worker_pool(num_workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
+def worker_pool(
+    num_workers: int, initializer: Callable | None = None, initargs: tuple = ()
+) -> ProcessPoolExecutor:
     """A pool of ``num_workers`` processes (:func:`worker_context`), one intra-op thread each;
     ``initializer(*initargs)`` also runs in each worker."""
     return ProcessPoolExecutor(
