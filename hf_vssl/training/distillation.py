@@ -53,12 +53,12 @@ from hf_vssl.distill import (
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.models.loading import load_vssl_model
 from hf_vssl.training.arguments import LoopArguments, TrainingDataArguments
-from hf_vssl.training.checkpointing import gathered_state_dict
 from hf_vssl.training.loop import (
     NonFiniteLossError,
     TrainingJob,
     build_accelerator,
     build_train_data,
+    save_trained_model,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -262,13 +262,8 @@ def run_distillation(args: DistillationArguments) -> Path:
         )
 
     def export(trained: DistillationStudent, global_step: int) -> None:
-        state_dict = gathered_state_dict(trained.student)  # FSDP: gathered by every process
-        if accelerator.is_main_process:
-            trained.student.save_pretrained(output_dir, state_dict=state_dict)
-            VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
-                output_dir
-            )
-            accelerator.print(f"saved the distilled student to {output_dir}")
+        processor = VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride)
+        save_trained_model(accelerator, trained.student, processor, output_dir, "the distilled student")
 
     train(
         accelerator,

@@ -36,13 +36,13 @@ from hf_vssl.hub import write_model_card
 from hf_vssl.models import VSSLConfig, VSSLForVideoClassification, VSSLModel, VSSLVideoProcessor
 from hf_vssl.models.loading import load_checked
 from hf_vssl.training.arguments import LoopArguments, save_args
-from hf_vssl.training.checkpointing import gathered_state_dict
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     TrainingJob,
     append_log,
     build_accelerator,
     build_train_data,
+    save_trained_model,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -429,11 +429,7 @@ def run_finetuning(args: FinetuningArguments) -> Path:
     # -- the loop (clip-level training), then the video-level test and the export ----------------
     def export(trained: VSSLForVideoClassification, global_step: int) -> None:
         # The model first: a failure in the test below loses no training.
-        state_dict = gathered_state_dict(trained)  # FSDP: the full weights, gathered by every process
-        if accelerator.is_main_process:
-            trained.save_pretrained(output_dir, state_dict=state_dict)
-            processor.save_pretrained(output_dir)
-            accelerator.print(f"saved the {args.mode} classifier to {output_dir}")
+        save_trained_model(accelerator, trained, processor, output_dir, f"the {args.mode} classifier")
         accelerator.wait_for_everyone()
         result = evaluate_classifier(
             trained,

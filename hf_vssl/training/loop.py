@@ -56,6 +56,7 @@ from .arguments import mixed_precision_for, save_args
 from .checkpointing import (
     acquire_output_lock,
     check_shared_output_dir,
+    gathered_state_dict,
     load_checkpoint,
     prune_checkpoints,
     refuse_foreign_checkpoints,
@@ -218,6 +219,18 @@ def build_train_data(
         num_videos=videos.num_videos,
     )
     return dataset, loader
+
+
+def save_trained_model(
+    accelerator: Accelerator, model: nn.Module, processor, output_dir: Path, what: str
+) -> None:
+    """A recipe's export: ``model`` and its video ``processor`` saved into ``output_dir`` by the main
+    process. Call it on EVERY process: under FSDP the full weights are gathered collectively first."""
+    state_dict = gathered_state_dict(model)
+    if accelerator.is_main_process:
+        model.save_pretrained(output_dir, state_dict=state_dict)
+        processor.save_pretrained(output_dir)
+        accelerator.print(f"saved {what} to {output_dir}")
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:

@@ -26,12 +26,12 @@ from hf_vssl.models import VSSLConfig, VSSLVideoProcessor
 from hf_vssl.pretext.modeling import VSSLForPretraining
 from hf_vssl.pretext.registry import get_pretext_task_class
 from hf_vssl.training.arguments import LoopArguments, TrainingDataArguments, parse_json_option
-from hf_vssl.training.checkpointing import gathered_state_dict
 from hf_vssl.training.loop import (
     NonFiniteLossError,  # noqa: F401 (re-exported for callers and tests)
     TrainingJob,
     build_accelerator,
     build_train_data,
+    save_trained_model,
     train,
 )
 from hf_vssl.training.optim import build_optimizer, resolve_optimizer_settings
@@ -192,14 +192,9 @@ def run_pretraining(args: PretrainingArguments) -> Path:
 
     # -- the loop, then the export ---------------------------------------------------------------
     def export(trained: VSSLForPretraining, global_step: int) -> None:
-        state_dict = gathered_state_dict(trained)  # FSDP: the full weights, gathered by every process
-        if accelerator.is_main_process:
-            trained.config.provenance = [pretraining_provenance(args, trained.config, global_step)]
-            trained.save_pretrained(output_dir, state_dict=state_dict)
-            VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride).save_pretrained(
-                output_dir
-            )
-            accelerator.print(f"saved pretrained model to {output_dir}")
+        trained.config.provenance = [pretraining_provenance(args, trained.config, global_step)]
+        processor = VSSLVideoProcessor.for_clip(args.num_frames, args.image_size, args.frame_stride)
+        save_trained_model(accelerator, trained, processor, output_dir, "pretrained model")
 
     train(
         accelerator,
