@@ -25,20 +25,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from .clips import ClipSampler, ClipTooLongError
+from .clips import ClipSampler
 from .dataset_argument import parse_dataset_argument
 from .datasets import (
-    BAD_VIDEO_ERRORS,
     Noise,
     Transform,
     VideoClipDataset,
-    _reason,
-    build_sample,
-    stable_key_seed,
 )
-from .decoding import VideoDecodeError
 from .loading import load_labelled_records, resolve_eval_split
 from .noise import NoiseTransform
 from .records import VideoRecord
@@ -240,41 +233,18 @@ class EvalStream(StreamingClipDataset):
     def __iter__(self):
         for example in self.dataset:
             meta = example["json"]
-            video_id, label = meta["video_id"], int(meta["label"])
+            video_id = meta["video_id"]
             name = f"{example.get('__url__') or self.videos.base}:{example.get('__key__') or video_id}"
-            payload = example["video"].get("bytes") or example["video"].get("path")
-            try:
-                if payload is None:
-                    raise VideoDecodeError(name, "sample has no video bytes or path")
-                rng = np.random.default_rng([self.seed, 0, stable_key_seed(video_id)])
-                sample = build_sample(
-                    payload,
-                    name,
-                    self.sampler,
-                    rng,
-                    label=label,
-                    video_id=video_id,
-                    index=-1,
-                    start=meta.get("start"),
-                    end=meta.get("end"),
-                    transform=self.transform,
-                    noise=self.noise,
-                    short_video=self.short_video,
-                )
-            except BAD_VIDEO_ERRORS as error:
-                short = isinstance(error, ClipTooLongError)
-                if short and self.short_video == "refuse":
-                    raise ClipTooLongError(error.needed, error.available, name) from None
-                self.tracker.bad(name, name, _reason(error), short=short)
+            sample, reason = self.example_sample(example, name, 0, video_id)
+            if sample is None:  # reported, with the reason, in the evaluation's skipped videos
                 yield {
                     "skipped": True,
                     "index": -1,
                     "video_id": video_id,
-                    "label": label,
-                    "reason": _reason(error),
+                    "label": int(meta["label"]),
+                    "reason": reason,
                 }
                 continue
-            self.tracker.ok()
             yield sample
 
 

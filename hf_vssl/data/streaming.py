@@ -287,6 +287,41 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         """Read every share from its start again (undo :meth:`resume_at`)."""
         self._resume.zero_()
 
+    def example_sample(
+        self, example: dict[str, Any], name: str, epoch: int, key: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """``(sample, None)``: the clip sample of one streamed example, its randomness keyed by
+        ``(seed, epoch, key)``; ``(None, reason)`` for a video that cannot give one (counted and
+        reported by the tracker under ``name``; ``--short_video refuse`` stops on a short one)."""
+        meta, video = example["json"], example["video"]
+        source = video.get("bytes") or video.get("path")
+        try:
+            if source is None:
+                raise BAD_VIDEO_ERRORS[0](name, "sample has no video bytes or path")
+            sample = build_sample(
+                source,
+                name,
+                self.sampler,
+                np.random.default_rng([self.seed, epoch, stable_key_seed(key)]),
+                label=int(meta["label"]),
+                video_id=meta["video_id"],
+                index=-1,
+                start=meta.get("start"),
+                end=meta.get("end"),
+                transform=self.transform,
+                noise=self.noise,
+                short_video=self.short_video,
+            )
+        except BAD_VIDEO_ERRORS as error:
+            short = isinstance(error, ClipTooLongError)
+            if short and self.short_video == "refuse":
+                raise ClipTooLongError(error.needed, error.available, name) from None
+            reason = _reason(error)
+            self.tracker.bad(name, name, reason, short=short)
+            return None, reason
+        self.tracker.ok()
+        return sample, None
+
     def __iter__(self):
         epoch = self.epoch
         self.dataset.set_epoch(epoch)  # persistent workers: sync the copy with the shared epoch
@@ -296,36 +331,13 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
         for position, example in enumerate(self.dataset, start=1):
             if position <= skip:  # consumed before the checkpoint: not decoded again
                 continue
-            meta, video = example["json"], example["video"]
-            key = example.get("__key__") or meta["video_id"]
+            key = example.get("__key__") or example["json"]["video_id"]
             name = f"{example.get('__url__') or 'stream'}:{key}"
             if self.tracker.is_known_bad(name):
                 continue
-            source = video.get("bytes") or video.get("path")
-            try:
-                if source is None:
-                    raise BAD_VIDEO_ERRORS[0](name, "sample has no video bytes or path")
-                sample = build_sample(
-                    source,
-                    name,
-                    self.sampler,
-                    np.random.default_rng([self.seed, epoch, stable_key_seed(key)]),
-                    label=meta["label"],
-                    video_id=meta["video_id"],
-                    index=-1,
-                    start=meta.get("start"),
-                    end=meta.get("end"),
-                    transform=self.transform,
-                    noise=self.noise,
-                    short_video=self.short_video,
-                )
-            except BAD_VIDEO_ERRORS as error:
-                short = isinstance(error, ClipTooLongError)
-                if short and self.short_video == "refuse":
-                    raise ClipTooLongError(error.needed, error.available, name) from None
-                self.tracker.bad(name, name, _reason(error), short=short)
+            sample, _ = self.example_sample(example, name, epoch, key)
+            if sample is None:
                 continue
-            self.tracker.ok()
             sample["stream_position"] = (worker, position)
             yield sample
 
