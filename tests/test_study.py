@@ -28,6 +28,7 @@ from hf_vssl.study import (
     select,
 )
 from hf_vssl.study.executors import SlurmExecutor, sbatch_script
+from hf_vssl.study.report import render_report
 from hf_vssl.study.results import log_path_of, output_dir_of, result_path_of
 from hf_vssl.study.spec import StudySpecError, parse_spec, preset_path
 
@@ -96,6 +97,63 @@ def test_bad_spec_is_one_line_naming_the_file_and_key(edit, message):
     assert str(error.value).startswith("my_study.yaml: ") and "\n" not in str(error.value)
 
 
+def test_stages_differing_only_in_a_non_column_setting_need_a_variant():
+    """Two RotNet pretrainings that differ in pretext_config alone would be averaged as seeds."""
+    data = _smoke_data()
+    data["stages"]["rotnet_2"] = {
+        "kind": "pretrain",
+        "settings": {"task": "rotnet", "pretext_config": {"num_rotations": 2}},
+    }
+    with pytest.raises(
+        StudySpecError, match=r"stages\.pretrain and stages\.rotnet_2: .* give the stage a `variant`"
+    ):
+        expand(parse_spec(data, "my_study.yaml"))
+    data["stages"]["rotnet_2"]["variant"] = "{pretext_config[num_rotations]} rotations"
+    data["stages"]["finetune"]["from"] = ["pretrain", "rotnet_2"]
+    cells = expand(parse_spec(data, "my_study.yaml"))
+    variants = {c.kind: c.columns["variant"] for c in cells if c.columns["variant"]}
+    assert set(variants) == {"pretrain", "finetune", "robustness"}  # children inherit it
+    assert set(variants.values()) == {"2 rotations"}
+    data["stages"]["rotnet_2"]["variant"] = "{pretext_config[rates]}"
+    with pytest.raises(StudySpecError, match=r"stages\.rotnet_2\.variant: cannot fill"):
+        expand(parse_spec(data, "my_study.yaml"))
+
+
+def test_label_sets_are_a_column_so_tables_never_average_them():
+    from hf_vssl.study.tables import TABLES_BY_NAME, render_table
+
+    data = _smoke_data()
+    data["stages"]["finetune"]["axes"] = {"label_set": ["motion", "appearance"]}
+    cells = [c for c in expand(parse_spec(data)) if c.kind == "finetune"]
+    assert sorted(c.columns["label_set"] for c in cells) == ["appearance", "appearance", "motion", "motion"]
+    rows = [
+        {**dict.fromkeys(RESULT_COLUMNS), **c.columns, "kind": "finetune", "cell_id": c.cell_id,
+         "metric": "top1", "value": 0.2 if c.columns["label_set"] == "motion" else 0.6}
+        for c in cells
+    ]  # fmt: skip
+    import pandas as pd
+
+    markdown = render_table(TABLES_BY_NAME["table3_equal_constraints"], pd.DataFrame(rows)).markdown
+    assert "label_set appearance" in markdown and "label_set motion" in markdown
+    assert "40.0" not in markdown  # the mean of the two label sets appears nowhere
+
+
+def test_training_cells_record_each_objectives_first_and_end_value():
+    from hf_vssl.study.results import END_LOGS, objective_metrics
+
+    logs = [
+        {"step": 20 * (i + 1), "loss": 10.0 - i, "accuracy": 0.1 * i, "batch_accuracy": 0.125, "lr": 0.1,
+         "clips_per_second": 30.0 + i}
+        for i in range(8)
+    ]  # fmt: skip
+    metrics = {name: value for name, value, _ in objective_metrics(logs)}
+    assert END_LOGS == 5
+    assert metrics["log_first_loss"] == 10.0 and metrics["log_end_loss"] == pytest.approx(5.0)  # 7 .. 3
+    assert metrics["log_end_accuracy"] == pytest.approx(0.5)  # mean of 0.3 .. 0.7
+    assert metrics["log_first_batch_accuracy"] == metrics["log_end_batch_accuracy"] == 0.125
+    assert not any("lr" in name or "clips" in name for name in metrics)  # schedule and speed, not objectives
+
+
 def test_only_brings_what_cells_need_and_exclude_drops_what_needs_them():
     cells = expand(load_spec("smoke"))
     kept = select(cells, only=parse_filters(["task=rspnet"], "--only"))
@@ -142,7 +200,25 @@ def test_paper_dry_run_lists_the_full_grid_with_its_cost(capsys):
     }
     total = float(text.split("estimated total: ")[1].split(" GPU-hours")[0])
     assert total > 100
-    assert "no measurement for shufflenet" in text
+    # backbones without a throughput measurement are priced by GFLOPs, apart from the measured total
+    scaled = text.split("FLOP-scaled, apart from the total: ")[1].splitlines()[0]
+    assert float(scaled.split(" GPU-hours")[0]) > 0 and "shufflenet" in scaled and "r21d," not in scaled
+    assert "not in the total: 2 cells (no measurement for microsoft/xclip-base-patch32)" in text
+
+
+def test_flop_scaled_cost_follows_the_gflops_ratio():
+    from hf_vssl.study.plan import estimate_cost, throughput_table
+
+    table = throughput_table()
+    cells = {
+        c.columns["backbone"]: c
+        for c in expand(load_spec("paper"))
+        if c.stage == "pretrain" and c.columns["task"] == "rotnet"
+    }
+    measured, scaled = estimate_cost(cells["r21d"], {}, table), estimate_cost(cells["c3d"], {}, table)
+    assert not measured.flop_scaled and scaled.flop_scaled and scaled.note == "FLOP-scaled"
+    gflops = table["backbone_gflops"]
+    assert scaled.gpu_hours / measured.gpu_hours == pytest.approx(gflops["c3d"] / gflops["r21d"])
 
 
 def test_miniature_preset_is_the_miniature_studys_grid():
@@ -233,12 +309,18 @@ def test_smoke_preset_end_to_end_then_a_rerun_does_no_work(tmp_path):
     by_kind = {}
     for row in rows:
         by_kind.setdefault(row["kind"], set()).add(row["metric"])
+    objectives = {m for m in by_kind["pretrain"] if m.startswith("log_")}
+    assert {"log_first_loss", "log_end_loss", "log_first_speed_accuracy", "log_end_accuracy"} <= objectives
+    assert {"log_first_lr", "log_end_clips_per_second"}.isdisjoint(objectives)  # schedule and speed
     assert by_kind == {
-        "pretrain": {"final_loss", "steps", "params", "gflops"},
+        "pretrain": {"final_loss", "steps", "params", "gflops", *objectives},
         "finetune": {"top1", "top5"},
         "robustness": {"top1", "relative_robustness"},
-        "cka": {"cka_diagonal_mean", "cka_offdiagonal_mean"},
+        "cka": {"cka_diagonal_mean", "cka_offdiagonal_mean", "cka_map"},
     }
+    cka_map = json.loads(next(r["data_json"] for r in rows if r["metric"] == "cka_map"))
+    assert len(cka_map["matrix"]) == len(cka_map["layers_a"]) and cka_map["layers_a"]
+    assert {r["label_set"] for r in rows if r["kind"] in ("finetune", "robustness")} == {"motion"}
     robust = {(r["noise"], r["severity"], r["metric"]) for r in rows if r["kind"] == "robustness"}
     assert robust == {
         ("gaussian", 0, "top1"),
@@ -256,10 +338,40 @@ def test_smoke_preset_end_to_end_then_a_rerun_does_no_work(tmp_path):
     assert all(r["value"] > 0 for r in rows if r["metric"] in ("params", "gflops"))
     logs = {p: p.stat().st_mtime for p in (study_dir / "cells").glob("*/log.txt")}
     assert len(logs) == 6
-    again = subprocess.run([*STUDY, "--spec", "smoke", "--study_dir", str(study_dir)],
+    again = subprocess.run([*STUDY, "--spec", "smoke", "--study_dir", str(study_dir),
+                            "--report_dir", str(tmp_path / "docs")],
                            env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0 and "0 cells run, 6 already finished" in again.stdout
     assert {p: p.stat().st_mtime for p in logs} == logs
+    # --report_dir: the report beside its results as one file, and re-rendered from that file alone
+    shipped = datasets.load_dataset("parquet", data_files=str(tmp_path / "docs" / "results.parquet"))["train"]
+    assert shipped.num_rows == len(rows) and set(shipped["cell_id"]) == {r["cell_id"] for r in rows}
+    umask = os.umask(0)
+    os.umask(umask)  # written files follow the umask (a study folder or a report is often shared)
+    for written in (tmp_path / "docs" / "results.parquet", next((study_dir / "results").glob("*.parquet"))):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written
+    index = (tmp_path / "docs" / "README.md").read_text()
+    assert index.startswith("# Study report: smoke") and "Rendered from `results.parquet`" in index
+    assert "| rspnet | 0." in (tmp_path / "docs" / "cka_task.md").read_text()
+
+    # --refresh_results rebuilds rows from the outputs (an upgrade's new metrics), running nothing
+    part = next((study_dir / "results").glob("pretrain-*.parquet"))
+    stale = datasets.Dataset.from_parquet(str(part)).filter(lambda r: not r["metric"].startswith("log_"))
+    stale.to_parquet(str(part))
+    finished_at = json.loads(result_path_of(study_dir, part.stem).read_text())["finished_at"]
+    refresh = subprocess.run([*STUDY, "--spec", "smoke", "--study_dir", str(study_dir), "--refresh_results",
+                              "--no_report"], env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert refresh.returncode == 0 and "rebuilt the results rows of 6 finished cells" in refresh.stdout
+    assert {p: p.stat().st_mtime for p in logs} == logs
+    fresh = datasets.Dataset.from_parquet(str(part))
+    assert any(m.startswith("log_end_") for m in fresh["metric"])
+    assert set(fresh["finished_at"]) == {finished_at}
+
+    # The CKA map travels in the rows: the shipped results draw it with the cells' outputs gone
+    for path in (study_dir / "cells").glob("cka-*/output/cka.json"):
+        path.unlink()
+    render_report(tmp_path / "docs" / "results.parquet", tmp_path / "again")
+    assert "| yes |" in (tmp_path / "again" / "cka_task.md").read_text()
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -274,7 +386,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 def test_killed_runner_resumes_the_interrupted_cell_and_failed_cells_are_retried(tmp_path):
     spec = _spec_file(tmp_path, {
         "quick": {"kind": "pretrain", "settings": {"task": "rotnet", "max_steps": 2}},
-        "long": {"kind": "pretrain", "settings": {"task": "rotnet", "max_steps": 30, "save_steps": 3}},
+        "long": {"kind": "pretrain", "variant": "long", "settings": {"task": "rotnet", "max_steps": 30, "save_steps": 3}},
         "broken": {"kind": "finetune", "from": "quick",  # an impossible setting: the recipe refuses it
                    "settings": {"downstream": "synthetic", "max_steps": 2, "num_workers": 0, "args": ["--eval_crops", "2"]}},
     })  # fmt: skip
@@ -320,7 +432,7 @@ def test_slurm_executor_through_submitits_local_executor(tmp_path, monkeypatch):
     outcome = run_study(cells, study_dir, SlurmExecutor(jobs=2, cluster="local"), progress=False)
     assert outcome.ok and outcome.finished == [cells[0].cell_id], outcome.summary()
     rows = load_results(study_dir).to_list()
-    assert {r["metric"] for r in rows} == {"final_loss", "steps", "params", "gflops"}
+    assert {"final_loss", "steps", "params", "gflops", "log_end_loss"} <= {r["metric"] for r in rows}
     assert list((study_dir / "slurm").glob("*_result.pkl"))  # it ran as a submitit job, not in this process
 
 
@@ -369,7 +481,7 @@ def test_distill_probe_retrieval_and_zero_shot_cells_run_and_report_their_metric
     metrics = {}
     for row in load_results(study_dir).to_list():
         metrics.setdefault(row["kind"], {})[row["metric"]] = row
-    assert set(metrics["distill"]) == {"final_loss", "steps", "params", "gflops"}
+    assert {"final_loss", "steps", "params", "gflops", "log_first_loss"} <= set(metrics["distill"])
     assert (
         metrics["distill"]["steps"]["value"] == 2 and metrics["distill"]["steps"]["teachers"] == "rotnet,vcop"
     )

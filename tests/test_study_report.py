@@ -21,7 +21,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hf_vssl.study.published import PUBLISHED_COLUMNS, load_published, published_files, read_published
+from hf_vssl.study.published import (
+    ORIGINAL_REPORTS,
+    PUBLISHED_COLUMNS,
+    load_original_reports,
+    load_published,
+    published_files,
+    read_published,
+)
 from hf_vssl.study.report import render_report
 from hf_vssl.study.results import RESULT_COLUMNS
 from hf_vssl.study.tables import TABLES_BY_NAME, render_table
@@ -100,6 +107,19 @@ def test_published_values_are_the_studys():
     assert _published("distillation", kind="distill", downstream="ucf101") == [94.6]
 
 
+def test_original_reports_carry_a_source_and_url_for_every_number(tmp_path):
+    reports = load_original_reports()
+    assert set(reports["task"]) == {"rotnet", "cvrl", "vcop", "tdl", "prp", "rspnet"}
+    assert reports["url"].str.startswith("https://").all() and reports["value"].between(0, 100).all()
+    rspnet = reports[(reports["task"] == "rspnet") & (reports["backbone"] == "r21d")]
+    assert dict(zip(rspnet["downstream"], rspnet["value"])) == {"ucf101": 81.1, "hmdb51": 44.6}
+    frame = pd.read_csv(ORIGINAL_REPORTS, dtype=str, keep_default_na=False)
+    frame.loc[0, "url"] = ""
+    frame.to_csv(tmp_path / "reports.csv", index=False)
+    with pytest.raises(ValueError, match=r"reports\.csv: row\(s\) \[2\] have no url"):
+        load_original_reports(tmp_path / "reports.csv")
+
+
 def test_a_published_file_without_source_or_wrong_columns_is_refused(tmp_path):
     good = published_files()[0]
     frame = pd.read_csv(good, dtype=str, keep_default_na=False)
@@ -155,6 +175,8 @@ def test_published_numbers_sit_beside_ours(report):
     )  # linked to its checkpoint
     assert rspnet["r21d (paper)"] == "78.0" and rspnet["shufflenet (paper)"] == "68.8"
     assert rspnet["shufflenet"] == "n/a"
+    original = table3.split("## As originally reported\n", 1)[1]
+    assert "| rspnet | r21d | kinetics400, 200 epochs | ucf101 | 81.1 |" in original  # RSPNet's own README
     rotnet = _table_line(table3, "pretraining kinetics400, subset 50k, downstream ucf101", "rotnet")
     assert rotnet["r21d"].startswith("41.0 ± 1.4 ([1](https://huggingface.co/org/rotnet-r21d-ucf101-s0)")
 
@@ -186,7 +208,7 @@ def test_missing_cells_are_na_and_listed(fixed_rows, tmp_path):
 
     # No rows at all: every page still renders, all n/a, and the index counts what is missing.
     paths = render_report(_dataset([]), tmp_path / "empty")
-    assert len(paths) == 27
+    assert len(paths) == 29
     index = (tmp_path / "empty" / "README.md").read_text()
     assert "0 results rows of 0 cells" in index and "complete" not in index
     table3 = (tmp_path / "empty" / "table3_equal_constraints.md").read_text()
@@ -246,6 +268,25 @@ def test_a_hub_dataset_id_is_read_from_the_hub(fixed_rows, tmp_path, monkeypatch
             timeout=300,
         )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-1] == "27"
+    assert result.stdout.split()[-1] == "29"
     index = (tmp_path / "out" / "README.md").read_text()
     assert "Rendered from the Hub dataset `alice/study-results`: 55 results rows of 28 cells" in index
+
+
+def test_docs_miniature_study_is_the_miniature_presets_report(tmp_path):
+    """`docs/miniature_study/` is `recipes/study.py --spec miniature --report_dir docs/miniature_study`:
+    its results cover every cell of the preset, and its pages are the report of those results."""
+    from hf_vssl.study.spec import expand, load_spec
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "miniature_study"
+    spec = load_spec("miniature")
+    shipped = pd.read_parquet(docs / "results.parquet")
+    assert set(shipped["cell_id"]) == {cell.cell_id for cell in expand(spec)}
+    written = render_report(
+        docs / "results.parquet", tmp_path, title=f"Study report: {spec.name}", notes=spec.notes
+    )
+    for page in (p for p in written if p.suffix == ".md"):
+        assert page.read_text() == (docs / page.name).read_text(), (
+            f"docs/miniature_study/{page.name} is stale"
+        )
+        assert (docs / page.with_suffix(".png").name).is_file() or page.name == "README.md"

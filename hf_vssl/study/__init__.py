@@ -5,8 +5,9 @@
 - :mod:`.executors`: the local and the Slurm (submitit) executors;
 - :mod:`.runner`: skip finished cells, run the rest, list failures;
 - :mod:`.results`: the results dataset (parquet parts, ``load_results``, ``push_results``);
-- :mod:`.report` (with :mod:`.tables`, :mod:`.figures`, :mod:`.published`): the paper's tables and
-  figures rendered from the results, the study's published numbers side by side.
+- :mod:`.report` (with :mod:`.overview`, :mod:`.tables`, :mod:`.figures`, :mod:`.published`): the
+  overview by initialisation and the paper's tables and figures rendered from the results, the
+  study's published numbers (and each task's originally reported ones) side by side.
 
 ``recipes/study.py`` is the command line; ``docs/study.md`` the guide.
 """

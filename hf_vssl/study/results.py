@@ -19,11 +19,13 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_vssl.hub import publish_dataset
@@ -52,8 +54,12 @@ RESULT_COLUMNS = datasets.Features(
         "severity": datasets.Value("int64"),
         "seed": datasets.Value("int64"),
         "teachers": datasets.Value("string"),
+        "label_set": datasets.Value("string"),
+        "variant": datasets.Value("string"),
         "metric": datasets.Value("string"),
         "value": datasets.Value("float64"),
+        # What one number cannot hold, as JSON: the layer-by-layer matrix of a `cka_map` row.
+        "data_json": datasets.Value("string"),
         "settings_json": datasets.Value("string"),
         "output_dir": datasets.Value("string"),
         "hub_repo_id": datasets.Value("string"),
@@ -62,6 +68,11 @@ RESULT_COLUMNS = datasets.Features(
 )
 
 RETRIEVAL_KS = (1, 5, 10, 20)
+#: Logged values of a training run that describe its speed or schedule, not what it learns.
+_NOT_OBJECTIVES = frozenset({"step", "epoch", "lr", "learning_rate", "grad_norm", "clips_per_second"})
+#: The objective rows of a training cell: ``log_first_<key>`` (first log) and ``log_end_<key>``
+#: (mean of the last :data:`END_LOGS` logs, steadier than the last one).
+END_LOGS = 5
 
 
 class CellOutputError(ValueError):
@@ -97,17 +108,22 @@ def is_finished(study_dir: str | Path, cell_id: str) -> bool:
     return result_path_of(study_dir, cell_id).is_file()
 
 
+def _temporary_beside(path: Path) -> Path:
+    # Not tempfile.mkstemp: its files are private (0600) and a study folder is often shared (a
+    # cluster's filesystem, a report in git); an ordinary new file follows the umask.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = _temporary_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_cell_file(study_dir: str | Path, cell: Cell) -> None:
@@ -143,7 +159,23 @@ def _training_metrics(output: Path) -> list[tuple[str, float, dict]]:
     if not losses:
         raise CellOutputError(f"{output / 'log_history.jsonl'}: no logged loss")
     steps = max(int(r.get("step", 0)) for r in rows)
-    return [("final_loss", float(losses[-1]["loss"]), {}), ("steps", float(steps), {})]
+    metrics = [("final_loss", float(losses[-1]["loss"]), {}), ("steps", float(steps), {})]
+    return metrics + objective_metrics(losses)
+
+
+def objective_metrics(logs: list[dict]) -> list[tuple[str, float, dict]]:
+    """First and end value of every logged objective (loss, accuracies, the tasks' own terms)."""
+    keys = [
+        k
+        for k, v in logs[0].items()
+        if k not in _NOT_OBJECTIVES and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    metrics = []
+    for key in keys:
+        values = [float(r[key]) for r in logs if isinstance(r.get(key), (int, float))]
+        tail = values[-END_LOGS:]
+        metrics += [(f"log_first_{key}", values[0], {}), (f"log_end_{key}", sum(tail) / len(tail), {})]
+    return metrics
 
 
 def _backbone_size(output: Path) -> list[tuple[str, float, dict]]:
@@ -185,13 +217,17 @@ def _robustness(output: Path, noise: str) -> list[tuple[str, float, dict]]:
 
 
 def _cka(output: Path) -> list[tuple[str, float, dict]]:
-    matrix = _read_json(output / "cka.json")["matrix"]
+    data = _read_json(output / "cka.json")
+    matrix = data["matrix"]
     size = min(len(matrix), len(matrix[0]) if matrix else 0)
     diagonal = [matrix[i][i] for i in range(size)]
     off = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]
     rows = [("cka_diagonal_mean", sum(diagonal) / len(diagonal), {})]
     if off:
         rows.append(("cka_offdiagonal_mean", sum(off) / len(off), {}))
+    # The map itself travels with the results, so a pushed dataset can still draw it.
+    saved = {k: data[k] for k in ("layers_a", "layers_b", "matrix", "model_a", "model_b") if k in data}
+    rows.append(("cka_map", float("nan"), {"data_json": canonical_json(saved)}))
     return rows
 
 
@@ -233,6 +269,7 @@ def cell_rows(cell: Cell, study_dir: str | Path, finished_at: str | None = None)
     rows = []
     for metric, value, overrides in metrics:
         columns = {**cell.columns, **overrides}
+        data_json = columns.pop("data_json", None)
         rows.append(
             {
                 "cell_id": cell.cell_id,
@@ -241,6 +278,7 @@ def cell_rows(cell: Cell, study_dir: str | Path, finished_at: str | None = None)
                 **{k: columns.get(k) for k in RESULT_COLUMNS if k in columns},
                 "metric": metric,
                 "value": float(value),
+                "data_json": data_json,
                 "settings_json": canonical_json(settings),
                 "output_dir": str(output),
                 "hub_repo_id": _hub_repo_id(cell),
@@ -250,22 +288,31 @@ def cell_rows(cell: Cell, study_dir: str | Path, finished_at: str | None = None)
     return rows
 
 
-def record_cell(cell: Cell, study_dir: str | Path) -> list[dict[str, Any]]:
+def record_cell(cell: Cell, study_dir: str | Path, finished_at: str | None = None) -> list[dict[str, Any]]:
     """Write a finished cell's parquet part, then its ``result.json`` (last, atomically); return the rows."""
-    rows = cell_rows(cell, study_dir)
+    rows = cell_rows(cell, study_dir, finished_at)
     dataset = datasets.Dataset.from_list(rows, features=RESULT_COLUMNS)
-    part = part_path_of(study_dir, cell.cell_id)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=part.parent, prefix=f".{part.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(dataset.data.table, tmp)
-        os.replace(tmp, part)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_parquet_atomic(dataset.data.table, part_path_of(study_dir, cell.cell_id))
     result = {"cell_id": cell.cell_id, "finished_at": rows[0]["finished_at"] if rows else None, "rows": rows}
     write_atomic(result_path_of(study_dir, cell.cell_id), (json.dumps(result, indent=1) + "\n").encode())
     return rows
+
+
+def refresh_results(cells: list[Cell], study_dir: str | Path) -> list[str]:
+    """Rebuild the rows of every finished cell of ``cells`` from its outputs; returns their ids.
+
+    For a study finished under an older hf_vssl whose rows lack a newer metric or column: no recipe
+    runs, and each cell keeps its ``finished_at``.
+    """
+    refreshed = []
+    for cell in cells:
+        path = result_path_of(study_dir, cell.cell_id)
+        if not path.is_file():
+            continue
+        previous = json.loads(path.read_text()).get("finished_at")
+        record_cell(cell, study_dir, finished_at=previous)
+        refreshed.append(cell.cell_id)
+    return refreshed
 
 
 # -- the dataset -----------------------------------------------------------------------------------
@@ -283,6 +330,24 @@ def load_results(study_dir: str | Path) -> datasets.Dataset:
     return datasets.load_dataset(
         "parquet", data_files=[str(p) for p in parts], split="train", features=RESULT_COLUMNS
     )
+
+
+def export_results(study_dir: str | Path, path: str | Path) -> Path:
+    """Every finished cell's rows in one parquet file ``path`` (what a report folder ships with)."""
+    table = load_results(study_dir).data.table
+    order = [(column, "ascending") for column in ("cell_id", "metric", "noise", "severity")]
+    return _write_parquet_atomic(table.sort_by(order), Path(path))
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+    """``table`` as the parquet file ``path``, through a temporary file and a rename."""
+    tmp = _temporary_beside(path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def results_card(study_dir: str | Path, repo_id: str, num_rows: int, num_cells: int) -> str:

@@ -106,9 +106,8 @@ KINDS = tuple(KIND_SETTINGS)
 NEEDS_PARENT = ("robustness", "cka")
 MAY_HAVE_PARENT = ("finetune", "linear_probe", "retrieval", "robustness", "cka")
 
-#: The columns of a results row that describe a cell (inherited down the dependency chain,
-#: overridden by a cell's own setting of the same name).
-AXIS_COLUMNS = (
+#: The columns that describe a pretraining (what an initialisation is made of).
+PRETRAINING_COLUMNS = (
     "task",
     "backbone",
     "width",
@@ -117,12 +116,19 @@ AXIS_COLUMNS = (
     "pretrain_dataset",
     "subset_size",
     "epochs",
+)
+#: The columns of a results row that describe a cell (inherited down the dependency chain,
+#: overridden by a cell's own setting of the same name).
+AXIS_COLUMNS = (
+    *PRETRAINING_COLUMNS,
     "downstream",
     "mode",
     "noise",
     "severity",
     "seed",
     "teachers",
+    "label_set",
+    "variant",
 )
 _COLUMN_TYPES = {"width": float, "epochs": float, "num_frames": int, "image_size": int, "subset_size": int}
 _COLUMN_TYPES |= {"seed": int, "severity": int}
@@ -132,8 +138,14 @@ RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "account", "
 DEFAULT_RESOURCES = {"gpus": 1, "cpus": 8, "mem_gb": 32, "time_min": 24 * 60}
 
 PRESETS = ("smoke", "miniature", "paper")
-_STAGE_KEYS = {"kind", "from", "where", "axes", "settings", "compare_to", "teachers", "resources", "launcher"}
-_TOP_KEYS = {"name", "description", "defaults", "resources", "stages", "launcher", "recipes_dir"}
+_STAGE_KEYS = {
+    *("kind", "from", "where", "axes", "settings", "compare_to", "teachers", "resources", "launcher"),
+    "variant",
+}
+_TOP_KEYS = {"name", "description", "notes", "defaults", "resources", "stages", "launcher", "recipes_dir"}
+#: Kinds whose results share tables, so two of their cells must differ in some column (CKA maps
+#: are shown cell by cell).
+DISTINCT_COLUMN_KINDS = tuple(kind for kind in KIND_SETTINGS if kind != "cka")
 LAUNCHERS = ("accelerate", "python")
 
 
@@ -221,6 +233,8 @@ class StudySpec:
     stages: dict[str, dict[str, Any]]
     launcher: str = "accelerate"
     recipes_dir: str | None = None
+    #: Markdown appended to the report's index (how to read the numbers, related pages).
+    notes: str = ""
 
     def fail(self, where: str, problem: str):
         raise StudySpecError(f"{self.source}: {where}: {problem}")
@@ -282,6 +296,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
         stages={},
         launcher=_launcher(data.get("launcher", "accelerate"), source, "launcher"),
         recipes_dir=data.get("recipes_dir"),
+        notes=str(data.get("notes") or "").strip(),
     )
     for name, stage in stages.items():
         spec.stages[str(name)] = _parse_stage(_mapping(stage, source, f"stages.{name}"), str(name), spec)
@@ -372,6 +387,10 @@ def _parse_stage(stage: dict, name: str, spec: StudySpec) -> dict:
     _check_resources(resources, spec.source, f"{where}.resources")
     parsed["resources"] = resources
     parsed["launcher"] = _launcher(stage.get("launcher", spec.launcher), spec.source, f"{where}.launcher")
+    variant = stage.get("variant")
+    if variant is not None and (not isinstance(variant, str) or not variant.strip()):
+        spec.fail(f"{where}.variant", f"expected a label (text, may use {{setting}} fields), got {variant!r}")
+    parsed["variant"] = variant
     return parsed
 
 
@@ -480,6 +499,8 @@ def expand(spec: StudySpec) -> list[Cell]:
                 for key in AXIS_COLUMNS:
                     if key in settings:
                         columns[key] = settings[key]
+                if stage["variant"]:
+                    columns["variant"] = _variant_label(spec, name, stage["variant"], settings)
                 if kind == "pretrain":
                     columns["pretrain_dataset"] = settings.get("pretrain_dataset", "synthetic")
                 if kind in ("finetune", "linear_probe", "retrieval"):
@@ -505,7 +526,40 @@ def expand(spec: StudySpec) -> list[Cell]:
                 cells[cell_id] = cell
                 produced.append(cell)
         by_stage[name] = produced
+    _check_distinct_columns(spec, list(cells.values()))
     return list(cells.values())
+
+
+def _variant_label(spec: StudySpec, stage: str, template: str, settings: dict[str, Any]) -> str:
+    """A stage's ``variant`` with its ``{setting}`` fields filled from the cell's settings
+    (``"{pretext_config[rates]}"`` reads one key of a mapping setting)."""
+    try:
+        return template.format(**settings)
+    except (KeyError, IndexError, AttributeError, ValueError) as error:
+        spec.fail(f"stages.{stage}.variant", f"cannot fill {template!r} from the cell's settings ({error!r})")
+
+
+def _check_distinct_columns(spec: StudySpec, cells: list[Cell]) -> None:
+    """Refuse two cells whose results rows would be indistinguishable (same kind and columns).
+
+    Their numbers would be averaged in one table cell as if they were seeds; a stage that changes
+    a setting which is no column (``pretext_config``, an optimiser, ...) needs a ``variant``.
+    """
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.kind not in DISTINCT_COLUMN_KINDS:
+            continue
+        key = canonical_json([cell.kind, cell.columns])
+        other = seen.setdefault(key, cell)
+        if other is not cell:
+            stages = f"stages.{other.stage}" + (
+                "" if other.stage == cell.stage else f" and stages.{cell.stage}"
+            )
+            spec.fail(
+                stages,
+                f"cells {other.cell_id} and {cell.cell_id} differ only in settings that are no results "
+                "column, so their numbers would be averaged together; give the stage a `variant` label",
+            )
 
 
 def _one_cell(spec: StudySpec, where: str, candidates: list[Cell], selector: dict) -> Cell:

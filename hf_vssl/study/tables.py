@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from hf_vssl.study.published import SETTING_AXES, load_published
+from hf_vssl.study.published import SETTING_AXES, load_original_reports, load_published
 
 #: Where a cell's ``hub_repo_id`` links to.
 HUB_URL = "https://huggingface.co"
@@ -33,6 +33,7 @@ ORDER = {
     "noise": ("clean", "gaussian", "impulse", "shot", "speckle"),
     "mode": ("linear_probe", "finetune"),
     "downstream": ("ucf101", "hmdb51", "diving48"),
+    "label_set": ("motion", "appearance"),
 }
 AXIS_NAMES = {
     "subset_size": "subset",
@@ -83,7 +84,8 @@ def _sort_key(axis: str, label: str) -> tuple:
         return (2, 0, 0.0, label)
 
 
-def _sorted_keys(axes: Sequence[str], keys) -> list[tuple[str, ...]]:
+def sorted_keys(axes: Sequence[str], keys) -> list[tuple[str, ...]]:
+    """Distinct ``keys`` (tuples of labels along ``axes``) in display order (:data:`ORDER`)."""
     return sorted(set(keys), key=lambda key: [_sort_key(a, v) for a, v in zip(axes, key)])
 
 
@@ -120,6 +122,8 @@ class TableSpec:
     row_header: str | None = None
     #: Turns the whole results frame into this table's rows (default: the ``select`` filter).
     prepare: Callable[[pd.DataFrame, TableSpec], pd.DataFrame] | None = None
+    #: Close with the pretext tasks' originally reported numbers (``original_reports.csv``).
+    original_reports: bool = False
 
 
 @dataclass
@@ -239,6 +243,7 @@ TABLES: tuple[TableSpec, ...] = (
         columns=("backbone",),
         sections=("pretrain_dataset", "subset_size", "downstream"),
         published="3",
+        original_reports=True,
     ),
     TableSpec(
         name="table4_subset_sizes",
@@ -385,9 +390,9 @@ def build_sections(spec: TableSpec, results: pd.DataFrame, published: pd.DataFra
         _row=_labels(paper, spec.rows),
         _col=_labels(paper, spec.columns),
     )
-    settings = [dict(zip(section_axes, key)) for key in _sorted_keys(section_axes, ours["_section"])]
+    settings = [dict(zip(section_axes, key)) for key in sorted_keys(section_axes, ours["_section"])]
     paper_settings = {
-        key: dict(zip(spec.sections, key)) for key in _sorted_keys(spec.sections, paper["_section"])
+        key: dict(zip(spec.sections, key)) for key in sorted_keys(spec.sections, paper["_section"])
     }
     unmatched = [s for s in paper_settings.values() if not any(_matches(s, o) for o in settings)]
     sections = []
@@ -405,8 +410,8 @@ def build_sections(spec: TableSpec, results: pd.DataFrame, published: pd.DataFra
 
 
 def _section(spec, results, setting, mine, theirs, percent) -> Section:
-    row_keys = _sorted_keys(spec.rows, [*mine["_row"], *theirs["_row"]])
-    col_keys = _sorted_keys(spec.columns, [*mine["_col"], *theirs["_col"]])
+    row_keys = sorted_keys(spec.rows, [*mine["_row"], *theirs["_row"]])
+    col_keys = sorted_keys(spec.columns, [*mine["_col"], *theirs["_col"]])
     paper_cols = set(theirs["_col"])
     header = [spec.row_header or " / ".join(AXIS_NAMES.get(a, a) for a in spec.rows)]
     header += [e.header for e in spec.extra_columns]
@@ -455,7 +460,43 @@ def render_table(
             parts += [f"No results for this setting: all {len(section.missing)} cells are n/a.", ""]
         elif section.missing:
             parts += ["Missing cells (n/a): " + "; ".join(section.missing) + ".", ""]
+    if spec.original_reports:
+        parts += _original_reports_section()
     return RenderedTable(spec, "\n".join(parts).rstrip() + "\n", sections)
+
+
+def _original_reports_section() -> list[str]:
+    """Each task's own reported top-1 at its own settings, with where it was read."""
+    reports = sorted(
+        load_original_reports().itertuples(),
+        key=lambda r: [
+            _sort_key(a, key_label(getattr(r, a))) for a in ("task", "downstream", "backbone", "epochs")
+        ],
+    )
+    body = [
+        [
+            row.task,
+            row.backbone,
+            row.pretrain_dataset + (f", {key_label(row.epochs)} epochs" if key_label(row.epochs) else ""),
+            row.downstream,
+            f"{row.value:.1f}",
+            f"[{row.source}]({row.url})",
+            row.note or "",
+        ]
+        for row in reports
+    ]
+    header = ["task", "backbone", "pretraining", "downstream", "top-1 (%)", "source", "note"]
+    return [
+        "## As originally reported",
+        "",
+        "Each task's own work at its own settings (backbone, pretraining set and length, clips, "
+        "evaluation), so not comparable cell by cell with the numbers above; that gap is what the "
+        "equal-constraint comparison measures. Source: `hf_vssl/study/published/original_reports.csv`. "
+        "Not found in a checkable source: VCOP's C3D and R(2+1)D numbers, CVRL's UCF101 numbers.",
+        "",
+        markdown_grid(header, body),
+        "",
+    ]
 
 
 def render_tables(results: pd.DataFrame, published: pd.DataFrame | None = None) -> list[RenderedTable]:
@@ -490,5 +531,6 @@ __all__ = [
     "select_rows",
     "setting_text",
     "settings_of",
+    "sorted_keys",
     "value_label",
 ]
