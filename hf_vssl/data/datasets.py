@@ -118,6 +118,16 @@ class BadVideoTracker:
         logger.warning("skipping %s video %s: %s", "short" if short else "bad", path, reason)
         self.check()
 
+    def unusable(self, key: Any, path: str, error: Exception, short_video: str) -> str:
+        """A video that failed to give a sample: raise for a short one under ``--short_video
+        refuse``, else record it (:meth:`bad`) and return the reason."""
+        short = isinstance(error, ClipTooLongError)
+        if short and short_video == "refuse":
+            raise ClipTooLongError(error.needed, error.available, path) from None
+        reason = _reason(error)
+        self.bad(key, path, reason, short=short)
+        return reason
+
     def bad_indices(self, kind: int = CORRUPT) -> list[int]:
         """Indices of a map-style dataset found ``kind`` (:data:`CORRUPT` or :data:`SHORT`) so far, by any worker."""
         return (self.status == kind).nonzero().flatten().tolist()
@@ -311,12 +321,9 @@ class VideoClipDataset(_EpochMixin, torch.utils.data.Dataset):
                     short_video=self.short_video,
                 )
             except BAD_VIDEO_ERRORS as error:
-                short = isinstance(error, ClipTooLongError)
-                if short and self.short_video == "refuse":
-                    raise ClipTooLongError(error.needed, error.available, record.path) from None
-                self.tracker.bad(idx, record.path, _reason(error), short=short)
+                reason = self.tracker.unusable(idx, record.path, error, self.short_video)
                 if not self.substitute:
-                    return self._skipped(idx, _reason(error))
+                    return self._skipped(idx, reason)
                 continue
             self.tracker.ok()
             return sample

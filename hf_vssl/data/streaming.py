@@ -40,14 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .clips import SHORT_VIDEO_ACTIONS, ClipSampler, ClipTooLongError
+from .clips import SHORT_VIDEO_ACTIONS, ClipSampler
 from .datasets import (
     BAD_VIDEO_ERRORS,
     BadVideoTracker,
     Noise,
     Transform,
     _EpochMixin,
-    _reason,
     build_sample,
     stable_key_seed,
 )
@@ -313,12 +312,7 @@ class StreamingClipDataset(_EpochMixin, torch.utils.data.IterableDataset):
                 short_video=self.short_video,
             )
         except BAD_VIDEO_ERRORS as error:
-            short = isinstance(error, ClipTooLongError)
-            if short and self.short_video == "refuse":
-                raise ClipTooLongError(error.needed, error.available, name) from None
-            reason = _reason(error)
-            self.tracker.bad(name, name, reason, short=short)
-            return None, reason
+            return None, self.tracker.unusable(name, name, error, self.short_video)
         self.tracker.ok()
         return sample, None
 
