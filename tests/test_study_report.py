@@ -290,3 +290,13 @@ def test_docs_miniature_study_is_the_miniature_presets_report(tmp_path):
             f"docs/miniature_study/{page.name} is stale"
         )
         assert (docs / page.with_suffix(".png").name).is_file() or page.name == "README.md"
+
+
+def test_overview_chart_names_each_bar_by_its_own_setting(fixed_rows):
+    """Without a random init there are no gain columns; the chart's bars keep their settings' names."""
+    from hf_vssl.study.overview import accuracy_table
+
+    header, _, bars = accuracy_table(_dataset(fixed_rows).to_pandas())
+    assert not any("gain" in h for h in header)
+    assert {name for _, name in bars} == {h.removesuffix(" top-1 (n)") for h in header[1:]}
+    assert bars[("rotnet, backbone r21d, subset size 50k", "ucf101 finetune")][0] == pytest.approx(0.41)

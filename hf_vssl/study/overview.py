@@ -44,6 +44,11 @@ def _labels(frame: pd.DataFrame, axes: tuple[str, ...]) -> pd.Series:
     return frame[list(axes)].apply(lambda row: tuple(key_label(v) for v in row), axis=1)
 
 
+def _is_random_init(values: dict[str, str]) -> bool:
+    """No pretext task and no teachers: a randomly initialised backbone."""
+    return not values["task"] and not values["teachers"]
+
+
 def _init_text(key: tuple[str, ...], varying: list[str]) -> str:
     """``rspnet``, ``prp (rates [1, 8])``, ``student from rotnet + rspnet``, ``random init``;
     plus the pretraining axes that vary among the rows (``r21d``, ``subset 30k``)."""
@@ -69,7 +74,7 @@ def init_label(columns) -> str:
 def _init_order(key: tuple[str, ...]) -> tuple:
     values = dict(zip(INIT_AXES, key))
     tasks = ORDER["task"]
-    if not values["task"] and not values["teachers"]:
+    if _is_random_init(values):
         rank = (0, 0)  # random init first: the reference
     elif values["teachers"]:
         rank = (2, 0)
@@ -78,10 +83,10 @@ def _init_order(key: tuple[str, ...]) -> tuple:
     return (*rank, values["variant"], *key)
 
 
-def _varying(keys, skip=("task", "variant", "teachers")) -> list[str]:
-    return [
-        a for i, a in enumerate(INIT_AXES) if a not in skip and len({k[i] for k in keys if k[0] or k[2]}) > 1
-    ]
+def _varying(keys) -> list[str]:
+    """The pretraining axes (not task, variant, teachers) that differ among the pretrained inits."""
+    pretrained = [dict(zip(INIT_AXES, k)) for k in keys if not _is_random_init(dict(zip(INIT_AXES, k)))]
+    return [a for a in INIT_AXES[3:] if len({values[a] for values in pretrained}) > 1]
 
 
 def _stats(values: pd.Series) -> tuple[float, float, int]:
@@ -115,12 +120,12 @@ def accuracy_table(results: pd.DataFrame) -> tuple[list[str], list[list[str]], d
     reference_of = {}
     for init in inits:
         values = dict(zip(INIT_AXES, init))
-        if not values["task"] and not values["teachers"]:
+        if _is_random_init(values):
             reference_of[tuple(values[a] for a in REFERENCE_AXES)] = init
     gains = bool(reference_of)  # no random init anywhere: no gain columns
+    names = [" ".join(value_label(a, v) for a, v in zip(DOWNSTREAM_AXES, col) if v) for col in columns]
     header = ["init"]
-    for col in columns:
-        name = " ".join(value_label(a, v) for a, v in zip(DOWNSTREAM_AXES, col) if v)
+    for name in names:
         header += [f"{name} top-1 (n)"] + ([f"{name}: gain over random init"] if gains else [])
     body = []
     for init in inits:
@@ -138,9 +143,9 @@ def accuracy_table(results: pd.DataFrame) -> tuple[list[str], list[list[str]], d
                 line.append(_gain_text(mean, std, stats.get((reference, col))) if own else "-")
         body.append(line)
     labelled = {
-        (_init_text(i, varying), h): stats[(i, c)]
+        (_init_text(i, varying), name): stats[(i, c)]
         for i in inits
-        for c, h in zip(columns, header[1::2])
+        for c, name in zip(columns, names)
         if (i, c) in stats
     }
     return header, body, labelled
