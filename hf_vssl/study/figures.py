@@ -105,9 +105,17 @@ def read_cka_json(path: str | Path | None) -> dict | None:
     if not path:
         return None
     try:
-        data = json.loads(Path(path).read_text())
+        return parse_cka_json(Path(path).read_text())
+    except OSError:
+        return None
+
+
+def parse_cka_json(text: str | None) -> dict | None:
+    """A CKA map's JSON (layer names and a matching matrix), or None when it is not one."""
+    try:
+        data = json.loads(text)
         np.asarray(data["matrix"], dtype=float).reshape(len(data["layers_a"]), len(data["layers_b"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     return data
 

@@ -17,7 +17,6 @@ What each page shows and how to regenerate it: ``docs/study_report.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 
-from hf_vssl.study.figures import cka_png, read_cka_json, relative_decrease_png, table_png
+from hf_vssl.study.figures import cka_png, parse_cka_json, read_cka_json, relative_decrease_png, table_png
 from hf_vssl.study.overview import init_label, render_overview
 from hf_vssl.study.published import load_published
 from hf_vssl.study.tables import (
@@ -115,14 +113,8 @@ class Page:
 
 def _carried_map(rows: pd.DataFrame) -> dict | None:
     """The CKA map a cell's ``cka_map`` row carries, or None (older results, unreadable JSON)."""
-    for text in rows.loc[rows["metric"] == "cka_map", "data_json"]:
-        try:
-            data = json.loads(text)
-            np.asarray(data["matrix"], dtype=float).reshape(len(data["layers_a"]), len(data["layers_b"]))
-        except (TypeError, ValueError, KeyError):
-            continue
-        return data
-    return None
+    maps = (parse_cka_json(text) for text in rows.loc[rows["metric"] == "cka_map", "data_json"])
+    return next((data for data in maps if data is not None), None)
 
 
 def _cka_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
